@@ -1,0 +1,162 @@
+"""The ``rwenas`` command line: thin sub-commands over the Python API.
+
+User mistakes (:class:`rwenas.errors.RwenasError`) print one line on stderr and exit 2; an
+interrupt exits 130. Tracebacks are kept for genuine bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rwenas import __version__
+from rwenas.errors import ConfigError, RwenasError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one ``rwenas: error:`` line (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _channels(text: str) -> int | tuple[int, ...]:
+    try:
+        parts = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid channels {text!r}: give C or C1,C2,C3") from None
+    if any(p < 1 for p in parts):
+        raise argparse.ArgumentTypeError("channels must be positive")
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def add_architecture_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """--space and one of --genome / --genotype / --arch."""
+    p.add_argument("--space", default="micro",
+                   help="micro, macro, nb301 or a plugin package.module:Class (default micro)")
+    group = p.add_mutually_exclusive_group(required=required)
+    group.add_argument("--genome", help="integers separated by spaces, e.g. '3 0 4 1 ...'")
+    group.add_argument("--genotype", metavar="FILE", help="genotype JSON file (DARTS layout)")
+    group.add_argument("--arch", metavar="NAME",
+                       help="published architecture: NASNet, AmoebaNet, DARTS, ENAS, NSGANet")
+
+
+def add_network_args(p: argparse.ArgumentParser) -> None:
+    """Overrides of the network setting."""
+    p.add_argument("--setting", choices=("search", "validation", "imagenet"),
+                   help="named network scale (default: search; imagenet for --dataset imagenet)")
+    p.add_argument("--channels", type=_channels, help="initial channels (macro: C or C1,C2,C3)")
+    p.add_argument("--layers", type=_positive_int, help="number of cells (micro)")
+    p.add_argument("--increment", type=int, help="pyramid channel increment per cell (micro)")
+    p.add_argument("--auxiliary", action="store_true", default=None, help="auxiliary head")
+    p.add_argument("--se", action="store_true", default=None, help="squeeze-and-excitation")
+
+
+def network_overrides(args: argparse.Namespace, space_name: str) -> dict[str, Any]:
+    """The network options given on the command line (None = not given)."""
+    over = {"channels": args.channels, "layers": args.layers, "increment": args.increment,
+            "auxiliary": args.auxiliary, "se": args.se}
+    if space_name == "macro":
+        for opt in ("layers", "increment", "auxiliary", "se"):
+            if over.pop(opt) is not None:
+                raise ConfigError(f"--{opt} does not apply to the macro space")
+    return {k: v for k, v in over.items() if v is not None}
+
+
+# -- show -----------------------------------------------------------------------------------
+def cmd_show(args: argparse.Namespace) -> int:
+    from rwenas.build import build_network, resolve_architecture
+    from rwenas.complexity import complexity
+    from rwenas.data import dataset_info
+    from rwenas.spaces import format_genome, get_space
+
+    space = get_space(args.space)
+    arch = resolve_architecture(space, genome=args.genome, genotype_file=args.genotype,
+                                arch=args.arch)
+    info = dataset_info(args.dataset)
+    setting = args.setting or ("imagenet" if args.dataset == "imagenet" else "search")
+    net = build_network(space, arch.genotype, in_channels=info.in_channels,
+                        num_classes=info.num_classes, setting=setting,
+                        **network_overrides(args, space.name))
+    cx = complexity(net, (info.in_channels, info.image_size, info.image_size))
+    drawn = None
+    if args.draw:
+        from rwenas.report.drawing import genotype_dot, render_dot
+
+        drawn = render_dot(genotype_dot(arch.genotype, arch.label), args.draw)
+    if args.json:
+        out = {**arch.to_json(), "key": space.key(arch.genome) if arch.genome else None,
+               "dataset": info.name, "setting": setting, "params_m": round(cx.params_m, 6),
+               "madds_m": round(cx.madds_m, 6)}
+        if drawn:
+            out["drawing"] = str(drawn)
+        print(json.dumps(out))
+        return 0
+    describe = getattr(space, "describe", None)
+    print(describe(arch.genotype) if describe else arch.genotype)
+    if arch.genome is not None:
+        print(f"genome: {format_genome(arch.genome)}")
+    print(f"dataset: {info.name} ({info.in_channels}x{info.image_size}x{info.image_size}), "
+          f"setting: {setting}")
+    print(f"params: {cx.params_m:.3f} M   multiply-adds: {cx.madds_m:.1f} M")
+    if drawn:
+        print(f"drawing: {drawn}" + ("" if drawn.suffix == args.draw[-4:] else
+                                     " (Graphviz not installed: wrote DOT text)"))
+    return 0
+
+
+def _add_show(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("show", help="decode an architecture and count its cost")
+    add_architecture_args(p)
+    add_network_args(p)
+    p.add_argument("--dataset", default="cifar10",
+                   choices=("cifar10", "cifar100", "fashion-mnist", "imagenet"),
+                   help="input size and classes to count at (default cifar10)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--draw", metavar="OUT", help="draw the cells to OUT.svg|.png|.dot")
+    p.set_defaults(handler=cmd_show)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_show]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rwenas", description="Multi-objective NAS with Random-Weight "
+                     "Evaluation")
+    parser.add_argument("--version", action="version", version=f"rwenas {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except RwenasError as exc:
+        print(f"rwenas: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rwenas: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
