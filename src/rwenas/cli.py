@@ -22,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports errors as one ``rwenas: error:`` line (no usage dump)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"rwenas: error: {message}\n")
 
 
 def _channels(text: str) -> int | tuple[int, ...]:
@@ -115,8 +115,11 @@ def cmd_show(args: argparse.Namespace) -> int:
           f"setting: {setting}")
     print(f"params: {cx.params_m:.3f} M   multiply-adds: {cx.madds_m:.1f} M")
     if drawn:
-        print(f"drawing: {drawn}" + ("" if drawn.suffix == args.draw[-4:] else
-                                     " (Graphviz not installed: wrote DOT text)"))
+        from pathlib import Path
+
+        fallback = drawn.suffix != Path(args.draw).suffix
+        print(f"drawing: {drawn}" + (" (Graphviz not installed: wrote DOT text)"
+                                     if fallback else ""))
     return 0
 
 
@@ -132,7 +135,131 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_show)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_show]
+# -- evaluate -------------------------------------------------------------------------------
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """Dataset selection and the search split."""
+    p.add_argument("--dataset", default="fashion-mnist",
+                   help="cifar10, cifar100, fashion-mnist, imagefolder or synthetic "
+                        "(default fashion-mnist)")
+    p.add_argument("--data-dir", help="where dataset files are (default $RWENAS_DATA_DIR or "
+                                      "./data)")
+    p.add_argument("--download", action="store_true", help="download missing CIFAR/"
+                                                           "Fashion-MNIST files (md5-checked)")
+    p.add_argument("--image-size", type=_positive_int, help="image size (imagefolder)")
+    p.add_argument("--train-size", type=_positive_int, help="sub-sample the training split")
+    p.add_argument("--val-size", type=_positive_int, help="sub-sample the validation split")
+    p.add_argument("--seed", type=int, default=0, help="seed of split, weights, classifiers")
+    p.add_argument("--threads", type=_positive_int, help="torch threads (default: all cores)")
+
+
+def add_rwe_args(p: argparse.ArgumentParser) -> None:
+    """RWE options (defaults: the paper's classifier recipe)."""
+    from rwenas.estimators.rwe import BN_MODES, INIT_METHODS
+
+    p.add_argument("--init", choices=INIT_METHODS, help="backbone initialisation")
+    p.add_argument("--bn-mode", choices=BN_MODES, help="BatchNorm of the frozen backbone")
+    p.add_argument("--no-standardize", dest="standardize", action="store_false", default=None,
+                   help="do not standardise features before the classifier")
+    p.add_argument("--epochs", type=_positive_int, help="classifier epochs (default 30)")
+    p.add_argument("--lr", type=float, help="classifier learning rate (default 0.25)")
+    p.add_argument("--batch-size", type=_positive_int, help="classifier batch (default 512)")
+    p.add_argument("--folds", type=_positive_int, help="ensemble folds (default 5)")
+    p.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
+
+
+def rwe_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
+    """RWEConfig from defaults, ``base`` (e.g. a config file) and the flags given."""
+    from rwenas.estimators.rwe import RWEConfig
+
+    values = dict(base or {})
+    for name in ("init", "bn_mode", "standardize", "epochs", "lr", "batch_size", "folds",
+                 "device"):
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    try:
+        return RWEConfig(**values)
+    except TypeError as exc:
+        raise ConfigError(f"invalid RWE settings: {exc}") from None
+
+
+def load_split(args: argparse.Namespace):
+    """(dataset info, search split) for the data flags."""
+    from rwenas.data import load_dataset, search_split
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    ds = load_dataset(args.dataset, args.data_dir, download=args.download,
+                      image_size=args.image_size, seed=args.seed)
+    split = search_split(ds, seed=args.seed, train_size=args.train_size,
+                         val_size=args.val_size)
+    return ds.info, split
+
+
+def read_genomes(path: str) -> list[str]:
+    """Genomes from a file: one per line (blank lines and # comments skipped) or a JSON list."""
+    from pathlib import Path
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read genomes file {path}: {exc.strerror}") from None
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"genomes file {path} is not valid JSON: {exc.msg}") from None
+        return [" ".join(map(str, g)) if isinstance(g, list) else str(g) for g in data]
+    lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
+    genomes = [ln for ln in lines if ln]
+    if not genomes:
+        raise ConfigError(f"genomes file {path} holds no genome")
+    return genomes
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rwenas.evaluation import evaluate_genome
+    from rwenas.spaces import get_space, parse_genome
+
+    space = get_space(args.space)
+    texts = [args.genome] if args.genome else read_genomes(args.genomes)
+    genomes = [space.validate(parse_genome(t)) for t in texts]  # fail before loading data
+    config = rwe_config(args)
+    info, split = load_split(args)
+    results = []
+    for g in genomes:
+        ev = evaluate_genome(space, g, split, info, config=config, seed=args.seed,
+                             network=network_overrides(args, space.name))
+        results.append(ev)
+        if not args.json:
+            print(f"rwe_error {100 * ev.rwe_error:6.2f}%  madds {ev.madds_m:8.2f} M  "
+                  f"params {ev.params_m:6.3f} M  {ev.seconds:6.1f} s  genome {ev.genome}",
+                  flush=True)
+            if ev.warning:
+                print(f"  warning: {ev.warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([ev.to_dict() for ev in results]))
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="Random-Weight Evaluation of genomes")
+    p.add_argument("--space", default="micro", help="micro, macro, nb301 or package.module:Class")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--genome", help="integers separated by spaces")
+    group.add_argument("--genomes", metavar="FILE", help="file with one genome per line")
+    add_data_args(p)
+    add_rwe_args(p)
+    p.add_argument("--channels", type=_channels, help="network channels (default: search "
+                                                      "setting)")
+    p.add_argument("--layers", type=_positive_int, help="cells (micro; default 5)")
+    p.set_defaults(increment=None, auxiliary=None, se=None)
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(handler=cmd_evaluate)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_show, _add_evaluate]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,7 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return int(exc.code or 0)
     try:
         return int(args.handler(args) or 0)
     except RwenasError as exc:

@@ -30,15 +30,29 @@ class Cell(nn.Module):
             OPS[name](c, 2 if reduction and idx < 2 else 1) for name, idx in edges
         )
         self.identity = [isinstance(op, nn.Identity) for op in self.ops]
+        # Operations that begin with ReLU read relu(state), computed once per state.
+        self.pre_activated = [hasattr(op, "forward_activated") for op in self.ops]
         self.multiplier = len(self.concat)
         self.se = SqueezeExcite(self.multiplier * c) if se else None
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0,
+                r0: torch.Tensor | None = None, r1: torch.Tensor | None = None) -> torch.Tensor:
+        """``r0``/``r1``: ``relu(s0)``/``relu(s1)`` if the caller already has them."""
+        states = [
+            self.preprocess0(s0) if r0 is None else self.preprocess0.forward_activated(r0),
+            self.preprocess1(s1) if r1 is None else self.preprocess1.forward_activated(r1),
+        ]
+        rectified: dict[int, torch.Tensor] = {}
         for b in range(len(self.ops) // 2):
             total = None
             for j in (2 * b, 2 * b + 1):
-                h = self.ops[j](states[self.indices[j]])
+                src = self.indices[j]
+                if self.pre_activated[j]:
+                    if src not in rectified:
+                        rectified[src] = torch.relu(states[src])
+                    h = self.ops[j].forward_activated(rectified[src])
+                else:
+                    h = self.ops[j](states[src])
                 if self.training and drop_prob > 0.0 and not self.identity[j]:
                     h = drop_path(h, drop_prob)
                 total = h if total is None else total + h
@@ -134,17 +148,23 @@ class MicroNetwork(Network):
         s0 = self.stem0(x)
         return (s0, s0) if self.stem1 is None else (s0, self.stem1(s0))
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        s0, s1 = self._stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-        return F.adaptive_avg_pool2d(s1, 1).flatten(1)
-
-    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _backbone(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor,
+                                                                   torch.Tensor | None]:
         aux = None
         s0, s1 = self._stem(x)
+        # Every cell input is read through ReLU by two cells: rectify each state once.
+        r1 = torch.relu(s1)
+        r0 = r1 if s0 is s1 else torch.relu(s0)
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-            if i == self.aux_layer and self.auxiliary_head is not None and self.training:
+            out = cell(s0, s1, self.drop_path_prob, r0, r1)
+            s0, r0, s1, r1 = s1, r1, out, torch.relu(out)
+            if with_aux and i == self.aux_layer and self.auxiliary_head is not None:
                 aux = self.auxiliary_head(s1)
-        return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1)), aux
+        return F.adaptive_avg_pool2d(s1, 1).flatten(1), aux
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._backbone(x, with_aux=False)[0]
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        feats, aux = self._backbone(x, with_aux=self.training)
+        return self.classifier(feats), aux

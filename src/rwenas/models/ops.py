@@ -6,6 +6,7 @@ Every operation maps ``C`` channels to ``C`` channels; ``stride`` 2 halves the r
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -13,7 +14,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class ReLUConvBN(nn.Sequential):
+class PreActivated(nn.Sequential):
+    """A sequence that starts with ReLU. ``forward_activated`` takes an already rectified
+    input, so a cell computes ``relu(state)`` once for all the operations reading ``state``."""
+
+    def forward_activated(self, x: torch.Tensor) -> torch.Tensor:
+        modules = iter(self._modules.values())
+        next(modules)  # the leading ReLU
+        for m in modules:
+            x = m(x)
+        return x
+
+
+class ReLUConvBN(PreActivated):
     """ReLU → conv → BN (cell input preprocessing)."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
@@ -24,7 +37,7 @@ class ReLUConvBN(nn.Sequential):
         )
 
 
-class DilConv(nn.Sequential):
+class DilConv(PreActivated):
     """ReLU → depthwise k×k (dilated) → pointwise 1×1 → BN."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int,
@@ -38,17 +51,24 @@ class DilConv(nn.Sequential):
         )
 
 
-class SepConv(nn.Sequential):
+class SepConv(PreActivated):
     """Two stacked (ReLU → depthwise k×k → pointwise 1×1 → BN); only the first is strided."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
         super().__init__(
-            DilConv(c_in, c_in, kernel, stride, padding, 1),
-            DilConv(c_in, c_out, kernel, 1, padding, 1),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, kernel, stride=stride, padding=padding, groups=c_in,
+                      bias=False),
+            nn.Conv2d(c_in, c_in, 1, bias=False),
+            nn.BatchNorm2d(c_in),
+            nn.ReLU(inplace=True),  # its input is a fresh tensor with no other reader
+            nn.Conv2d(c_in, c_in, kernel, stride=1, padding=padding, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
         )
 
 
-class Conv7x1x1x7(nn.Sequential):
+class Conv7x1x1x7(PreActivated):
     """ReLU → 1×7 conv → 7×1 conv → BN (the factorised 7×7 of NASNet)."""
 
     def __init__(self, c: int, stride: int) -> None:
@@ -68,16 +88,60 @@ class FactorizedReduce(nn.Module):
         if c_out % 2:
             raise ValueError("FactorizedReduce needs an even number of output channels")
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
-        # The offset grid is padded at the far edge so odd sizes give the same output size as
-        # conv_1; for even sizes the padding is never sampled (identical to DARTS).
-        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        return self.forward_activated(self.relu(x))
+
+    def forward_activated(self, x: torch.Tensor) -> torch.Tensor:
+        # A 1×1 conv of stride 2 only reads every other pixel, so sub-sample first (4× less
+        # work). The offset grid starts at pixel (1, 1); for odd sizes it is one short and is
+        # zero-padded at the far edge, so both halves have ceil(H/2) × ceil(W/2) pixels (for
+        # even sizes this is exactly DARTS's FactorizedReduce).
+        even = x[:, :, ::2, ::2]
+        odd = x[:, :, 1::2, 1::2]
+        if odd.shape[-2:] != even.shape[-2:]:
+            odd = F.pad(odd, (0, even.shape[-1] - odd.shape[-1], 0,
+                              even.shape[-2] - odd.shape[-2]))
+        return self.bn(torch.cat([self.conv_1(even), self.conv_2(odd)], dim=1))
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm that directly follows a conv into that conv, in place.
+
+    Only for inference with frozen statistics (RWE's eval and calibrated modes): the folded
+    network computes the same function with one pass less over every activation.
+    """
+    for m in list(module.modules()):
+        if isinstance(m, nn.Sequential):
+            names = list(m._modules)
+            for a, b in itertools.pairwise(names):
+                conv, bn = m._modules[a], m._modules[b]
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    _fold_into(conv, bn, slice(None))
+                    m._modules[b] = nn.Identity()
+        elif isinstance(m, FactorizedReduce) and isinstance(m.bn, nn.BatchNorm2d):
+            half = m.conv_1.out_channels
+            _fold_into(m.conv_1, m.bn, slice(0, half))
+            _fold_into(m.conv_2, m.bn, slice(half, None))
+            m.bn = nn.Identity()
+    return module
+
+
+@torch.no_grad()
+def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d, channels: slice) -> None:
+    scale = (bn.weight[channels] if bn.affine else 1.0) / torch.sqrt(
+        bn.running_var[channels] + bn.eps)
+    shift = bn.bias[channels] if bn.affine else 0.0
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean[channels])
+    fmt = (torch.channels_last if conv.weight.is_contiguous(memory_format=torch.channels_last)
+           and not conv.weight.is_contiguous() else torch.contiguous_format)
+    conv.weight = nn.Parameter((conv.weight * scale.reshape(-1, 1, 1, 1)).contiguous(
+        memory_format=fmt), requires_grad=False)
+    conv.bias = nn.Parameter((bias - bn.running_mean[channels]) * scale + shift,
+                             requires_grad=False)
 
 
 OpFactory = Callable[[int, int], nn.Module]

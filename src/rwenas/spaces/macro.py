@@ -144,7 +144,8 @@ class MacroSpace:
         """Accept NSGA-Net's nested per-phase lists, a flat bit list or a bit string."""
         if isinstance(data, str):
             text = data.strip()
-            flat = tuple(int(c) for c in text) if text.isdigit() else parse_genome(text)
+            flat = (tuple(int(c) for c in text) if text.isascii() and text.isdigit()
+                    else parse_genome(text))
             return self.decode(flat)
         if isinstance(data, (list, tuple)) and data and all(
                 isinstance(p, (list, tuple)) for p in data):

@@ -87,10 +87,19 @@ _ALIASES = {"nsga-net": "NSGANet", "nsganet": "NSGANet", "darts": "DARTS", "dart
 
 def published(space: str, name: str) -> Genotype | MacroGenotype:
     """A published architecture by (case-insensitive) name for the ``micro`` or ``macro`` space."""
-    table = MICRO_ARCHS if space in ("micro",) else MACRO_ARCHS if space == "macro" else None
+    table = (MICRO_ARCHS if space in ("micro", "nb301") else MACRO_ARCHS if space == "macro"
+             else None)
     if table is None:
         raise GenomeError(f"no published architectures for space {space!r}")
     canonical = _ALIASES.get(name.lower(), name)
     if canonical not in table:
         raise GenomeError(f"unknown {space} architecture {name!r} (known: {', '.join(table)})")
-    return table[canonical]
+    genotype = table[canonical]
+    if space == "nb301":  # only cells that NAS-Bench-301's space contains
+        from rwenas.spaces.nb301 import NB301Space
+
+        try:
+            NB301Space().encode(genotype)
+        except GenomeError as exc:
+            raise GenomeError(f"{canonical} is not in the nb301 space: {exc}") from None
+    return genotype

@@ -1,0 +1,355 @@
+"""Random-Weight Evaluation (Algorithm 1 of the paper).
+
+1. Build the backbone at random initialisation and freeze it.
+2. Run the training split through it once and keep the features.
+3. Train an ensemble of linear classifiers on those features: one per fold, each on the other
+   4/5 of the training features (SGD lr 0.25, momentum 0.9, cosine to 0, batch 512, 30 epochs).
+4. Classify the validation split by the averaged softmax; RWE = validation error rate.
+
+Speed: features come from large-batch, channels-last inference under ``torch.inference_mode``;
+the five classifiers train together as one batched linear model on the in-memory features, with
+the gradient of softmax cross-entropy written out (``(p - y) / B``), which equals five separate
+``torch.optim.SGD`` runs (tested).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from rwenas.data import Split
+from rwenas.errors import ConfigError
+from rwenas.models.ops import fold_batchnorm
+
+INIT_METHODS = ("default", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform")
+BN_MODES = ("eval", "batch", "calibrated")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class RWEConfig:
+    """Settings of RWE. Defaults are the paper's classifier recipe; ``bn_mode`` and
+    ``standardize`` are choices the paper leaves open (see the README's estimator study)."""
+
+    init: str = "default"
+    bn_mode: str = "eval"
+    standardize: bool = True
+    epochs: int = 30
+    lr: float = 0.25
+    momentum: float = 0.9
+    batch_size: int = 512
+    folds: int = 5
+    inference_batch: int = 128
+    calibration_size: int = 2048
+    channels_last: bool = True
+    precision: str = "auto"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.init not in INIT_METHODS:
+            raise ConfigError(f"unknown init {self.init!r} (known: {', '.join(INIT_METHODS)})")
+        if self.bn_mode not in BN_MODES:
+            raise ConfigError(f"unknown BatchNorm mode {self.bn_mode!r} "
+                              f"(known: {', '.join(BN_MODES)})")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r} "
+                              f"(known: {', '.join(PRECISIONS)})")
+        for name in ("epochs", "batch_size", "inference_batch", "calibration_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"RWE {name} must be at least 1")
+        if self.folds < 1:
+            raise ConfigError("RWE folds must be at least 1")
+        if not self.lr > 0 or not 0 <= self.momentum < 1:
+            raise ConfigError("RWE needs lr > 0 and 0 <= momentum < 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RWEResult:
+    """RWE error (fraction of the validation split misclassified) and where time went."""
+
+    error: float
+    features_seconds: float
+    classifier_seconds: float
+    num_features: int
+    finite: bool = True
+    warning: str | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return self.features_seconds + self.classifier_seconds
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` → CUDA when present, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def bf16_is_native(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 convolutions natively (AVX512-BF16/AMX or CUDA)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def feature_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """Backbone dtype: ``auto`` = bfloat16 where it is native (2× faster), else float32."""
+    if precision == "bf16" or (precision == "auto" and bf16_is_native(device)):
+        return torch.bfloat16
+    return torch.float32
+
+
+def reinitialise(module: nn.Module, method: str, generator: torch.Generator | None = None) -> None:
+    """Re-draw conv and linear weights with ``method`` (``default`` leaves PyTorch's init);
+    biases are zeroed for the non-default methods, BatchNorm is left at its identity init."""
+    if method == "default":
+        return
+    init = {
+        "kaiming_normal": lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu",
+                                                            generator=generator),
+        "kaiming_uniform": lambda w: nn.init.kaiming_uniform_(w, nonlinearity="relu",
+                                                              generator=generator),
+        "xavier_normal": lambda w: nn.init.xavier_normal_(w, generator=generator),
+        "xavier_uniform": lambda w: nn.init.xavier_uniform_(w, generator=generator),
+    }[method]
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                init(m.weight)
+                if m.bias is not None:
+                    m.bias.zero_()
+
+
+def _set_bn(module: nn.Module, train: bool) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train(train)
+
+
+@torch.no_grad()
+def calibrate_batchnorm(net: nn.Module, images: torch.Tensor, batch: int,
+                        memory_format: torch.memory_format) -> None:
+    """Replace BatchNorm running statistics by their average over ``images``.
+
+    The images are cut into equal batches (a remainder is dropped), so the running mean is
+    exactly the mean over the images used.
+    """
+    n_batches = math.ceil(len(images) / batch)
+    batch = len(images) // n_batches
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = exact mean over the batches
+    net.eval()
+    _set_bn(net, True)
+    for start in range(0, n_batches * batch, batch):
+        net.features(images[start:start + batch].contiguous(memory_format=memory_format))
+    for m, mom in zip(bns, saved, strict=True):
+        m.momentum = mom
+    net.eval()
+
+
+@contextmanager
+def single_threaded():
+    """Run torch CPU kernels on one thread inside the block (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def extract_features(net: nn.Module, images: torch.Tensor, batch: int,
+                     memory_format: torch.memory_format,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Backbone features of ``images`` as float32 (BatchNorm modes are set by the caller).
+
+    On a CPU the batches are shared among one Python thread per core, each running
+    single-threaded kernels: for these small networks that beats intra-op threading, whose
+    per-operation synchronisation costs more than the operations themselves, and it makes the
+    result independent of the number of threads.
+    """
+    starts = list(range(0, len(images), batch))
+
+    def run(chunk: list[int]) -> list[torch.Tensor]:
+        with torch.inference_mode():
+            return [net.features(images[s:s + batch].to(dtype).contiguous(
+                memory_format=memory_format)).float() for s in chunk]
+
+    if images.device.type != "cpu":
+        out = run(starts)
+    else:
+        workers = max(1, min(torch.get_num_threads(), len(starts)))
+        with single_threaded():
+            if workers == 1:
+                out = run(starts)
+            else:
+                with ThreadPoolExecutor(workers) as pool:
+                    parts = list(pool.map(run, [starts[w::workers] for w in range(workers)]))
+                out = [None] * len(starts)
+                for w, part in enumerate(parts):
+                    out[w::workers] = part
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """Centre and scale features by training statistics (computed in float64).
+
+    The floor on each standard deviation is relative (to the largest one, and to the
+    feature's own mean), so a network whose activations all shrink to 1e-20 keeps its
+    information, which an absolute epsilon would erase, while constant features map to zero.
+    """
+    t64 = train.double()
+    mean = t64.mean(0, keepdim=True)
+    std = t64.std(0, keepdim=True, unbiased=False)
+    floor = torch.maximum(std.max() * 1e-6, mean.abs() * 1e-4).clamp_min(1e-300)
+    std = torch.maximum(std, floor)
+    return [((x.double() - mean) / std).to(train.dtype) for x in (train, *others)]
+
+
+def fold_indices(n: int, folds: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Training indices of each fold's classifier: all samples but that fold's held-out part.
+
+    A seeded permutation is cut into ``folds`` equal parts of ``n // folds``; each classifier
+    leaves one part out, so all see the same number of samples (the ``n % folds`` remainder is
+    in every training set). One fold means one classifier on all samples.
+    """
+    if folds == 1:
+        return [torch.arange(n)]
+    if n < folds:
+        raise ConfigError(f"RWE needs at least {folds} training samples for {folds} folds")
+    perm = torch.randperm(n, generator=generator)
+    size = n // folds
+    out = []
+    for k in range(folds):
+        keep = torch.cat([perm[:k * size], perm[(k + 1) * size:]])
+        out.append(keep.sort().values)
+    return out
+
+
+def cosine_lr(base: float, epoch: int, epochs: int) -> float:
+    """Cosine annealing from ``base`` to 0 over ``epochs`` (per-epoch, as CosineAnnealingLR)."""
+    return 0.5 * base * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+def train_linear_ensemble(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                          config: RWEConfig, generator: torch.Generator
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train ``config.folds`` linear classifiers at once; returns weights ``(K, F, C)`` and
+    biases ``(K, C)``. Each classifier is initialised like ``nn.Linear`` and trained with SGD
+    (momentum, cosine schedule) on mini-batches of its own training indices."""
+    device = features.device
+    n_feat = features.shape[1]
+    idx = [i.to(device) for i in fold_indices(len(features), config.folds, generator)]
+    k = len(idx)
+    bound = 1.0 / math.sqrt(n_feat) if n_feat else 0.0
+    w = (torch.rand(k, n_feat, num_classes, generator=generator) * 2 - 1).mul_(bound).to(device)
+    b = (torch.rand(k, num_classes, generator=generator) * 2 - 1).mul_(bound).to(device)
+    mw, mb = torch.zeros_like(w), torch.zeros_like(b)
+    onehot = torch.nn.functional.one_hot(labels, num_classes).to(features.dtype)
+    n_train = len(idx[0])
+    for epoch in range(config.epochs):
+        lr = cosine_lr(config.lr, epoch, config.epochs)
+        order = torch.stack([i[torch.randperm(n_train, generator=generator).to(device)]
+                             for i in idx])  # (K, n_train)
+        for start in range(0, n_train, config.batch_size):
+            sel = order[:, start:start + config.batch_size]        # (K, B)
+            x = features[sel]                                        # (K, B, F)
+            p = torch.softmax(torch.baddbmm(b[:, None, :], x, w), dim=-1)
+            g = (p - onehot[sel]) / sel.shape[1]                     # dL/dlogits, mean CE
+            gw = torch.bmm(x.transpose(1, 2), g)
+            gb = g.sum(1)
+            mw.mul_(config.momentum).add_(gw)
+            mb.mul_(config.momentum).add_(gb)
+            w.sub_(lr * mw)
+            b.sub_(lr * mb)
+    return w, b
+
+
+def ensemble_predict(w: torch.Tensor, b: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Class predictions of the ensemble: argmax of the averaged softmax."""
+    probs = torch.softmax(torch.einsum("nf,kfc->knc", features, w) + b[:, None, :], dim=-1)
+    return probs.mean(0).argmax(1)
+
+
+def rwe(network: nn.Module | Callable[[], nn.Module], split: Split,
+        config: RWEConfig | None = None, *, seed: int = 0) -> RWEResult:
+    """Random-Weight Evaluation of a network (or a zero-argument factory building one).
+
+    A factory is called with torch's RNG seeded by ``seed`` (in a forked RNG state, so global
+    state is untouched): the same seed gives the same random backbone and the same error.
+    """
+    config = config or RWEConfig()
+    device = resolve_device(config.device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    num_classes = int(max(split.train_y.max(), split.val_y.max())) + 1
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = network() if callable(network) and not isinstance(network, nn.Module) else network
+        gen = torch.Generator().manual_seed(seed)
+        reinitialise(net, config.init, gen)
+    dtype = feature_dtype(config.precision, device)
+    net = net.to(device=device, memory_format=memory_format)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    net.drop_path_prob = 0.0
+    train_x = split.train_x.to(device)
+    val_x = split.val_x.to(device)
+    if config.bn_mode == "calibrated":
+        calibrate_batchnorm(net, train_x[:config.calibration_size], config.inference_batch,
+                            memory_format)
+    net.eval()
+    if config.bn_mode != "batch":
+        fold_batchnorm(net)  # frozen statistics: BN is an affine map, merge it into the convs
+    else:
+        _set_bn(net, True)
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = 0.0  # use batch statistics, leave running ones alone
+    net.to(dtype)
+    train_f = extract_features(net, train_x, config.inference_batch, memory_format, dtype)
+    val_f = extract_features(net, val_x, config.inference_batch, memory_format, dtype)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t1 = time.perf_counter()
+    n_feat = train_f.shape[1]
+    if not (torch.isfinite(train_f).all() and torch.isfinite(val_f).all()):
+        msg = "backbone produced NaN/inf features; RWE error set to the worst value 1.0"
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        return RWEResult(1.0, t1 - t0, 0.0, n_feat, finite=False, warning=msg)
+    if config.standardize:
+        train_f, val_f = standardise(train_f, val_f)
+    gen = torch.Generator().manual_seed(seed + 1)
+    # One thread: these small products gain nothing from more, and the summation order (so
+    # the result) must not depend on how many threads a worker has.
+    with single_threaded() if device.type == "cpu" else nullcontext():
+        w, b = train_linear_ensemble(train_f, split.train_y.to(device), num_classes, config,
+                                     gen)
+        pred = ensemble_predict(w, b, val_f)
+    error = float((pred.cpu() != split.val_y).float().mean())
+    t2 = time.perf_counter()
+    if not math.isfinite(error) or not torch.isfinite(w).all():
+        msg = "classifier diverged; RWE error set to the worst value 1.0"
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        return RWEResult(1.0, t1 - t0, t2 - t1, n_feat, finite=False, warning=msg)
+    return RWEResult(error, t1 - t0, t2 - t1, n_feat)
