@@ -1,0 +1,516 @@
+"""Tests of the SQLite results store of a search run (rwenas.search.store)."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from rwenas import __version__
+from rwenas.errors import ConfigError
+from rwenas.search.store import DB_NAME, SCHEMA_VERSION, RunStore
+
+CONFIG = {"space": "micro", "dataset": "cifar10", "pop_size": 20, "lr": 0.025,
+          "objectives": ["rwe_error", "madds_m"], "nested": {"a": [1, 2.5, None]}}
+
+
+def _eval(store: RunStore, key: str, generation: int = 0, **kwargs) -> bool:
+    kwargs.setdefault("objectives", [0.5, 10.0])
+    return store.add_evaluation(key, [1, 2, 3], generation=generation, **kwargs)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with RunStore.create(tmp_path / "run", CONFIG) as s:
+        yield s
+
+
+def _spawn_writer(run_dir: Path, body: str) -> subprocess.Popen:
+    """A child Python process that opens the store of ``run_dir`` as ``store`` and runs body."""
+    code = "import sys, time\nfrom rwenas.search.store import RunStore\n"
+    code += f"store = RunStore.open({str(run_dir)!r})\n" + textwrap.dedent(body)
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+# --------------------------------------------------------------------------------------------
+# create / open
+
+
+def test_create_open_round_trip(tmp_path: Path) -> None:
+    run_dir = tmp_path / "a" / "b" / "run"  # parents are made
+    with RunStore.create(run_dir, CONFIG) as s:
+        assert s.path == run_dir / DB_NAME
+        assert s.run_dir == run_dir
+        assert s.config == CONFIG
+        assert s.count_evaluations() == 0
+        assert s.last_generation() is None
+    assert (run_dir / DB_NAME).is_file()
+    with RunStore.open(str(run_dir)) as s:
+        assert s.config == CONFIG
+        assert s.meta["schema_version"] == str(SCHEMA_VERSION)
+        assert s.meta["rwenas_version"] == __version__
+        assert s.meta["created"].startswith("20")
+        cfg = s.config
+        cfg["pop_size"] = 0  # a copy: the store is not changed
+        assert s.config["pop_size"] == 20
+    conn = sqlite3.connect(run_dir / DB_NAME)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_create_in_existing_empty_dir(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    with RunStore.create(tmp_path / "run", {}) as s:
+        assert s.config == {}
+
+
+def test_close_is_idempotent_and_closed_store_refuses(tmp_path: Path) -> None:
+    s = RunStore.create(tmp_path / "run", CONFIG)
+    s.close()
+    s.close()
+    assert s.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        s.count_evaluations()
+
+
+def test_create_without_force_on_existing_run_dir(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with RunStore.create(run_dir, CONFIG) as s:
+        _eval(s, "k1")
+    with pytest.raises(ConfigError, match="already exists") as info:
+        RunStore.create(run_dir, CONFIG)
+    assert "--resume" in str(info.value) and "--force" in str(info.value)
+    assert "\n" not in str(info.value)
+    with RunStore.open(run_dir) as s:  # untouched
+        assert s.count_evaluations() == 1
+
+
+def test_create_with_force_starts_fresh(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with RunStore.create(run_dir, CONFIG) as s:
+        _eval(s, "k1")
+        s.add_generation(0, population=["k1"], front=["k1"], hypervolume=1.0, n_evaluated=1,
+                         cache_hits=0, seconds=1.0)
+        s.set_state("x", 1)
+        s.set_blob("ckpt", b"old")
+    (run_dir / "plots").mkdir()
+    (run_dir / "plots" / "front.png").write_bytes(b"png")
+    (run_dir / "report.md").write_text("old report")
+    with RunStore.create(run_dir, {"new": True}, force=True) as s:
+        assert s.config == {"new": True}
+        assert s.count_evaluations() == 0
+        assert s.generations() == []
+        assert s.get_state("x") is None
+        assert s.get_blob("ckpt") is None
+    assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(DB_NAME)) == []
+
+
+def test_create_with_force_on_interrupted_create(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / DB_NAME).write_bytes(b"")  # died before the first commit
+    with RunStore.create(run_dir, CONFIG, force=True) as s:
+        assert s.config == CONFIG
+
+
+def test_create_with_force_refuses_foreign_directory(tmp_path: Path) -> None:
+    run_dir = tmp_path / "mydata"
+    run_dir.mkdir()
+    (run_dir / "file.txt").write_text("precious")
+    with pytest.raises(ConfigError, match="refusing to overwrite"):
+        RunStore.create(run_dir, CONFIG, force=True)
+    assert (run_dir / "file.txt").read_text() == "precious"
+    assert not (run_dir / DB_NAME).exists()
+    with pytest.raises(ConfigError, match="already exists"):
+        RunStore.create(run_dir, CONFIG)
+
+
+def test_create_with_force_refuses_foreign_run_db(tmp_path: Path) -> None:
+    run_dir = tmp_path / "other"
+    run_dir.mkdir()
+    conn = sqlite3.connect(run_dir / DB_NAME)
+    conn.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+    conn.execute("INSERT INTO meta VALUES ('owner', 'someone else')")
+    conn.commit()
+    conn.close()
+    (run_dir / "file.txt").write_text("precious")
+    with pytest.raises(ConfigError, match="refusing to overwrite"):
+        RunStore.create(run_dir, CONFIG, force=True)
+    assert (run_dir / "file.txt").read_text() == "precious"
+    conn = sqlite3.connect(run_dir / DB_NAME)
+    assert conn.execute("SELECT value FROM meta").fetchall() == [("someone else",)]
+    conn.close()
+
+
+def test_create_refuses_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "afile"
+    target.write_text("x")
+    with pytest.raises(ConfigError, match="not a directory"):
+        RunStore.create(target, CONFIG, force=True)
+    assert target.read_text() == "x"
+
+
+def test_create_under_a_file_is_config_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match="afile"):
+        RunStore.create(tmp_path / "afile" / "run", CONFIG)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root ignores file permissions")
+def test_create_in_unwritable_location(tmp_path: Path) -> None:
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    parent.chmod(0o500)
+    try:
+        with pytest.raises(ConfigError, match=re.escape(str(parent / "run"))):
+            RunStore.create(parent / "run", CONFIG)
+        empty = tmp_path / "ro2"
+        empty.mkdir()
+        empty.chmod(0o500)
+        with pytest.raises(ConfigError, match="ro2"):
+            RunStore.create(empty, CONFIG)
+    finally:
+        parent.chmod(0o700)
+        (tmp_path / "ro2").chmod(0o700)
+
+
+def test_create_permission_errors_are_config_errors(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unwritable-location paths, simulated so that they run as root too."""
+    def deny_mkdir(self: Path, *args, **kwargs) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "mkdir", deny_mkdir)
+        with pytest.raises(ConfigError, match=r"cannot create run directory .*run.*denied"):
+            RunStore.create(tmp_path / "run", CONFIG)
+
+    def deny_connect(*args, **kwargs) -> None:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    with monkeypatch.context() as m:
+        m.setattr(sqlite3, "connect", deny_connect)
+        with pytest.raises(ConfigError, match=r"cannot create the results store .*run\.db"):
+            RunStore.create(tmp_path / "run2", CONFIG)
+
+
+def test_create_with_unserialisable_config(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="JSON"):
+        RunStore.create(tmp_path / "run", {"f": object()})
+    assert not (tmp_path / "run").exists()
+
+
+def test_open_missing_dir_or_db(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"is not an rwenas run directory \(no run.db\)"):
+        RunStore.open(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"is not an rwenas run directory \(no run.db\)"):
+        RunStore.open(tmp_path / "empty")
+    assert not (tmp_path / "empty" / DB_NAME).exists()  # open never creates a database
+
+
+def test_open_garbage_file(tmp_path: Path) -> None:
+    (tmp_path / DB_NAME).write_bytes(os.urandom(4096))
+    with pytest.raises(ConfigError, match="corrupt or not an SQLite database"):
+        RunStore.open(tmp_path)
+
+
+def test_open_foreign_sqlite(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.execute("CREATE TABLE things (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ConfigError, match=r"not an rwenas results store.*no meta table"):
+        RunStore.open(tmp_path)
+
+
+def test_open_empty_db_file(tmp_path: Path) -> None:
+    (tmp_path / DB_NAME).write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"empty database.*--force"):
+        RunStore.open(tmp_path)
+
+
+def test_open_other_schema_version(tmp_path: Path) -> None:
+    RunStore.create(tmp_path / "run", CONFIG).close()
+    conn = sqlite3.connect(tmp_path / "run" / DB_NAME)
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ConfigError, match="schema version 99"):
+        RunStore.open(tmp_path / "run")
+
+
+# --------------------------------------------------------------------------------------------
+# evaluations
+
+
+def test_evaluation_round_trip(store: RunStore) -> None:
+    objectives = [0.1 + 0.2, 1 / 3, 1e-300, 123456.789012345678]
+    genotype = {"normal": [["sep_conv_3x3", 0], ["skip_connect", 1]], "normal_concat": [2, 3]}
+    assert store.add_evaluation(
+        "arch-1", (4, 0, 7), objectives=objectives, generation=3, genotype=genotype,
+        params_m=0.123456789, madds_m=45.6789, seconds=2.5, features_seconds=1.25,
+        classifier_seconds=0.75, attempts=2, extra={"seed": 7, "warning": None})
+    rec = store.get_evaluation("arch-1")
+    assert rec is not None
+    assert rec["key"] == "arch-1"
+    assert rec["genome"] == [4, 0, 7] and all(type(g) is int for g in rec["genome"])
+    assert rec["objectives"] == objectives  # exact float equality
+    assert all(type(v) is float for v in rec["objectives"])
+    assert rec["generation"] == 3
+    assert rec["status"] == "ok"
+    assert rec["genotype"] == genotype
+    assert rec["params_m"] == 0.123456789
+    assert rec["madds_m"] == 45.6789
+    assert (rec["seconds"], rec["features_seconds"], rec["classifier_seconds"]) == (2.5, 1.25,
+                                                                                    0.75)
+    assert rec["error"] is None
+    assert rec["attempts"] == 2
+    assert rec["extra"] == {"seed": 7, "warning": None}
+    assert isinstance(rec["id"], int) and rec["created"].startswith("20")
+    assert store.get_evaluation("nope") is None
+
+
+def test_failed_evaluation_round_trip(store: RunStore) -> None:
+    assert store.add_evaluation("bad", [0, 0], objectives=[math.inf, math.inf], generation=1,
+                                status="failed", error="RuntimeError: CUDA out of memory",
+                                attempts=3)
+    rec = store.get_evaluation("bad")
+    assert rec["status"] == "failed"
+    assert rec["error"] == "RuntimeError: CUDA out of memory"
+    assert rec["objectives"] == [math.inf, math.inf]
+    assert rec["attempts"] == 3
+    assert rec["genotype"] is None and rec["extra"] is None and rec["params_m"] is None
+
+
+def test_nan_objective_round_trips(store: RunStore) -> None:
+    _eval(store, "n", objectives=[math.nan, 1.0])
+    assert math.isnan(store.get_evaluation("n")["objectives"][0])
+
+
+def test_bad_status_rejected(store: RunStore) -> None:
+    with pytest.raises(ValueError, match="status"):
+        _eval(store, "k", status="weird")
+    with pytest.raises(ValueError, match="status"):
+        store.evaluations("weird")
+    assert store.count_evaluations() == 0
+
+
+def test_genotype_conversions(store: RunStore) -> None:
+    class WithToDict:
+        def to_dict(self) -> dict:
+            return {"normal": [("conv", 0)], "concat": range(2, 4)}
+
+    _eval(store, "g", genotype=WithToDict(), extra={"t": (1, 2)})
+    rec = store.get_evaluation("g")
+    assert rec["genotype"] == {"normal": [["conv", 0]], "concat": [2, 3]}
+    assert rec["extra"] == {"t": [1, 2]}
+    with pytest.raises(TypeError):
+        _eval(store, "h", genotype=object())
+    assert store.get_evaluation("h") is None
+
+
+def test_duplicate_key_is_a_noop(store: RunStore) -> None:
+    assert _eval(store, "k", generation=0, objectives=[0.25, 1.0], madds_m=1.0)
+    before = store.get_evaluation("k")
+    assert not _eval(store, "k", generation=5, objectives=[0.9, 9.0], madds_m=9.0,
+                     status="failed", error="x")
+    assert store.get_evaluation("k") == before
+    assert store.count_evaluations() == 1
+
+
+def test_evaluations_order_and_filter(store: RunStore) -> None:
+    keys = ["z", "a", "m", "b", "y"]
+    for i, key in enumerate(keys):
+        status = "failed" if i % 2 else "ok"
+        _eval(store, key, generation=i, status=status, error="boom" if i % 2 else None)
+    assert [r["key"] for r in store.evaluations()] == keys
+    assert [r["key"] for r in store.evaluations("ok")] == ["z", "m", "y"]
+    assert [r["key"] for r in store.evaluations(status="failed")] == ["a", "b"]
+    assert store.count_evaluations() == 5
+
+
+# --------------------------------------------------------------------------------------------
+# generations, state, blobs
+
+
+def test_generations(store: RunStore) -> None:
+    assert store.generations() == [] and store.last_generation() is None
+    for gen in (1, 0, 2):
+        store.add_generation(gen, population=[f"p{gen}", "q"], front=[f"p{gen}"],
+                             hypervolume=0.1 * gen, n_evaluated=10 + gen, cache_hits=gen,
+                             seconds=1.5 * gen, extra={"g": gen})
+    gens = store.generations()
+    assert [g["generation"] for g in gens] == [0, 1, 2]
+    assert gens[1]["population"] == ["p1", "q"] and gens[1]["front"] == ["p1"]
+    assert gens[1]["hypervolume"] == 0.1 and gens[2]["hypervolume"] == 0.1 * 2
+    assert (gens[2]["n_evaluated"], gens[2]["cache_hits"], gens[2]["seconds"]) == (12, 2, 3.0)
+    assert gens[2]["extra"] == {"g": 2}
+    assert store.last_generation() == 2
+    store.add_generation(1, population=["new"], front=[], hypervolume=0.75, n_evaluated=3,
+                         cache_hits=0, seconds=0.5)
+    gens = store.generations()
+    assert len(gens) == 3
+    assert gens[1]["population"] == ["new"] and gens[1]["front"] == []
+    assert gens[1]["hypervolume"] == 0.75 and gens[1]["extra"] is None
+    assert store.last_generation() == 2
+
+
+def test_state_round_trip(store: RunStore) -> None:
+    assert store.get_state("missing") is None
+    assert store.get_state("missing", default=5) == 5
+    value = {"rng": [1, 2, 3], "f": 0.1 + 0.2, "s": "x", "n": None}
+    store.set_state("algo", value)
+    assert store.get_state("algo") == value
+    store.set_state("algo", 7)
+    assert store.get_state("algo") == 7
+    store.set_state("none", None)
+    assert store.get_state("none", default="d") is None  # a stored None is not "missing"
+
+
+def test_blob_round_trip(store: RunStore) -> None:
+    assert store.get_blob("ckpt") is None
+    data = pickle.dumps({"pop": [[1, 2], [3, 4]], "f": 1 / 3})
+    store.set_blob("ckpt", data)
+    assert store.get_blob("ckpt") == data
+    store.set_blob("ckpt", b"\x00\xff" * 1000)
+    assert store.get_blob("ckpt") == b"\x00\xff" * 1000
+    store.set_blob("empty", b"")
+    assert store.get_blob("empty") == b""
+    with pytest.raises(TypeError):
+        store.set_blob("s", "text")  # type: ignore[arg-type]
+
+
+def test_everything_persists_across_reopen(tmp_path: Path) -> None:
+    with RunStore.create(tmp_path / "run", CONFIG) as s:
+        _eval(s, "k", objectives=[1 / 7, 2.0])
+        s.add_generation(0, population=["k"], front=["k"], hypervolume=1 / 3, n_evaluated=1,
+                         cache_hits=0, seconds=0.1)
+        s.set_state("st", {"a": 1})
+        s.set_blob("b", b"bytes")
+    with RunStore.open(tmp_path / "run") as s:
+        assert s.get_evaluation("k")["objectives"] == [1 / 7, 2.0]
+        assert s.generations()[0]["hypervolume"] == 1 / 3
+        assert s.get_state("st") == {"a": 1}
+        assert s.get_blob("b") == b"bytes"
+
+
+# --------------------------------------------------------------------------------------------
+# durability and concurrent reading
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"child exited early: {proc.communicate()[1]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("child did not signal in time")
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_evaluations_survive_sigkill(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    RunStore.create(run_dir, CONFIG).close()
+    ready = tmp_path / "ready"
+    n = 25
+    proc = _spawn_writer(run_dir, f"""
+        for i in range({n}):
+            store.add_evaluation(f"k{{i}}", [i, i + 1], objectives=[i / 3, i * 1.1],
+                                 generation=i // 5)
+        store.add_generation(4, population=["k0"], front=["k0"], hypervolume=0.5,
+                             n_evaluated={n}, cache_hits=0, seconds=1.0)
+        store.set_blob("ckpt", b"checkpoint")
+        open({str(ready)!r}, "w").close()
+        time.sleep(120)
+    """)
+    try:
+        _wait_for(ready, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    with RunStore.open(run_dir) as s:
+        assert s.count_evaluations() == n
+        recs = s.evaluations()
+        assert [r["key"] for r in recs] == [f"k{i}" for i in range(n)]
+        assert [r["objectives"] for r in recs] == [[i / 3, i * 1.1] for i in range(n)]
+        assert s.last_generation() == 4
+        assert s.get_blob("ckpt") == b"checkpoint"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sigkill_mid_stream_keeps_every_acknowledged_write(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    RunStore.create(run_dir, CONFIG).close()
+    proc = _spawn_writer(run_dir, """
+        i = 0
+        while True:
+            store.add_evaluation(f"k{i}", [i], objectives=[float(i)], generation=0)
+            print(i, flush=True)
+            i += 1
+    """)
+    try:
+        acknowledged = -1
+        assert proc.stdout is not None
+        while acknowledged < 40:
+            line = proc.stdout.readline()
+            assert line, f"child exited early: {proc.communicate()[1]}"
+            acknowledged = int(line)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    with RunStore.open(run_dir) as s:
+        count = s.count_evaluations()
+        assert count >= acknowledged + 1
+        assert [r["key"] for r in s.evaluations()] == [f"k{i}" for i in range(count)]
+
+
+def test_read_while_another_connection_writes(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with RunStore.create(run_dir, CONFIG) as writer, RunStore.open(run_dir) as reader:
+        _eval(writer, "k0")
+        assert reader.count_evaluations() == 1  # a committed write is visible at once
+        # A writer in the middle of a transaction does not block a WAL reader.
+        raw = sqlite3.connect(run_dir / DB_NAME, isolation_level=None)
+        raw.execute("BEGIN IMMEDIATE")
+        raw.execute("INSERT INTO evaluations (key, genome, objectives, generation, status, "
+                    "attempts, created) VALUES ('pending', '[]', '[]', 0, 'ok', 1, 'now')")
+        t0 = time.monotonic()
+        assert reader.count_evaluations() == 1
+        assert [r["key"] for r in reader.evaluations()] == ["k0"]
+        assert time.monotonic() - t0 < 5
+        raw.execute("COMMIT")
+        raw.close()
+        assert reader.count_evaluations() == 2
+        _eval(writer, "k1")
+        assert reader.get_evaluation("k1") is not None
+
+
+def test_read_from_another_process_while_writer_is_open(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with RunStore.create(run_dir, CONFIG) as writer:
+        for i in range(3):
+            _eval(writer, f"k{i}")
+        code = ("from rwenas.search.store import RunStore\n"
+                f"s = RunStore.open({str(run_dir)!r})\n"
+                "print(s.count_evaluations(), s.config['pop_size'])\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=60, check=True)
+        assert out.stdout.split() == ["3", "20"]
+        _eval(writer, "k3")  # the writer carries on after the reader is gone
+        assert writer.count_evaluations() == 4
