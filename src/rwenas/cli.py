@@ -259,7 +259,94 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_evaluate)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_show, _add_evaluate]
+# -- search ---------------------------------------------------------------------------------
+def _search_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings given as flags (None = not given), in the config's layout."""
+    over: dict[str, Any] = {
+        k: getattr(args, k) for k in (
+            "space", "dataset", "data_dir", "image_size", "train_size", "val_size", "seed",
+            "pop_size", "generations", "executor", "workers", "threads", "ray_address",
+            "gpus_per_eval", "max_retries")}
+    over["download"] = True if args.download else None
+    if args.objectives:
+        over["objectives"] = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    network = {k: getattr(args, k) for k in ("channels", "layers") if getattr(args, k)}
+    if network:
+        over["network"] = {k: list(v) if isinstance(v, tuple) else v
+                           for k, v in network.items()}
+    rwe = {k: getattr(args, k) for k in ("init", "bn_mode", "standardize", "epochs", "lr",
+                                         "batch_size", "folds", "device")
+           if getattr(args, k) is not None}
+    if rwe:
+        over["rwe"] = rwe
+    return over
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from rwenas.search.config import resolve_config
+    from rwenas.search.nsga2 import run_search
+
+    overrides = _search_overrides(args)
+    if args.resume:
+        if args.out or args.profile or args.config:
+            raise ConfigError("--resume continues a run as it was configured; drop --out, "
+                              "--profile and --config")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        result = run_search(resume=args.resume, overrides=given, progress=not args.quiet)
+    else:
+        if not args.out:
+            raise ConfigError("give --out RUN_DIR for a new search (or --resume RUN_DIR)")
+        config = resolve_config(args.profile, args.config, overrides)
+        result = run_search(config, args.out, force=args.force, progress=not args.quiet)
+    print(f"run {result.run_dir}: {result.evaluations} architectures evaluated, "
+          f"{result.cache_hits} cache hits, final hypervolume {result.hypervolume:.4g}")
+    print(f"front ({len(result.front)} architectures, non-dominated over everything "
+          "evaluated):")
+    for e in result.front:
+        extra = e.get("extra") or {}
+        print(f"  rwe_error {100 * extra.get('rwe_error', e['objectives'][0]):6.2f}%  "
+              f"madds {e['madds_m']:8.2f} M  params {e['params_m']:6.3f} M  "
+              f"genome {' '.join(map(str, e['genome']))}")
+    print(f"outputs: {result.run_dir}/front.json, front.csv, history.csv, front.png, "
+          "hypervolume.png, run.db")
+    return 0
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="NSGA-II over RWE error and multiply-adds")
+    p.add_argument("--out", metavar="RUN_DIR", help="run directory of a new search")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
+    p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    p.add_argument("--profile", choices=("paper", "quick"),
+                   help="paper: SPEC settings on the full split; quick: a 2-core demo")
+    p.add_argument("--config", metavar="FILE.toml", help="settings file (flags override it)")
+    p.add_argument("--space", help="micro, macro, nb301 or package.module:Class")
+    p.add_argument("--dataset", help="fashion-mnist, cifar10, cifar100, imagefolder, synthetic")
+    p.add_argument("--data-dir", help="where dataset files are")
+    p.add_argument("--download", action="store_true", help="download missing dataset files")
+    p.add_argument("--image-size", type=_positive_int, help="image size (imagefolder)")
+    p.add_argument("--train-size", type=_positive_int, help="sub-sample the training split")
+    p.add_argument("--val-size", type=_positive_int, help="sub-sample the validation split")
+    p.add_argument("--seed", type=int, help="run seed (default 0)")
+    p.add_argument("--pop-size", type=_positive_int, help="population size (paper: 20)")
+    p.add_argument("--generations", type=_positive_int, help="generations (paper: 30)")
+    p.add_argument("--objectives", help="comma-separated, e.g. rwe,madds (default)")
+    p.add_argument("--executor", choices=("local", "process", "ray"),
+                   help="local (in-process), process (--workers N processes) or ray")
+    p.add_argument("--workers", type=_positive_int, help="parallel evaluations")
+    p.add_argument("--threads", type=_positive_int, help="torch threads per evaluation")
+    p.add_argument("--ray-address", help="join a Ray cluster: auto or HOST:PORT")
+    p.add_argument("--gpus-per-eval", type=float, help="GPUs per Ray evaluation (e.g. 0.25)")
+    p.add_argument("--max-retries", type=int, help="retries of a failed evaluation (default 2)")
+    add_rwe_args(p)
+    p.add_argument("--channels", type=_channels, help="search-network channels")
+    p.add_argument("--layers", type=_positive_int, help="search-network cells (micro)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_search)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_show, _add_evaluate,
+                                                                 _add_search]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,276 @@
+"""Where evaluations run: in-process, a local process pool, or Ray.
+
+Every executor takes a batch of genomes and yields ``(genome, outcome)`` as they finish, where
+the outcome is an evaluation record (a dict) or a failure. Failed evaluations are retried up to
+``max_retries`` times (a crashed worker included) before being reported as failed; the search
+then records them with the worst objective values.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import traceback
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+from rwenas.errors import ConfigError, RwenasError
+
+Genome = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """Everything a worker needs to evaluate genomes (small and picklable)."""
+
+    space: str
+    dataset: str
+    data_dir: str | None = None
+    download: bool = False
+    image_size: int | None = None
+    train_size: int | None = None
+    val_size: int | None = None
+    seed: int = 0
+    rwe: dict[str, Any] = field(default_factory=dict)
+    network: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> EvalContext:
+        return cls(**{k: config[k] for k in (
+            "space", "dataset", "data_dir", "download", "image_size", "train_size",
+            "val_size", "seed", "rwe", "network")})
+
+    def load(self) -> Loaded:
+        """Load the dataset and build the search split (done once per worker)."""
+        from rwenas.data import load_dataset, search_split
+        from rwenas.estimators.rwe import RWEConfig
+        from rwenas.spaces import get_space
+
+        ds = load_dataset(self.dataset, self.data_dir, download=self.download,
+                          image_size=self.image_size, seed=self.seed)
+        split = search_split(ds, seed=self.seed, train_size=self.train_size,
+                             val_size=self.val_size)
+        return Loaded(self, get_space(self.space), ds.info, split, RWEConfig(**self.rwe))
+
+
+@dataclass
+class Loaded:
+    context: EvalContext
+    space: Any
+    info: Any
+    split: Any
+    config: Any
+
+    def evaluate(self, genome: Sequence[int]) -> dict[str, Any]:
+        from rwenas.evaluation import evaluate_genome
+
+        network = {k: tuple(v) if isinstance(v, list) else v
+                   for k, v in self.context.network.items()}
+        return evaluate_genome(self.space, genome, self.split, self.info, config=self.config,
+                               seed=self.context.seed, network=network).to_dict()
+
+
+@dataclass
+class Failure:
+    """An evaluation that failed ``attempts`` times; ``message`` is the last error."""
+
+    message: str
+    attempts: int
+
+
+Outcome = dict[str, Any] | Failure
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, RwenasError):
+        return str(exc)
+    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    return last[:500]
+
+
+class LocalExecutor:
+    """Evaluate one genome after another in this process."""
+
+    def __init__(self, context: EvalContext, max_retries: int = 2) -> None:
+        self.loaded = context.load()
+        self.max_retries = max_retries
+
+    def run(self, genomes: Sequence[Genome]) -> Iterator[tuple[Genome, Outcome]]:
+        for genome in genomes:
+            for attempt in range(1, self.max_retries + 2):
+                try:
+                    yield genome, self.loaded.evaluate(genome)
+                    break
+                except RwenasError:
+                    raise
+                except Exception as exc:
+                    if attempt > self.max_retries:
+                        yield genome, Failure(_describe(exc), attempt)
+
+    def close(self) -> None:
+        pass
+
+
+# -- local process pool ---------------------------------------------------------------------
+_WORKER: dict[str, Loaded] = {}
+
+
+def _init_worker(context: EvalContext, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER["loaded"] = context.load()
+
+
+def _evaluate_in_worker(genome: Genome) -> dict[str, Any]:
+    return _WORKER["loaded"].evaluate(genome)
+
+
+class ProcessExecutor:
+    """A pool of ``workers`` processes (spawned, each loading the data once and using
+    ``threads`` torch threads). A worker that dies (killed, out of memory) breaks the pool;
+    the pool is rebuilt and the unfinished evaluations are retried."""
+
+    def __init__(self, context: EvalContext, workers: int, max_retries: int = 2,
+                 threads: int | None = None) -> None:
+        self.context = context
+        self.workers = workers
+        self.max_retries = max_retries
+        cores = os.cpu_count() or 1
+        self.threads = threads or max(1, cores // workers)
+        context.load()  # fail early (missing data, bad sizes) in the main process
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker,
+                                   initargs=(self.context, self.threads))
+
+    def run(self, genomes: Sequence[Genome]) -> Iterator[tuple[Genome, Outcome]]:
+        attempts = dict.fromkeys(genomes, 0)
+        pending: dict[Future, Genome] = {}
+        queue = list(genomes)
+        while queue or pending:
+            while queue:
+                g = queue.pop(0)
+                attempts[g] += 1
+                try:
+                    pending[self.pool.submit(_evaluate_in_worker, g)] = g
+                except BrokenProcessPool:
+                    attempts[g] -= 1
+                    queue.insert(0, g)
+                    self._restart(pending, queue)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            broken = False
+            for fut in done:
+                g = pending.pop(fut)
+                try:
+                    yield g, fut.result()
+                except RwenasError:
+                    raise
+                except BrokenProcessPool:
+                    broken = True
+                    if attempts[g] > self.max_retries:
+                        yield g, Failure("worker process died", attempts[g])
+                    else:
+                        queue.append(g)
+                except Exception as exc:
+                    if attempts[g] > self.max_retries:
+                        yield g, Failure(_describe(exc), attempts[g])
+                    else:
+                        queue.append(g)
+            if broken:
+                self._restart(pending, queue)
+
+    def _restart(self, pending: dict[Future, Genome], queue: list[Genome]) -> None:
+        """Replace a broken pool; evaluations still pending there are queued again."""
+        queue.extend(pending.values())
+        pending.clear()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._new_pool()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+# -- Ray --------------------------------------------------------------------------------------
+def _ray_evaluate(context: EvalContext, data: tuple[Any, Any], genome: Genome,
+                  threads: int) -> dict[str, Any]:
+    import torch
+
+    from rwenas.estimators.rwe import RWEConfig
+    from rwenas.spaces import get_space
+
+    torch.set_num_threads(threads)
+    info, split = data
+    return Loaded(context, get_space(context.space), info, split,
+                  RWEConfig(**context.rwe)).evaluate(genome)
+
+
+class RayExecutor:
+    """Each evaluation is a Ray task; the search split is put once in Ray's object store.
+
+    Ray re-runs a task whose worker died or that raised, up to ``max_retries`` times; a task
+    that still fails is reported as failed. ``address`` None starts a local Ray runtime with
+    ``workers`` CPUs; ``"auto"`` or ``HOST:PORT`` joins a cluster.
+    """
+
+    def __init__(self, context: EvalContext, workers: int, max_retries: int = 2,
+                 address: str | None = None, gpus_per_eval: float = 0.0,
+                 threads: int | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("the ray executor needs Ray: pip install 'rwenas[ray]'") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                      "configure_logging": False}
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(num_cpus=workers, num_gpus=None, **kwargs)
+            self._owns_runtime = True
+        else:
+            self._owns_runtime = False
+        loaded = context.load()
+        self.data_ref = ray.put((loaded.info, loaded.split))
+        self.context = context
+        self.threads = threads or 1
+        self.task = ray.remote(num_cpus=self.threads, num_gpus=gpus_per_eval,
+                               max_retries=max_retries, retry_exceptions=True)(_ray_evaluate)
+        self.max_retries = max_retries
+
+    def run(self, genomes: Sequence[Genome]) -> Iterator[tuple[Genome, Outcome]]:
+        refs = {self.task.remote(self.context, self.data_ref, g, self.threads): g
+                for g in genomes}
+        while refs:
+            done, _ = self.ray.wait(list(refs), num_returns=1)
+            for ref in done:
+                g = refs.pop(ref)
+                try:
+                    yield g, self.ray.get(ref)
+                except Exception as exc:
+                    cause = getattr(exc, "cause", None) or exc
+                    yield g, Failure(_describe(cause), self.max_retries + 1)
+
+    def close(self) -> None:
+        if self._owns_runtime:
+            self.ray.shutdown()
+
+
+def make_executor(config: dict[str, Any]):
+    """The executor named by ``config["executor"]``."""
+    context = EvalContext.from_config(config)
+    kind = config["executor"]
+    if kind == "local":
+        return LocalExecutor(context, config["max_retries"])
+    if kind == "process":
+        return ProcessExecutor(context, config["workers"], config["max_retries"],
+                               config["threads"])
+    return RayExecutor(context, config["workers"], config["max_retries"],
+                       config["ray_address"], float(config["gpus_per_eval"]),
+                       config["threads"])

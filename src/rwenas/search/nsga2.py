@@ -1,0 +1,322 @@
+"""NSGA-II over (RWE error, multiply-adds, …) driven through pymoo's ask-and-tell interface.
+
+pymoo supplies the algorithm and operators (random initial population, binary tournament,
+two-point crossover, polynomial mutation with rounding, non-dominated sorting and crowding
+survival, duplicate elimination); rwenas supplies the evaluations, through an executor, and a
+canonical-key cache so that no network is evaluated twice in a run. Every finished evaluation
+is committed to the run's SQLite store at once, and the algorithm is checkpointed after every
+generation, so a killed search resumes where it stopped and ends with the same front.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.evaluator import Evaluator
+from pymoo.core.problem import Problem
+from pymoo.indicators.hv import HV
+from pymoo.operators.crossover.pntx import TwoPointCrossover
+from pymoo.operators.mutation.pm import PolynomialMutation
+from pymoo.operators.repair.rounding import RoundingRepair
+from pymoo.operators.sampling.rnd import IntegerRandomSampling
+from pymoo.problems.static import StaticProblem
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from rwenas.errors import ConfigError
+from rwenas.search.executors import Failure, make_executor
+from rwenas.search.objectives import objective_values, worst_values
+from rwenas.search.store import RunStore
+from rwenas.spaces import SearchSpace, format_genome, get_space
+
+CHECKPOINT = "checkpoint"
+#: settings that may change when a run is resumed (they do not change any result)
+RESUMABLE = ("executor", "workers", "threads", "ray_address", "gpus_per_eval", "max_retries")
+
+
+class ArchitectureProblem(Problem):
+    """The search problem as pymoo sees it: integer genomes within the space's bounds.
+    Objectives are never computed here (ask-and-tell)."""
+
+    def __init__(self, n_var: int, n_obj: int, lower: np.ndarray, upper: np.ndarray) -> None:
+        super().__init__(n_var=n_var, n_obj=n_obj, xl=lower, xu=upper, vtype=int)
+
+
+def make_algorithm(space: SearchSpace, config: dict[str, Any]) -> NSGA2:
+    """NSGA-II with the paper's operators, set up for ``config["generations"]`` generations
+    (the initial population counts as the first, as in pymoo and the paper)."""
+    problem = ArchitectureProblem(space.n_var, len(config["objectives"]), space.lower,
+                                  space.upper)
+    algorithm = NSGA2(
+        pop_size=config["pop_size"],
+        sampling=IntegerRandomSampling(),
+        crossover=TwoPointCrossover(prob=float(config["crossover_prob"])),
+        mutation=PolynomialMutation(prob=1.0, eta=float(config["mutation_eta"]),
+                                    repair=RoundingRepair()),
+        eliminate_duplicates=True,
+    )
+    algorithm.setup(problem, termination=("n_gen", config["generations"]),
+                    seed=config["seed"], verbose=False)
+    return algorithm
+
+
+def non_dominated(points: np.ndarray) -> np.ndarray:
+    """Indices of the non-dominated rows of ``points`` (minimisation)."""
+    if len(points) == 0:
+        return np.zeros(0, dtype=int)
+    return np.asarray(NonDominatedSorting().do(points, only_non_dominated_front=True))
+
+
+def hypervolume(points: np.ndarray, ref: Sequence[float]) -> float:
+    """Hypervolume dominated by ``points`` up to ``ref`` (points not better than ``ref`` in
+    every objective contribute nothing)."""
+    ref = np.asarray(ref, dtype=float)
+    inside = points[np.all(points < ref, axis=1)] if len(points) else points
+    if len(inside) == 0:
+        return 0.0
+    return float(HV(ref_point=ref)(inside))
+
+
+@dataclass
+class SearchResult:
+    run_dir: Path
+    front: list[dict[str, Any]]
+    evaluations: int
+    cache_hits: int
+    hypervolume: float
+
+
+class Search:
+    """One search run: its store, space, executor and algorithm."""
+
+    def __init__(self, store: RunStore, config: dict[str, Any], progress: bool = True) -> None:
+        self.store = store
+        self.config = config
+        self.space = get_space(config["space"])
+        self.objectives = list(config["objectives"])
+        self.progress = progress
+        self.cache: dict[str, dict[str, Any]] = {e["key"]: e for e in store.evaluations()}
+
+    # -- evaluations ------------------------------------------------------------------------
+    def _record(self, genome: tuple[int, ...], key: str, outcome: Any, generation: int) -> dict:
+        if isinstance(outcome, Failure):
+            values = worst_values(self.objectives)
+            self.store.add_evaluation(key, genome, objectives=values, generation=generation,
+                                      status="failed", error=outcome.message,
+                                      attempts=outcome.attempts)
+        else:
+            values = objective_values(outcome, self.objectives)
+            self.store.add_evaluation(
+                key, genome, objectives=values, generation=generation, status="ok",
+                genotype=self.space.genotype_to_json(self.space.decode(genome)),
+                params_m=outcome["params_m"], madds_m=outcome["madds_m"],
+                seconds=outcome["seconds"], features_seconds=outcome["features_seconds"],
+                classifier_seconds=outcome["classifier_seconds"],
+                extra={"rwe_error": outcome["rwe_error"], "seed": outcome["seed"],
+                       "warning": outcome["warning"]})
+        record = self.store.get_evaluation(key)
+        assert record is not None
+        self.cache[key] = record
+        return record
+
+    def _objective_matrix(self, keys: Sequence[str]) -> np.ndarray:
+        return np.array([self.cache[k]["objectives"] for k in keys], dtype=float)
+
+    def archive_front(self) -> list[dict[str, Any]]:
+        """Non-dominated set of every successful evaluation so far (unique keys)."""
+        ok = [e for e in self.cache.values() if e["status"] == "ok"]
+        if not ok:
+            return []
+        idx = non_dominated(np.array([e["objectives"] for e in ok], dtype=float))
+        return sorted((ok[i] for i in idx), key=lambda e: e["objectives"][::-1])
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self, executor: Any) -> SearchResult:
+        from tqdm import tqdm
+
+        blob = self.store.get_blob(CHECKPOINT)
+        if blob is not None:
+            generation, algorithm = pickle.loads(blob)
+        else:
+            generation, algorithm = 0, make_algorithm(self.space, self.config)
+        pop_size, n_gen = self.config["pop_size"], self.config["generations"]
+        hv_ref = self.store.get_state("hv_ref")
+        bar = tqdm(total=pop_size * n_gen, initial=min(generation, n_gen) * pop_size,
+                   unit="arch", desc="search", disable=not self.progress, dynamic_ncols=True)
+        try:
+            while algorithm.has_next():
+                t0 = time.perf_counter()
+                pop = algorithm.ask()
+                genomes = self._genomes(pop, generation)
+                keys = [self.space.key(g) for g in genomes]
+                todo: dict[str, tuple[int, ...]] = {}
+                for g, k in zip(genomes, keys, strict=True):
+                    if k not in self.cache and k not in todo:
+                        todo[k] = g
+                hits = len(keys) - len(todo)
+                bar.update(hits)
+                by_genome = {g: k for k, g in todo.items()}
+                for genome, outcome in executor.run(list(todo.values())):
+                    self._record(genome, by_genome[genome], outcome, generation)
+                    bar.update(1)
+                    self._postfix(bar, generation, hits)
+                static = StaticProblem(algorithm.problem, F=self._objective_matrix(keys))
+                Evaluator().eval(static, pop)
+                algorithm.tell(infills=pop)
+                if hv_ref is None:
+                    hv_ref = self._reference_point(keys)
+                    self.store.set_state("hv_ref", hv_ref)
+                front = self.archive_front()
+                hv = hypervolume(np.array([e["objectives"] for e in front]), hv_ref)
+                survivors = [self.space.key(tuple(int(v) for v in x))
+                             for x in algorithm.pop.get("X")]
+                self.store.add_generation(
+                    generation, population=survivors, front=[e["key"] for e in front],
+                    hypervolume=hv, n_evaluated=len(todo), cache_hits=hits,
+                    seconds=time.perf_counter() - t0,
+                    extra={"offspring": keys})
+                generation += 1
+                self.store.set_blob(CHECKPOINT, pickle.dumps((generation, algorithm)))
+                self._postfix(bar, generation - 1, hits, hv)
+        finally:
+            bar.close()
+        front = self.archive_front()
+        gens = self.store.generations()
+        return SearchResult(self.store.run_dir, front, self.store.count_evaluations(),
+                            sum(g["cache_hits"] for g in gens),
+                            gens[-1]["hypervolume"] if gens else 0.0)
+
+    def _genomes(self, pop: Any, generation: int) -> list[tuple[int, ...]]:
+        """Integer genomes of the asked population, repaired by the space's fix operation
+        where it has one (NAS-Bench-301's distinct inputs); pymoo sees the repaired ones."""
+        lower, upper = self.space.lower, self.space.upper
+        X = np.clip(np.rint(np.asarray(pop.get("X"), dtype=float)), lower, upper).astype(int)
+        fix = getattr(self.space, "fix", None)
+        if fix is not None:
+            rng = np.random.default_rng([self.config["seed"], generation])
+            X = np.array([fix(x, rng) for x in X], dtype=int)
+        pop.set("X", X)
+        return [tuple(int(v) for v in x) for x in X]
+
+    def _reference_point(self, keys: Sequence[str]) -> list[float]:
+        """Fixed for the run: 1.0 for errors, 1.1 × the worst initial value otherwise."""
+        F = self._objective_matrix(keys)
+        ok = np.array([self.cache[k]["status"] == "ok" for k in keys])
+        F = F[ok] if ok.any() else F
+        return [1.0 if name == "rwe" else float(1.1 * F[:, i].max())
+                for i, name in enumerate(self.objectives)]
+
+    def _postfix(self, bar: Any, generation: int, hits: int, hv: float | None = None) -> None:
+        ok = [e["objectives"][0] for e in self.cache.values() if e["status"] == "ok"]
+        post = {"gen": generation, "evals": len(self.cache), "hits": hits}
+        if ok:
+            post["best_err"] = f"{min(ok):.4f}"
+        if hv is not None:
+            post["hv"] = f"{hv:.4g}"
+        bar.set_postfix(post, refresh=False)
+
+
+# -- outputs ------------------------------------------------------------------------------------
+def front_rows(space: SearchSpace, front: Sequence[dict[str, Any]],
+               objectives: Sequence[str]) -> list[dict[str, Any]]:
+    rows = []
+    for e in front:
+        rows.append({
+            "genome": format_genome(e["genome"]),
+            "key": e["key"],
+            "rwe_error": e["extra"]["rwe_error"],
+            "madds_m": e["madds_m"],
+            "params_m": e["params_m"],
+            "objectives": dict(zip(objectives, e["objectives"], strict=True)),
+            "generation": e["generation"],
+            "genotype": e["genotype"],
+        })
+    return rows
+
+
+def write_outputs(store: RunStore, config: dict[str, Any]) -> dict[str, Path]:
+    """front.json/.csv, history.csv, config.json and the plots, from the store alone."""
+    import csv
+
+    from rwenas.report.plots import plot_front_by_generation, plot_hypervolume
+
+    run_dir = store.run_dir
+    space = get_space(config["space"])
+    objectives = list(config["objectives"])
+    evaluations = store.evaluations()
+    ok = [e for e in evaluations if e["status"] == "ok"]
+    idx = non_dominated(np.array([e["objectives"] for e in ok], dtype=float)) if ok else []
+    front = sorted((ok[i] for i in idx), key=lambda e: e["objectives"][::-1])
+    rows = front_rows(space, front, objectives)
+    paths = {name: run_dir / name for name in
+             ("config.json", "front.json", "front.csv", "history.csv", "front.png",
+              "hypervolume.png")}
+    paths["config.json"].write_text(json.dumps(config, indent=2) + "\n")
+    paths["front.json"].write_text(json.dumps(rows, indent=2) + "\n")
+    with paths["front.csv"].open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["genome", "rwe_error", "madds_m", "params_m", *objectives, "genotype"])
+        for r in rows:
+            writer.writerow([r["genome"], r["rwe_error"], r["madds_m"], r["params_m"],
+                             *r["objectives"].values(), json.dumps(r["genotype"])])
+    with paths["history.csv"].open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "generation", "status", "genome", *objectives, "params_m",
+                         "madds_m", "seconds", "features_seconds", "classifier_seconds",
+                         "attempts", "error", "key"])
+        for e in evaluations:
+            writer.writerow([e["id"], e["generation"], e["status"], format_genome(e["genome"]),
+                             *e["objectives"], e["params_m"], e["madds_m"], e["seconds"],
+                             e["features_seconds"], e["classifier_seconds"], e["attempts"],
+                             e["error"] or "", e["key"]])
+    plot_front_by_generation(store, objectives, paths["front.png"])
+    plot_hypervolume(store, paths["hypervolume.png"])
+    return paths
+
+
+def run_search(config: dict[str, Any] | None = None, run_dir: str | Path | None = None, *,
+               resume: str | Path | None = None, force: bool = False,
+               overrides: dict[str, Any] | None = None, progress: bool = True) -> SearchResult:
+    """Start a search in ``run_dir`` with ``config``, or resume the one in ``resume``.
+
+    On resume only :data:`RESUMABLE` settings may be overridden. Ctrl-C stops the search
+    with every finished evaluation stored; resuming continues it.
+    """
+    if resume is not None:
+        store = RunStore.open(resume)
+        config = store.config
+        changed = {k: v for k, v in (overrides or {}).items()
+                   if v is not None and config.get(k) != v}
+        bad = [k for k in changed if k not in RESUMABLE]
+        if bad:
+            store.close()
+            raise ConfigError(f"cannot change {', '.join(sorted(bad))} when resuming a run "
+                              f"(only {', '.join(RESUMABLE)})")
+        config = {**config, **changed}
+    else:
+        if config is None or run_dir is None:
+            raise ConfigError("a new search needs a config and a run directory (--out)")
+        get_space(config["space"])  # unknown space: fail before creating anything
+        store = RunStore.create(run_dir, config, force=force)
+    try:
+        if config.get("threads"):
+            import torch
+
+            torch.set_num_threads(config["threads"])
+        search = Search(store, config, progress=progress)
+        executor = make_executor(config)
+        try:
+            result = search.run(executor)
+        finally:
+            executor.close()
+        write_outputs(store, config)
+        return result
+    finally:
+        store.close()

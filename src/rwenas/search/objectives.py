@@ -1,0 +1,46 @@
+"""Objectives a search can minimise, read from an evaluation's measurements."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rwenas.errors import ConfigError
+
+#: objective name → (evaluation field, label for plots and tables)
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "rwe": ("rwe_error", "RWE error"),
+    "madds": ("madds_m", "multiply-adds (M)"),
+    "params": ("params_m", "parameters (M)"),
+}
+
+#: objective value given to an evaluation that failed for good (worse than any real one)
+WORST = {"rwe": 1.0}
+WORST_DEFAULT = 1e12
+
+
+def check_objectives(names: Sequence[str]) -> None:
+    """At least two known, distinct objectives, RWE error among them."""
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ConfigError("objectives must be a list of names, e.g. rwe,madds")
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown:
+        raise ConfigError(f"unknown objective(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(OBJECTIVES)})")
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise ConfigError("give at least two distinct objectives, e.g. rwe,madds")
+    if "rwe" not in names:
+        raise ConfigError("the objectives must include rwe (the RWE error)")
+
+
+def objective_values(record: Mapping[str, Any], names: Sequence[str]) -> list[float]:
+    """The objective vector of an evaluation record (a dict with the evaluation fields)."""
+    return [float(record[OBJECTIVES[n][0]]) for n in names]
+
+
+def worst_values(names: Sequence[str]) -> list[float]:
+    return [WORST.get(n, WORST_DEFAULT) for n in names]
+
+
+def label(name: str) -> str:
+    return OBJECTIVES[name][1]

@@ -1,0 +1,281 @@
+"""The search: NSGA-II loop, cache, store, resume after SIGKILL, executors, CLI errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rwenas.cli import main
+from rwenas.errors import ConfigError
+from rwenas.search.config import resolve_config
+from rwenas.search.nsga2 import hypervolume, non_dominated, run_search
+from rwenas.search.store import RunStore
+
+TINY = {"space": "micro", "dataset": "synthetic", "train_size": 160, "val_size": 80,
+        "pop_size": 6, "generations": 4, "seed": 1,
+        "network": {"channels": 4, "layers": 2}, "rwe": {"epochs": 2}}
+
+
+def tiny_config(**over):
+    return resolve_config(None, None, {**TINY, **over})
+
+
+def front_signature(run_dir: Path) -> list[tuple[str, list[float]]]:
+    rows = json.loads((run_dir / "front.json").read_text())
+    return sorted((r["key"], list(r["objectives"].values())) for r in rows)
+
+
+def dominates(a, b) -> bool:
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(
+        x < y for x, y in zip(a, b, strict=True))
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> Path:
+    """An uninterrupted tiny search, shared by several tests."""
+    run_dir = tmp_path_factory.mktemp("ref") / "run"
+    run_search(tiny_config(), run_dir, progress=False)
+    return run_dir
+
+
+def test_hypervolume_and_non_dominated_by_hand():
+    pts = np.array([[0.2, 3.0], [0.1, 5.0], [0.3, 4.0], [0.2, 3.0]])
+    assert sorted(non_dominated(pts).tolist()) == [0, 1, 3]
+    # two points against ref (1, 10): union of rectangles 0.8*7 + 0.9*5 - 0.8*5
+    assert hypervolume(pts[:2], [1.0, 10.0]) == pytest.approx(0.8 * 7 + 0.9 * 5 - 0.8 * 5)
+    assert hypervolume(np.array([[2.0, 1.0]]), [1.0, 10.0]) == 0.0
+
+
+def test_search_outputs_and_invariants(reference_run: Path):
+    store = RunStore.open(reference_run)
+    try:
+        evaluations = store.evaluations()
+        generations = store.generations()
+        config = store.config
+    finally:
+        store.close()
+    for name in ("front.json", "front.csv", "history.csv", "front.png", "hypervolume.png",
+                 "config.json"):
+        assert (reference_run / name).stat().st_size > 0
+    assert json.loads((reference_run / "config.json").read_text()) == config
+    assert [g["generation"] for g in generations] == [0, 1, 2, 3]
+    # every asked individual is either evaluated this generation or a cache hit
+    for g in generations:
+        assert g["n_evaluated"] + g["cache_hits"] == len(g["extra"]["offspring"])
+        assert len(g["population"]) == 6
+    # keys are unique: nothing evaluated twice; evaluations = unique offspring keys
+    keys = [e["key"] for e in evaluations]
+    assert len(keys) == len(set(keys))
+    asked = {k for g in generations for k in g["extra"]["offspring"]}
+    assert asked == set(keys)
+    assert sum(g["n_evaluated"] for g in generations) == len(keys)
+    # hypervolume of everything evaluated so far never decreases
+    hvs = [g["hypervolume"] for g in generations]
+    assert all(b >= a - 1e-12 for a, b in itertools.pairwise(hvs))
+    # the front is mutually non-dominated and nothing evaluated dominates it
+    front = json.loads((reference_run / "front.json").read_text())
+    pts = [list(r["objectives"].values()) for r in front]
+    assert pts and all(not dominates(a, b) for a in pts for b in pts)
+    all_pts = [e["objectives"] for e in evaluations if e["status"] == "ok"]
+    assert all(not dominates(a, b) for a in all_pts for b in pts)
+    # history.csv holds every evaluation
+    assert len((reference_run / "history.csv").read_text().splitlines()) == len(keys) + 1
+
+
+def test_same_seed_same_front(reference_run: Path, tmp_path: Path):
+    run_search(tiny_config(), tmp_path / "again", progress=False)
+    assert front_signature(tmp_path / "again") == front_signature(reference_run)
+
+
+def test_front_objectives_reevaluate_identically(reference_run: Path, capsys):
+    row = json.loads((reference_run / "front.json").read_text())[0]
+    rc = main(["evaluate", "--genome", row["genome"], "--dataset", "synthetic",
+               "--train-size", "160", "--val-size", "80", "--epochs", "2", "--channels", "4",
+               "--layers", "2", "--seed", "1", "--json"])
+    assert rc == 0
+    (ev,) = json.loads(capsys.readouterr().out)
+    assert ev["rwe_error"] == row["rwe_error"] and ev["madds_m"] == row["madds_m"]
+
+
+def test_sigkill_mid_generation_then_resume_gives_the_same_front(reference_run: Path,
+                                                                  tmp_path: Path):
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "rwenas.cli", "search", "--out", str(run_dir), "--quiet",
+           "--space", "micro", "--dataset", "synthetic", "--train-size", "160",
+           "--val-size", "80", "--pop-size", "6", "--generations", "4", "--seed", "1",
+           "--channels", "4", "--layers", "2", "--epochs", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db = run_dir / "run.db"
+    deadline = time.time() + 120
+    killed_at = None
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if db.exists():
+                with RunStore.open(run_dir) as store:
+                    n = store.count_evaluations()
+                    last = store.last_generation()
+                if n >= 8 and last == 0:  # inside generation 1: some offspring evaluated
+                    proc.send_signal(signal.SIGKILL)
+                    killed_at = n
+                    break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert killed_at is not None, "the search finished before it could be killed"
+    with RunStore.open(run_dir) as store:
+        before = {e["key"]: e["objectives"] for e in store.evaluations()}
+    assert len(before) >= killed_at
+    assert main(["search", "--resume", str(run_dir), "--quiet"]) == 0
+    with RunStore.open(run_dir) as store:
+        after = store.evaluations()
+    # finished evaluations were kept exactly once and not redone
+    assert len({e["key"] for e in after}) == len(after)
+    assert all(e["objectives"] == before[e["key"]] for e in after if e["key"] in before)
+    assert {e["key"] for e in after} == set(_keys(reference_run))
+    assert front_signature(run_dir) == front_signature(reference_run)
+
+
+def _keys(run_dir: Path) -> list[str]:
+    with RunStore.open(run_dir) as store:
+        return [e["key"] for e in store.evaluations()]
+
+
+def test_process_pool_gives_the_same_front(reference_run: Path, tmp_path: Path):
+    run_search(tiny_config(executor="process", workers=2), tmp_path / "pool", progress=False)
+    assert front_signature(tmp_path / "pool") == front_signature(reference_run)
+
+
+def test_ray_search_on_a_local_runtime(reference_run: Path, tmp_path: Path):
+    pytest.importorskip("ray")
+    run_search(tiny_config(executor="ray", workers=2), tmp_path / "ray", progress=False)
+    assert front_signature(tmp_path / "ray") == front_signature(reference_run)
+
+
+FLAKY_SPACE = textwrap.dedent("""
+    import os
+    from rwenas.spaces.micro import MicroSpace
+
+    class FlakySpace(MicroSpace):
+        '''Micro space whose networks fail to build when block 0 of the normal cell applies
+        a pooling operation on its first operand (a stand-in for a user's broken plugin).'''
+        name = "flaky"
+
+        def build(self, genome, **setting):
+            g = tuple(genome) if not hasattr(genome, "normal") else self.encode(genome)
+            if g[0] in (0, 1):
+                if os.environ.get("FLAKY_DIE"):
+                    os._exit(3)  # the worker process dies
+                raise RuntimeError("simulated build failure")
+            return super().build(genome, **setting)
+""")
+
+
+@pytest.fixture()
+def flaky_space(tmp_path: Path, monkeypatch) -> str:
+    (tmp_path / "flaky_plugin.py").write_text(FLAKY_SPACE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH",
+                                                                                  ""))
+    return "flaky_plugin:FlakySpace"
+
+
+def _failed(run_dir: Path) -> list[dict]:
+    with RunStore.open(run_dir) as store:
+        return store.evaluations(status="failed")
+
+
+def test_failing_evaluations_are_recorded_with_worst_objectives(flaky_space, tmp_path):
+    cfg = tiny_config(space=flaky_space, pop_size=12, generations=2, max_retries=1)
+    run_search(cfg, tmp_path / "flaky", progress=False)
+    failed = _failed(tmp_path / "flaky")
+    assert failed, "no genome hit the failure (adjust the plugin's condition)"
+    for e in failed:
+        assert e["objectives"][0] == 1.0 and e["objectives"][1] >= 1e9
+        assert e["attempts"] == 2 and "simulated build failure" in e["error"]
+    front = json.loads((tmp_path / "flaky" / "front.json").read_text())
+    assert {r["key"] for r in front}.isdisjoint({e["key"] for e in failed})
+
+
+def test_a_dying_worker_is_retried_then_recorded_as_failed(flaky_space, tmp_path, monkeypatch):
+    monkeypatch.setenv("FLAKY_DIE", "1")
+    cfg = tiny_config(space=flaky_space, pop_size=12, generations=1, max_retries=1,
+                      executor="process", workers=2)
+    run_search(cfg, tmp_path / "dying", progress=False)
+    failed = _failed(tmp_path / "dying")
+    assert failed and all(e["error"] == "worker process died" for e in failed)
+    with RunStore.open(tmp_path / "dying") as store:
+        assert store.count_evaluations() == 12  # the other evaluations all finished
+
+
+# -- user errors --------------------------------------------------------------------------------
+def run_cli(argv, capsys):
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_error(argv, capsys, fragment):
+    rc, out, err = run_cli(argv, capsys)
+    assert rc == 2, (out, err)
+    assert err.startswith("rwenas: error:") and fragment in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_errors(tmp_path: Path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("pop_sise = 3\n")
+    assert_error(["search", "--config", str(bad), "--out", str(tmp_path / "r")], capsys,
+                 "unknown setting 'pop_sise'")
+    bad.write_text("pop_size = [\n")
+    assert_error(["search", "--config", str(bad), "--out", str(tmp_path / "r")], capsys,
+                 "not valid TOML")
+    assert_error(["search", "--space", "nope", "--out", str(tmp_path / "r")], capsys,
+                 "unknown search space")
+    assert_error(["search", "--dataset", "nope", "--out", str(tmp_path / "r2"),
+                  "--pop-size", "2", "--generations", "1"], capsys, "unknown dataset")
+    assert_error(["search", "--objectives", "rwe", "--out", str(tmp_path / "r")], capsys,
+                 "at least two")
+    assert_error(["search"], capsys, "--out")
+    assert_error(["search", "--resume", str(tmp_path / "missing")], capsys,
+                 "not an rwenas run directory")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    assert_error(["search", "--out", str(foreign), "--force", "--dataset", "synthetic"], capsys,
+                 "refusing to overwrite")
+    assert (foreign / "thesis.tex").read_text() == "precious"
+
+
+def test_existing_run_is_not_overwritten(reference_run: Path, capsys):
+    before = _keys(reference_run)
+    assert_error(["search", "--out", str(reference_run), "--dataset", "synthetic"], capsys,
+                 "--resume")
+    assert_error(["search", "--resume", str(reference_run), "--pop-size", "3"], capsys,
+                 "cannot change pop_size")
+    assert _keys(reference_run) == before
+
+
+def test_profiles_and_config_file(tmp_path: Path):
+    quick = resolve_config("quick")
+    assert (quick["pop_size"], quick["generations"]) == (10, 10)
+    paper = resolve_config("paper")
+    assert (paper["pop_size"], paper["generations"], paper["train_size"]) == (20, 30, None)
+    f = tmp_path / "c.toml"
+    f.write_text('profile = "quick"\ngenerations = 3\n[rwe]\nbn_mode = "calibrated"\n')
+    cfg = resolve_config(None, f, {"seed": 7})
+    assert (cfg["pop_size"], cfg["generations"], cfg["seed"]) == (10, 3, 7)
+    assert cfg["rwe"]["bn_mode"] == "calibrated"
+    with pytest.raises(ConfigError):
+        resolve_config(None, None, {"executor": "slurm"})
