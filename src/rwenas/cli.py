@@ -226,15 +226,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     texts = [args.genome] if args.genome else read_genomes(args.genomes)
     genomes = [space.validate(parse_genome(t)) for t in texts]  # fail before loading data
     config = rwe_config(args)
+    measure = [m.strip() for m in (args.measure or "").split(",") if m.strip()]
+    unknown = sorted(set(measure) - {"latency", "latency_batch", "memory"})
+    if unknown:
+        raise ConfigError(f"unknown measurement(s) {', '.join(unknown)} "
+                          "(known: latency, latency_batch, memory)")
     info, split = load_split(args)
     results = []
     for g in genomes:
         ev = evaluate_genome(space, g, split, info, config=config, seed=args.seed,
-                             network=network_overrides(args, space.name))
+                             network=network_overrides(args, space.name), measure=measure,
+                             latency_batch=args.latency_batch)
         results.append(ev)
         if not args.json:
+            extra = "".join(f"  {name} {getattr(ev, fld):.2f}" for name, fld in (
+                ("latency_ms", "latency_ms"), ("latency_b_ms", "latency_batch_ms"),
+                ("memory_mb", "memory_mb")) if getattr(ev, fld) is not None)
             print(f"rwe_error {100 * ev.rwe_error:6.2f}%  madds {ev.madds_m:8.2f} M  "
-                  f"params {ev.params_m:6.3f} M  {ev.seconds:6.1f} s  genome {ev.genome}",
+                  f"params {ev.params_m:6.3f} M{extra}  {ev.seconds:6.1f} s  genome {ev.genome}",
                   flush=True)
             if ev.warning:
                 print(f"  warning: {ev.warning}", file=sys.stderr)
@@ -255,6 +264,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                                                       "setting)")
     p.add_argument("--layers", type=_positive_int, help="cells (micro; default 5)")
     p.set_defaults(increment=None, auxiliary=None, se=None)
+    p.add_argument("--measure", help="also measure: latency, latency_batch, memory "
+                                     "(comma-separated)")
+    p.add_argument("--latency-batch", type=_positive_int, default=64,
+                   help="batch of the latency_batch measurement (default 64)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(handler=cmd_evaluate)
 
@@ -266,7 +279,8 @@ def _search_overrides(args: argparse.Namespace) -> dict[str, Any]:
         k: getattr(args, k) for k in (
             "space", "dataset", "data_dir", "image_size", "train_size", "val_size", "seed",
             "pop_size", "generations", "executor", "workers", "threads", "ray_address",
-            "gpus_per_eval", "max_retries")}
+            "gpus_per_eval", "max_retries", "max_madds", "max_params", "max_latency_ms",
+            "latency_batch")}
     over["download"] = True if args.download else None
     if args.objectives:
         over["objectives"] = [o.strip() for o in args.objectives.split(",") if o.strip()]
@@ -330,7 +344,13 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="run seed (default 0)")
     p.add_argument("--pop-size", type=_positive_int, help="population size (paper: 20)")
     p.add_argument("--generations", type=_positive_int, help="generations (paper: 30)")
-    p.add_argument("--objectives", help="comma-separated, e.g. rwe,madds (default)")
+    p.add_argument("--objectives", help="comma-separated: rwe plus madds (default), params, "
+                                        "latency, latency_batch, memory")
+    p.add_argument("--max-madds", type=float, help="hard constraint: multiply-adds (M) <= X")
+    p.add_argument("--max-params", type=float, help="hard constraint: parameters (M) <= X")
+    p.add_argument("--max-latency-ms", type=float, help="hard constraint: batch-1 latency")
+    p.add_argument("--latency-batch", type=_positive_int,
+                   help="batch size of the latency_batch objective (default 64)")
     p.add_argument("--executor", choices=("local", "process", "ray"),
                    help="local (in-process), process (--workers N processes) or ray")
     p.add_argument("--workers", type=_positive_int, help="parallel evaluations")

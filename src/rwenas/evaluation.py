@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from rwenas.build import build_network
-from rwenas.complexity import complexity
+from rwenas.complexity import complexity, latency_ms, peak_activation_mb
 from rwenas.data import DatasetInfo, Split
 from rwenas.estimators.rwe import RWEConfig, rwe
 from rwenas.spaces import SearchSpace, format_genome
@@ -39,6 +40,9 @@ class Evaluation:
     classifier_seconds: float
     seed: int
     warning: str | None = None
+    latency_ms: float | None = None
+    latency_batch_ms: float | None = None
+    memory_mb: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,8 +50,14 @@ class Evaluation:
 
 def evaluate_genome(space: SearchSpace, genome: Any, split: Split, info: DatasetInfo, *,
                     config: RWEConfig | None = None, seed: int = 0, setting: str = "search",
-                    network: dict[str, Any] | None = None) -> Evaluation:
-    """RWE error + params/MAdds of ``genome`` built at ``setting`` for dataset ``info``."""
+                    network: dict[str, Any] | None = None, measure: Sequence[str] = (),
+                    latency_batch: int = 64) -> Evaluation:
+    """RWE error + params/MAdds of ``genome`` built at ``setting`` for dataset ``info``.
+
+    ``measure`` adds ``latency`` (batch 1), ``latency_batch`` (batch ``latency_batch``) and
+    ``memory`` (peak activation MB, batch 1), measured on this machine's CPU (or the GPU RWE
+    uses), median of repeated timed passes after warm-up.
+    """
     t0 = time.perf_counter()
     genome = space.validate(genome)
     key = space.key(genome)
@@ -58,11 +68,25 @@ def evaluate_genome(space: SearchSpace, genome: Any, split: Split, info: Dataset
         return build_network(space, genome, in_channels=info.in_channels,
                              num_classes=info.num_classes, setting=setting, **options)
 
-    cx = complexity(factory(), (info.in_channels, info.image_size, info.image_size))
+    shape = (info.in_channels, info.image_size, info.image_size)
+    net = factory()
+    cx = complexity(net, shape)
+    extra: dict[str, float] = {}
+    if measure:
+        from rwenas.estimators.rwe import resolve_device
+
+        net = net.to(resolve_device((config or RWEConfig()).device))
+        if "latency" in measure:
+            extra["latency_ms"] = latency_ms(net, shape, batch=1)
+        if "latency_batch" in measure:
+            extra["latency_batch_ms"] = latency_ms(net, shape, batch=latency_batch)
+        if "memory" in measure:
+            extra["memory_mb"] = peak_activation_mb(net, shape)
     result = rwe(factory, split, config, seed=arch_seed)
     return Evaluation(
         genome=format_genome(genome), key=key, rwe_error=result.error,
         madds_m=cx.madds_m, params_m=cx.params_m, seconds=time.perf_counter() - t0,
         features_seconds=result.features_seconds,
         classifier_seconds=result.classifier_seconds, seed=arch_seed, warning=result.warning,
+        **extra,
     )

@@ -37,6 +37,10 @@ DEFAULTS: dict[str, Any] = {
     "ray_address": None,
     "gpus_per_eval": 0.0,
     "max_retries": 2,
+    "max_madds": None,
+    "max_params": None,
+    "max_latency_ms": None,
+    "latency_batch": 64,
     "network": {},
     "rwe": {},
 }
@@ -124,6 +128,14 @@ def validate_config(config: dict[str, Any]) -> None:
         raise ConfigError("crossover_prob must lie in [0, 1]")
     if float(config["mutation_eta"]) <= 0:
         raise ConfigError("mutation_eta must be positive")
+    for key in ("max_madds", "max_params", "max_latency_ms"):
+        value = config[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or value <= 0):
+            raise ConfigError(f"setting {key!r} must be a positive number, got {value!r}")
+    if (isinstance(config["latency_batch"], bool) or not isinstance(config["latency_batch"], int)
+            or config["latency_batch"] < 1):
+        raise ConfigError("latency_batch must be a positive integer")
     if float(config["gpus_per_eval"]) < 0:
         raise ConfigError("gpus_per_eval must be at least 0")
     objectives = config["objectives"]

@@ -36,12 +36,17 @@ class EvalContext:
     seed: int = 0
     rwe: dict[str, Any] = field(default_factory=dict)
     network: dict[str, Any] = field(default_factory=dict)
+    measure: tuple[str, ...] = ()
+    latency_batch: int = 64
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> EvalContext:
+        from rwenas.search.objectives import measurements
+
         return cls(**{k: config[k] for k in (
             "space", "dataset", "data_dir", "download", "image_size", "train_size",
-            "val_size", "seed", "rwe", "network")})
+            "val_size", "seed", "rwe", "network", "latency_batch")},
+            measure=tuple(measurements(config["objectives"], config)))
 
     def load(self) -> Loaded:
         """Load the dataset and build the search split (done once per worker)."""
@@ -70,7 +75,9 @@ class Loaded:
         network = {k: tuple(v) if isinstance(v, list) else v
                    for k, v in self.context.network.items()}
         return evaluate_genome(self.space, genome, self.split, self.info, config=self.config,
-                               seed=self.context.seed, network=network).to_dict()
+                               seed=self.context.seed, network=network,
+                               measure=self.context.measure,
+                               latency_batch=self.context.latency_batch).to_dict()
 
 
 @dataclass

@@ -32,7 +32,12 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from rwenas.errors import ConfigError
 from rwenas.search.executors import Failure, make_executor
-from rwenas.search.objectives import objective_values, worst_values
+from rwenas.search.objectives import (
+    active_constraints,
+    constraint_values,
+    objective_values,
+    worst_values,
+)
 from rwenas.search.store import RunStore
 from rwenas.spaces import SearchSpace, format_genome, get_space
 
@@ -42,18 +47,20 @@ RESUMABLE = ("executor", "workers", "threads", "ray_address", "gpus_per_eval", "
 
 
 class ArchitectureProblem(Problem):
-    """The search problem as pymoo sees it: integer genomes within the space's bounds.
-    Objectives are never computed here (ask-and-tell)."""
+    """The search problem as pymoo sees it: integer genomes within the space's bounds, with
+    ``n_constr`` inequality constraints. Nothing is computed here (ask-and-tell)."""
 
-    def __init__(self, n_var: int, n_obj: int, lower: np.ndarray, upper: np.ndarray) -> None:
-        super().__init__(n_var=n_var, n_obj=n_obj, xl=lower, xu=upper, vtype=int)
+    def __init__(self, n_var: int, n_obj: int, lower: np.ndarray, upper: np.ndarray,
+                 n_constr: int = 0) -> None:
+        super().__init__(n_var=n_var, n_obj=n_obj, n_ieq_constr=n_constr, xl=lower, xu=upper,
+                         vtype=int)
 
 
 def make_algorithm(space: SearchSpace, config: dict[str, Any]) -> NSGA2:
     """NSGA-II with the paper's operators, set up for ``config["generations"]`` generations
     (the initial population counts as the first, as in pymoo and the paper)."""
     problem = ArchitectureProblem(space.n_var, len(config["objectives"]), space.lower,
-                                  space.upper)
+                                  space.upper, len(active_constraints(config)))
     algorithm = NSGA2(
         pop_size=config["pop_size"],
         sampling=IntegerRandomSampling(),
@@ -119,8 +126,9 @@ class Search:
                 params_m=outcome["params_m"], madds_m=outcome["madds_m"],
                 seconds=outcome["seconds"], features_seconds=outcome["features_seconds"],
                 classifier_seconds=outcome["classifier_seconds"],
-                extra={"rwe_error": outcome["rwe_error"], "seed": outcome["seed"],
-                       "warning": outcome["warning"]})
+                extra={k: outcome.get(k) for k in (
+                    "rwe_error", "seed", "warning", "latency_ms", "latency_batch_ms",
+                    "memory_mb")})
         record = self.store.get_evaluation(key)
         assert record is not None
         self.cache[key] = record
@@ -129,13 +137,13 @@ class Search:
     def _objective_matrix(self, keys: Sequence[str]) -> np.ndarray:
         return np.array([self.cache[k]["objectives"] for k in keys], dtype=float)
 
+    def _constraint_matrix(self, keys: Sequence[str]) -> np.ndarray:
+        return np.array([constraint_values(flat_record(self.cache[k]), self.config)
+                         for k in keys], dtype=float).reshape(len(keys), -1)
+
     def archive_front(self) -> list[dict[str, Any]]:
-        """Non-dominated set of every successful evaluation so far (unique keys)."""
-        ok = [e for e in self.cache.values() if e["status"] == "ok"]
-        if not ok:
-            return []
-        idx = non_dominated(np.array([e["objectives"] for e in ok], dtype=float))
-        return sorted((ok[i] for i in idx), key=lambda e: e["objectives"][::-1])
+        """Non-dominated set of every successful, feasible evaluation so far."""
+        return pareto_front(self.cache.values(), self.config)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, executor: Any) -> SearchResult:
@@ -167,7 +175,10 @@ class Search:
                     self._record(genome, by_genome[genome], outcome, generation)
                     bar.update(1)
                     self._postfix(bar, generation, hits)
-                static = StaticProblem(algorithm.problem, F=self._objective_matrix(keys))
+                values = {"F": self._objective_matrix(keys)}
+                if algorithm.problem.n_ieq_constr:
+                    values["G"] = self._constraint_matrix(keys)
+                static = StaticProblem(algorithm.problem, **values)
                 Evaluator().eval(static, pop)
                 algorithm.tell(infills=pop)
                 if hv_ref is None:
@@ -223,6 +234,22 @@ class Search:
         bar.set_postfix(post, refresh=False)
 
 
+def flat_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored evaluation with its ``extra`` measurements lifted to the top level."""
+    return {**(record.get("extra") or {}), **record}
+
+
+def pareto_front(records: Any, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Non-dominated set of the successful records that satisfy every constraint of
+    ``config``, sorted by the last objective then the others."""
+    ok = [e for e in records if e["status"] == "ok"
+          and all(g <= 0 for g in constraint_values(flat_record(e), config))]
+    if not ok:
+        return []
+    idx = non_dominated(np.array([e["objectives"] for e in ok], dtype=float))
+    return sorted((ok[i] for i in idx), key=lambda e: e["objectives"][::-1])
+
+
 # -- outputs ------------------------------------------------------------------------------------
 def front_rows(space: SearchSpace, front: Sequence[dict[str, Any]],
                objectives: Sequence[str]) -> list[dict[str, Any]]:
@@ -234,6 +261,8 @@ def front_rows(space: SearchSpace, front: Sequence[dict[str, Any]],
             "rwe_error": e["extra"]["rwe_error"],
             "madds_m": e["madds_m"],
             "params_m": e["params_m"],
+            **{k: e["extra"][k] for k in ("latency_ms", "latency_batch_ms", "memory_mb")
+               if e["extra"].get(k) is not None},
             "objectives": dict(zip(objectives, e["objectives"], strict=True)),
             "generation": e["generation"],
             "genotype": e["genotype"],
@@ -251,9 +280,7 @@ def write_outputs(store: RunStore, config: dict[str, Any]) -> dict[str, Path]:
     space = get_space(config["space"])
     objectives = list(config["objectives"])
     evaluations = store.evaluations()
-    ok = [e for e in evaluations if e["status"] == "ok"]
-    idx = non_dominated(np.array([e["objectives"] for e in ok], dtype=float)) if ok else []
-    front = sorted((ok[i] for i in idx), key=lambda e: e["objectives"][::-1])
+    front = pareto_front(evaluations, config)
     rows = front_rows(space, front, objectives)
     paths = {name: run_dir / name for name in
              ("config.json", "front.json", "front.csv", "history.csv", "front.png",

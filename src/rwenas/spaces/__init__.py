@@ -6,16 +6,19 @@ import importlib
 from typing import Any
 
 from rwenas.errors import ConfigError
-from rwenas.spaces.base import Genome, SearchSpace, format_genome, parse_genome
+from rwenas.spaces.base import Genome, SearchSpace, check_integers, format_genome, parse_genome
 from rwenas.spaces.macro import MacroGenotype, MacroSpace
 from rwenas.spaces.micro import MICRO_OPS, Genotype, MicroSpace
+from rwenas.spaces.mobilenet import MobileNetSpace
 from rwenas.spaces.nb301 import NB301Space
 
-BUILTIN_SPACES = {"micro": MicroSpace, "macro": MacroSpace, "nb301": NB301Space}
+BUILTIN_SPACES = {"micro": MicroSpace, "macro": MacroSpace, "nb301": NB301Space,
+                  "mobilenetv2": MobileNetSpace}
 
 __all__ = [
     "BUILTIN_SPACES", "MICRO_OPS", "Genome", "Genotype", "MacroGenotype", "MacroSpace",
-    "MicroSpace", "NB301Space", "SearchSpace", "format_genome", "get_space", "parse_genome",
+    "MicroSpace", "MobileNetSpace", "NB301Space", "SearchSpace", "check_integers",
+    "format_genome", "get_space", "parse_genome",
 ]
 
 
