@@ -1,0 +1,315 @@
+"""Zero-cost proxies against hand-derived values on tiny networks, and every estimator on a
+real micro network."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rwenas.data import Split, load_dataset, search_split
+from rwenas.errors import ConfigError
+from rwenas.estimators.base import Estimator, Score, build_network, draw_batch
+from rwenas.estimators.proxies import (
+    ESTIMATORS,
+    JACOB_COV_EPS,
+    SynFlow,
+    fisher_score,
+    grad_norm_score,
+    grasp_score,
+    hessian_gradient_products,
+    jacob_cov_score,
+    jacobian_correlation_score,
+    make_estimator,
+    naswot_kernel,
+    naswot_score,
+    snip_score,
+    synflow_score,
+)
+from rwenas.spaces import get_space
+
+K = JACOB_COV_EPS
+
+
+def vector_split(n: int = 40, dim: int = 5, classes: int = 3, seed: int = 0) -> Split:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dim, generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return Split(x, y, x[:10], y[:10])
+
+
+def jc_formula(eig) -> float:
+    eig = np.asarray(eig, dtype=np.float64)
+    return float(-np.sum(np.log(eig + K) + 1.0 / (eig + K)))
+
+
+def linear_ce_grads(lin: nn.Linear, x: torch.Tensor, y: torch.Tensor):
+    """Logits and the hand-written gradients of mean cross-entropy of one linear layer."""
+    with torch.no_grad():
+        z = x @ lin.weight.T + lin.bias
+        p = torch.softmax(z, 1)
+        g = (p - F.one_hot(y, z.shape[1]).to(z.dtype)) / len(x)  # dL/dz
+        return z, g, g.T @ x                                      # dL/dW = Gᵀ X
+
+
+# -- synflow ---------------------------------------------------------------------------------
+
+
+def test_synflow_of_a_linear_chain_is_twice_its_output():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 4, bias=False), nn.Linear(4, 3, bias=False))
+    w1, w2 = (net[0].weight.detach().double().clone(), net[1].weight.detach().double().clone())
+    r = torch.ones(3, dtype=torch.float64) @ w2.abs() @ w1.abs() @ torch.ones(5,
+                                                                                dtype=torch.float64)
+    assert synflow_score(net, (5,)) == pytest.approx(2 * float(r), rel=1e-12)
+    # signs restored after the all-|θ| pass
+    assert torch.equal(net[0].weight, w1) and torch.equal(net[1].weight, w2)
+
+
+def test_synflow_estimator_sign_and_batchnorm_bypass():
+    def conv_net(bn: bool):
+        torch.manual_seed(3)
+        layers = [nn.Conv2d(1, 3, 3, padding=1, bias=False)]
+        if bn:
+            layers.append(nn.BatchNorm2d(3))
+        layers += [nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)]
+        net = nn.Sequential(*layers)
+        if bn:
+            with torch.no_grad():
+                net[1].weight.fill_(5.0)  # would change the score if BN were not bypassed
+                net[1].running_var.fill_(9.0)
+        return net
+
+    assert synflow_score(conv_net(True), (1, 6, 6)) == pytest.approx(
+        synflow_score(conv_net(False), (1, 6, 6)), rel=1e-12)
+    split = Split(torch.randn(8, 1, 6, 6), torch.zeros(8, dtype=torch.long),
+                  torch.randn(2, 1, 6, 6), torch.zeros(2, dtype=torch.long))
+    s = SynFlow().score(lambda: conv_net(True), split)
+    assert s.raw > 0 and s.value == -s.raw and s.name == "synflow"
+
+
+def test_synflow_lower_value_for_wider_networks():
+    split = vector_split(dim=6)
+
+    def mlp(width):
+        return lambda: nn.Sequential(nn.Linear(6, width), nn.ReLU(), nn.Linear(width, 3))
+
+    narrow, wide = (SynFlow().score(mlp(w), split, seed=0).value for w in (4, 64))
+    assert wide < narrow
+    space = get_space("micro")
+    genome = space.sample(np.random.default_rng(0))
+    img = Split(torch.randn(8, 1, 12, 12), torch.zeros(8, dtype=torch.long),
+                torch.randn(2, 1, 12, 12), torch.zeros(2, dtype=torch.long))
+    small, big = (SynFlow().score(
+        lambda c=c: space.build(genome, channels=c, layers=2, in_channels=1), img).value
+        for c in (4, 8))
+    assert big < small
+
+
+# -- jacob_cov -------------------------------------------------------------------------------
+
+
+def test_jacob_cov_of_a_linear_map_has_an_all_ones_correlation():
+    torch.manual_seed(0)
+    net = nn.Linear(6, 4)
+    x = torch.randn(5, 6)
+    # every per-sample Jacobian of sum(Ax + b) is Aᵀ1 → correlation all ones: eig 5, 0, 0, 0, 0
+    expected = jc_formula([5.0, 0, 0, 0, 0])
+    assert jacob_cov_score(net, x) == pytest.approx(expected, rel=1e-6)
+
+
+class Square(nn.Module):
+    def forward(self, x):
+        return x * x
+
+
+def test_jacob_cov_with_a_known_correlation_matrix():
+    # Jacobians 2x: rows (1,2,3), (1,3,2) have correlation 0.5 → eigenvalues 1.5 and 0.5
+    x = torch.tensor([[1.0, 2.0, 3.0], [1.0, 3.0, 2.0]])
+    assert jacob_cov_score(Square(), x) == pytest.approx(jc_formula([1.5, 0.5]), rel=1e-9)
+    # three samples: correlations -1/2 between (1,2,3)/(3,1,2)/(2,3,1) → eigenvalues 0, 1.5, 1.5
+    j = np.array([[1.0, 2.0, 3.0], [3.0, 1.0, 2.0], [2.0, 3.0, 1.0]])
+    assert jacobian_correlation_score(j) == pytest.approx(jc_formula([0.0, 1.5, 1.5]), rel=1e-9)
+    # constant Jacobians: correlation undefined
+    assert math.isnan(jacobian_correlation_score(np.ones((3, 4))))
+
+
+# -- naswot ----------------------------------------------------------------------------------
+
+
+def test_naswot_kernel_of_hand_made_codes():
+    codes = torch.tensor([[1, 0, 1, 1], [1, 1, 0, 0], [0, 0, 1, 1]], dtype=torch.bool)
+    # N_A = 4, Hamming distances d01 = 3, d02 = 1, d12 = 4
+    expected = torch.tensor([[4.0, 1, 3], [1, 4, 0], [3, 0, 4]], dtype=torch.float64)
+    assert torch.equal(naswot_kernel([codes]), expected)
+    assert torch.equal(naswot_kernel([codes[:, :2], codes[:, 2:]]), expected)  # layers add up
+    assert float(torch.linalg.det(expected)) == pytest.approx(24.0)
+
+
+def test_naswot_score_of_a_relu_layer():
+    lin = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.eye(2))
+    x = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0]])
+    # codes (1,1), (1,0), (0,1): K = [[2,1,1],[1,2,0],[1,0,2]], det 4; functional ReLUs count
+    for net in (nn.Sequential(lin, nn.ReLU()), nn.Sequential(lin, nn.ReLU(inplace=True))):
+        assert naswot_score(net, x) == pytest.approx(math.log(4.0))
+
+    class Functional(nn.Module):
+        def forward(self, x):
+            return torch.relu(lin(x))
+
+    assert naswot_score(Functional(), x) == pytest.approx(math.log(4.0))
+    # two ReLU applications (one functional): K doubles, det × 8
+    two = nn.Sequential(lin, nn.ReLU(), Functional())
+    assert naswot_score(two, x) == pytest.approx(math.log(32.0))
+
+
+# -- gradient proxies on one linear layer ----------------------------------------------------
+
+
+def one_linear(seed=0):
+    torch.manual_seed(seed)
+    lin = nn.Linear(4, 3)
+    x = torch.randn(6, 4)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    return lin, x, y
+
+
+def test_grad_norm_and_snip_of_one_linear_layer():
+    lin, x, y = one_linear()
+    _, _, dw = linear_ce_grads(lin, x, y)
+    assert grad_norm_score(lin, x, y) == pytest.approx(float(dw.norm()), rel=1e-5)
+    assert snip_score(lin, x, y) == pytest.approx(float((lin.weight.detach() * dw).abs().sum()),
+                                                  rel=1e-5)
+
+
+def test_fisher_of_one_linear_layer():
+    lin, x, y = one_linear(1)
+    z, g, _ = linear_ce_grads(lin, x, y)
+    expected = float((0.5 * (z * g).pow(2).mean(0)).sum())
+    assert fisher_score(lin, x, y) == pytest.approx(expected, rel=1e-5)
+
+
+def tiny_conv_net():
+    return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(inplace=True),
+                         nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 3))
+
+
+def test_fisher_and_grasp_on_a_tiny_conv_net():
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 1, 7, 7), torch.randint(0, 3, (8,))
+    f = fisher_score(tiny_conv_net(), x, y)
+    assert math.isfinite(f) and f > 0
+    torch.manual_seed(0)
+    net = tiny_conv_net()
+    g = grasp_score(net, x, y)
+    assert math.isfinite(g)
+    # fisher sums the same per-layer terms whether or not an in-place ReLU follows
+    torch.manual_seed(0)
+    a = fisher_score(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(inplace=True), nn.Flatten(),
+                                   nn.Linear(50, 3)), x, y)
+    torch.manual_seed(0)
+    b = fisher_score(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(),
+                                   nn.Linear(50, 3)), x, y)
+    assert a == pytest.approx(b, rel=1e-6)
+
+
+def test_grasp_hessian_gradient_product_matches_the_full_hessian():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4, bias=False), nn.Tanh(), nn.Linear(4, 2, bias=False))
+    net.double()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    y = torch.tensor([0, 1, 1, 0, 1])
+    names = [n for n, _ in net.named_parameters()]
+    shapes = [p.shape for p in net.parameters()]
+    theta = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+    def loss_of(flat):
+        params, start = {}, 0
+        for n, s in zip(names, shapes, strict=True):
+            params[n] = flat[start:start + s.numel()].reshape(s)
+            start += s.numel()
+        return F.cross_entropy(torch.func.functional_call(net, params, (x,)), y)
+
+    h = torch.autograd.functional.hessian(loss_of, theta)
+    g = torch.autograd.functional.jacobian(loss_of, theta)
+    hg_full = h @ g
+    hg = hessian_gradient_products(F.cross_entropy(net(x), y), list(net.parameters()))
+    assert torch.allclose(torch.cat([t.reshape(-1) for t in hg]), hg_full, atol=1e-10)
+    assert grasp_score(net, x, y) == pytest.approx(float(-(theta * hg_full).sum()), rel=1e-8)
+
+
+# -- every estimator on a real micro network -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic_split():
+    return search_split(load_dataset("synthetic", synthetic_size=(200, 50)))
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_every_estimator_on_a_micro_network(name, synthetic_split):
+    space = get_space("micro")
+    genome = space.sample(np.random.default_rng(0))
+
+    def factory():
+        return space.build(genome, channels=4, layers=2, in_channels=1)
+
+    options = {"epochs": 2, "device": "cpu"} if name == "rwe" else {"device": "cpu"}
+    est = make_estimator(name, **options)
+    assert isinstance(est, Estimator) and est.name == name
+    a = est.score(factory, synthetic_split, seed=3)
+    b = est.score(factory, synthetic_split, seed=3)
+    assert isinstance(a, Score) and a.name == name
+    assert math.isfinite(a.value) and a.finite and a.seconds >= 0
+    assert a.value == b.value and a.raw == b.raw
+    if name == "rwe":
+        assert a.value == a.raw and 0.0 <= a.value <= 1.0
+    else:
+        assert a.value == -a.raw  # every proxy and baseline is higher-is-better in its paper
+
+
+def test_seed_controls_network_and_batch():
+    split = vector_split()
+    fac = lambda: nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))  # noqa: E731
+    est = make_estimator("snip")
+    assert est.score(fac, split, seed=1).raw != est.score(fac, split, seed=2).raw
+    before = torch.get_rng_state()
+    build_network(fac, 5)
+    assert torch.equal(before, torch.get_rng_state())  # global RNG untouched
+    x1, y1 = draw_batch(split, 16, 7)
+    x2, y2 = draw_batch(split, 16, 7)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2) and len(x1) == 16
+
+
+def test_non_finite_proxy_gives_the_worst_value():
+    def broken():
+        lin = nn.Linear(5, 3)
+        with torch.no_grad():
+            lin.weight.fill_(float("nan"))
+        return lin
+
+    with pytest.warns(RuntimeWarning, match="snip"):
+        s = make_estimator("snip").score(broken, vector_split())
+    assert s.value == math.inf and not s.finite and math.isnan(s.raw)
+
+
+def test_registry_and_errors():
+    assert set(ESTIMATORS) == {"synflow", "grasp", "fisher", "jacob_cov", "snip", "grad_norm",
+                               "naswot", "params", "madds", "rwe"}
+    assert make_estimator("grad-norm").name == "grad_norm"
+    assert make_estimator("naswot").batch_size == 64
+    with pytest.raises(ConfigError, match="unknown estimator"):
+        make_estimator("zen")
+    with pytest.raises(ConfigError):
+        make_estimator("snip", nope=1)
+    with pytest.raises(ConfigError):
+        make_estimator("fisher", batch_size=0)
+    with pytest.raises(ConfigError):
+        make_estimator("rwe", bn_mode="sideways")
