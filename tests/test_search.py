@@ -121,9 +121,13 @@ def test_sigkill_mid_generation_then_resume_gives_the_same_front(reference_run: 
     try:
         while time.time() < deadline and proc.poll() is None:
             if db.exists():
-                with RunStore.open(run_dir) as store:
-                    n = store.count_evaluations()
-                    last = store.last_generation()
+                try:
+                    with RunStore.open(run_dir) as store:
+                        n = store.count_evaluations()
+                        last = store.last_generation()
+                except ConfigError:  # the child is still creating the store
+                    time.sleep(0.05)
+                    continue
                 if n >= 8 and last == 0:  # inside generation 1: some offspring evaluated
                     proc.send_signal(signal.SIGKILL)
                     killed_at = n

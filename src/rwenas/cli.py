@@ -321,8 +321,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"  rwe_error {100 * extra.get('rwe_error', e['objectives'][0]):6.2f}%  "
               f"madds {e['madds_m']:8.2f} M  params {e['params_m']:6.3f} M  "
               f"genome {' '.join(map(str, e['genome']))}")
-    print(f"outputs: {result.run_dir}/front.json, front.csv, history.csv, front.png, "
-          "hypervolume.png, run.db")
+    print(f"outputs: {result.run_dir}/report.html, front.json, front.csv, history.csv, "
+          "front.png, hypervolume.png, run.db")
     return 0
 
 
@@ -365,8 +365,23 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_search)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_show, _add_evaluate,
-                                                                 _add_search]
+# -- report ---------------------------------------------------------------------------------
+def cmd_report(args: argparse.Namespace) -> int:
+    from rwenas.report.html import write_report
+
+    print(write_report(args.run_dir, args.out))
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="rebuild a run's self-contained HTML report from run.db")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (holds run.db)")
+    p.add_argument("--out", metavar="FILE.html", help="default: RUN_DIR/report.html")
+    p.set_defaults(handler=cmd_report)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_show, _add_evaluate, _add_search, _add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,25 +46,31 @@ def _cell_dot(name: str, edges: Sequence[Edge], concat: Sequence[int], prefix: s
     return lines
 
 
-def micro_dot(genotype: Genotype, title: str = "") -> str:
-    """DOT text of the normal and reduction cells of a micro genotype."""
+def micro_dot(genotype: Genotype, title: str = "", *, top_down: bool = False) -> str:
+    """DOT text of the normal and reduction cells of a micro genotype. Graphviz stacks the
+    cells bottom-up in the order given; ``top_down=True`` lists them the other way round so
+    that the normal cell is drawn on top."""
     lines = ["digraph cells {", "  rankdir=LR; node [fontname=Helvetica]; "
              "edge [fontname=Helvetica];"]
     if title:
         lines.append(f'  labelloc=t; label="{title}";')
-    lines += _cell_dot("normal", genotype.normal, genotype.normal_concat, "normal")
-    lines += _cell_dot("reduction", genotype.reduce, genotype.reduce_concat, "reduce")
+    cells = [_cell_dot("normal", genotype.normal, genotype.normal_concat, "normal"),
+             _cell_dot("reduction", genotype.reduce, genotype.reduce_concat, "reduce")]
+    for cell in reversed(cells) if top_down else cells:
+        lines += cell
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def macro_dot(genotype: MacroGenotype, title: str = "") -> str:
-    """DOT text of the phases of a macro genotype (removed phases shown as such)."""
+def macro_dot(genotype: MacroGenotype, title: str = "", *, top_down: bool = False) -> str:
+    """DOT text of the phases of a macro genotype (removed phases shown as such);
+    ``top_down=True`` makes Graphviz draw the first phase on top (see :func:`micro_dot`)."""
     lines = ["digraph phases {", "  rankdir=LR; node [fontname=Helvetica];"]
     if title:
         lines.append(f'  labelloc=t; label="{title}";')
     out = genotype.n_nodes + 1
-    for p, bits in enumerate(genotype.phases):
+    phases = list(enumerate(genotype.phases))
+    for p, bits in reversed(phases) if top_down else phases:
         graph = phase_graph(bits, genotype.n_nodes)
         lines += [f"  subgraph cluster_p{p} {{", f'    label="phase {p + 1}";']
         if graph is None:
@@ -85,11 +91,11 @@ def macro_dot(genotype: MacroGenotype, title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def genotype_dot(genotype: object, title: str = "") -> str:
+def genotype_dot(genotype: object, title: str = "", *, top_down: bool = False) -> str:
     if isinstance(genotype, Genotype):
-        return micro_dot(genotype, title)
+        return micro_dot(genotype, title, top_down=top_down)
     if isinstance(genotype, MacroGenotype):
-        return macro_dot(genotype, title)
+        return macro_dot(genotype, title, top_down=top_down)
     raise ConfigError(f"no drawing for genotypes of type {type(genotype).__name__}")
 
 
@@ -118,9 +124,9 @@ def render_dot(dot_text: str, out: str | Path) -> Path:
 # -- SVG for web pages: Graphviz when installed, else a plain layered drawing -------------------
 #: darker colours than the DOT fills, readable as lines and text on white (one hue per family)
 _OP_LINE_COLOURS = {
-    "max_pool_3x3": "#2171b5", "avg_pool_3x3": "#6baed6", "skip_connect": "#737373",
-    "sep_conv_3x3": "#fd8d3c", "sep_conv_5x5": "#e6550d", "sep_conv_7x7": "#a63603",
-    "dil_conv_3x3": "#41ab5d", "dil_conv_5x5": "#006d2c", "conv_7x1_1x7": "#756bb1",
+    "max_pool_3x3": "#08519c", "avg_pool_3x3": "#4292c6", "skip_connect": "#737373",
+    "sep_conv_3x3": "#f16913", "sep_conv_5x5": "#d94801", "sep_conv_7x7": "#a63603",
+    "dil_conv_3x3": "#31a354", "dil_conv_5x5": "#006d2c", "conv_7x1_1x7": "#756bb1",
 }
 _FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 _XML_PROLOG = re.compile(r"<\?xml.*?\?>|<!DOCTYPE[^>\[]*(\[.*?\])?\s*>|<!--.*?-->", re.S)
@@ -175,7 +181,8 @@ def genotype_svg(genotype: object, title: str = "", *, use_graphviz: bool | None
     ``id_prefix`` makes the ids of Graphviz's elements unique on a page.
     :class:`ConfigError` for genotypes of a space without a drawing.
     """
-    dot_text = genotype_dot(genotype, title)  # raises "no drawing" for unknown genotypes
+    # raises "no drawing" for genotypes of other spaces
+    dot_text = genotype_dot(genotype, title, top_down=True)
     if use_graphviz or (use_graphviz is None and shutil.which("dot") is not None):
         try:
             return inline_svg(graphviz_svg(dot_text), standalone=standalone,

@@ -88,6 +88,9 @@ def hypervolume_figure(generations: Sequence[Record]) -> Figure:
     ax.grid(alpha=0.3)
     if generations:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        numbers = [g["generation"] for g in generations]
+        if min(numbers) == max(numbers):
+            ax.set_xlim(numbers[0] - 1, numbers[0] + 1)
     else:
         ax.text(0.5, 0.5, "no finished generation yet", transform=ax.transAxes,
                 ha="center", va="center", color="0.4")
@@ -122,17 +125,21 @@ def time_figure(evaluations: Sequence[Record], generations: Sequence[Record]) ->
         ax.plot([g["generation"] for g in generations], [g["seconds"] for g in generations],
                 "k_", markersize=18, markeredgewidth=2, label="generation wall time",
                 linestyle="none")
-        for g in generations:
+        for g in generations if len(gens) <= 20 else ():
             ax.annotate(f"{g['n_evaluated']}/{g['cache_hits']}",
                         (g["generation"], max(g["seconds"], total.get(g["generation"], 0.0))),
                         xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7,
                         color="0.3")
-    ax.set_xlabel("generation (labels: evaluated / cache hits)")
+    ax.set_xlabel("generation" + (" (labels: evaluated / cache hits)" if len(gens) <= 20
+                                  else ""))
     ax.set_ylabel("seconds")
     ax.set_title("Time by generation")
     ax.grid(alpha=0.3, axis="y")
     if gens:
-        ax.set_xticks(gens)
+        if len(gens) <= 20:
+            ax.set_xticks(gens)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(loc="best", fontsize=8)
         ax.margins(y=0.12)
     else:

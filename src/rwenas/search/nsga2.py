@@ -306,6 +306,9 @@ def write_outputs(store: RunStore, config: dict[str, Any]) -> dict[str, Path]:
                              e["error"] or "", e["key"]])
     plot_front_by_generation(store, objectives, paths["front.png"])
     plot_hypervolume(store, paths["hypervolume.png"])
+    from rwenas.report.html import write_report
+
+    paths["report.html"] = write_report(run_dir)
     return paths
 
 
