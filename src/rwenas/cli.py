@@ -297,21 +297,35 @@ def _search_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    overrides = _search_overrides(args)
+    try:
+        result = _run_search_command(args, overrides)
+    except KeyboardInterrupt:
+        run_dir = args.resume or args.out
+        print(f"rwenas: interrupted; every finished evaluation is stored in {run_dir}/run.db — "
+              f"continue with: rwenas search --resume {run_dir}", file=sys.stderr)
+        return 130
+    _print_search_result(result)
+    return 0
+
+
+def _run_search_command(args: argparse.Namespace, overrides: dict[str, Any]):
     from rwenas.search.config import resolve_config
     from rwenas.search.nsga2 import run_search
 
-    overrides = _search_overrides(args)
     if args.resume:
         if args.out or args.profile or args.config:
             raise ConfigError("--resume continues a run as it was configured; drop --out, "
                               "--profile and --config")
         given = {k: v for k, v in overrides.items() if v is not None}
-        result = run_search(resume=args.resume, overrides=given, progress=not args.quiet)
-    else:
-        if not args.out:
-            raise ConfigError("give --out RUN_DIR for a new search (or --resume RUN_DIR)")
-        config = resolve_config(args.profile, args.config, overrides)
-        result = run_search(config, args.out, force=args.force, progress=not args.quiet)
+        return run_search(resume=args.resume, overrides=given, progress=not args.quiet)
+    if not args.out:
+        raise ConfigError("give --out RUN_DIR for a new search (or --resume RUN_DIR)")
+    config = resolve_config(args.profile, args.config, overrides)
+    return run_search(config, args.out, force=args.force, progress=not args.quiet)
+
+
+def _print_search_result(result: Any) -> None:
     print(f"run {result.run_dir}: {result.evaluations} architectures evaluated, "
           f"{result.cache_hits} cache hits, final hypervolume {result.hypervolume:.4g}")
     print(f"front ({len(result.front)} architectures, non-dominated over everything "
@@ -323,7 +337,6 @@ def cmd_search(args: argparse.Namespace) -> int:
               f"genome {' '.join(map(str, e['genome']))}")
     print(f"outputs: {result.run_dir}/report.html, front.json, front.csv, history.csv, "
           "front.png, hypervolume.png, run.db")
-    return 0
 
 
 def _add_search(sub: argparse._SubParsersAction) -> None:
