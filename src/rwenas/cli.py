@@ -14,6 +14,7 @@ from typing import Any
 
 from rwenas import __version__
 from rwenas.errors import ConfigError, RwenasError
+from rwenas.study_commands import add_bench, add_study
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -394,7 +395,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_show, _add_evaluate, _add_search, _add_report]
+    _add_show, _add_evaluate, _add_search, _add_report, add_bench, add_study]
 
 
 def build_parser() -> argparse.ArgumentParser:

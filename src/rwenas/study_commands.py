@@ -1,0 +1,223 @@
+"""``rwenas bench build|show`` and ``rwenas study correlation|init`` (wired into
+:data:`rwenas.cli.COMMANDS` as :func:`add_bench` and :func:`add_study`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rwenas.errors import ConfigError
+
+
+def _cli():
+    from rwenas import cli
+
+    return cli
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+# -- bench -----------------------------------------------------------------------------------------
+def cmd_bench_build(args: argparse.Namespace) -> int:
+    from rwenas.bench import BenchBudget, bench_summary, build_bench, format_summary
+
+    _set_threads(args)
+    budget = BenchBudget(channels=args.channels, layers=args.layers, epochs=args.epochs,
+                         train_size=args.train_size, test_size=args.test_size,
+                         batch_size=args.batch_size, lr=args.lr, device=args.device)
+    result = build_bench(args.bench_dir, space=args.space, dataset=args.dataset,
+                         data_dir=args.data_dir, budget=budget, size=args.size,
+                         retest=args.retest, sampler=args.sampler, seed=args.seed,
+                         workers=args.workers, force=args.force, progress=not args.quiet)
+    print(f"trained {result['trained']} architecture(s) now")
+    print(format_summary(bench_summary(args.bench_dir)))
+    return 0
+
+
+def cmd_bench_show(args: argparse.Namespace) -> int:
+    from rwenas.bench import bench_summary, format_summary
+
+    summary = bench_summary(args.bench_dir)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=lambda o: None))
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    cli = _cli()
+    p = sub.add_parser("bench", help="a trained ground truth: build or summarise a bench")
+    bsub = p.add_subparsers(dest="bench_command", required=True, parser_class=cli._Parser)
+
+    b = bsub.add_parser("build", help="train a sample of architectures (resumable)")
+    b.add_argument("bench_dir", metavar="BENCH_DIR", help="bench directory (holds run.db); "
+                   "an existing bench with the same settings is resumed")
+    b.add_argument("--space", default="micro", help="micro, nb301, macro (default micro)")
+    b.add_argument("--dataset", default="fashion-mnist", help="dataset (default fashion-mnist)")
+    b.add_argument("--data-dir", help="where dataset files are")
+    b.add_argument("--size", type=cli._positive_int, default=30,
+                   help="architectures in the pool (default 30; may grow on resume)")
+    b.add_argument("--sampler", choices=("uniform", "mixed"), default="mixed",
+                   help="mixed: uniform + pooling/skip-heavy + convolution-heavy cells")
+    b.add_argument("--retest", type=int, default=5,
+                   help="train the first N architectures twice (default 5)")
+    b.add_argument("--channels", type=cli._positive_int, default=8, help="default 8")
+    b.add_argument("--layers", type=cli._positive_int, default=5, help="default 5")
+    b.add_argument("--epochs", type=cli._positive_int, default=3, help="default 3")
+    b.add_argument("--train-size", type=cli._positive_int,
+                   help="training images (default all of the training set)")
+    b.add_argument("--test-size", type=cli._positive_int,
+                   help="test images (default the whole test set)")
+    b.add_argument("--batch-size", type=cli._positive_int, default=128, help="default 128")
+    b.add_argument("--lr", type=float, default=0.05, help="default 0.05 (cosine to 0)")
+    b.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    b.add_argument("--seed", type=int, default=0, help="pool, data sub-sample and weights")
+    b.add_argument("--workers", type=cli._positive_int, default=1,
+                   help="parallel training processes (default 1)")
+    b.add_argument("--threads", type=cli._positive_int, help="torch threads (workers=1)")
+    b.add_argument("--force", action="store_true", help="start an existing bench over")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(handler=cmd_bench_build)
+
+    s = bsub.add_parser("show", help="summarise a bench")
+    s.add_argument("bench_dir", metavar="BENCH_DIR")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler=cmd_bench_show)
+
+
+# -- study -----------------------------------------------------------------------------------------
+def _estimator_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    rwe = {k: getattr(args, "rwe_" + k) for k in ("epochs", "folds")
+           if getattr(args, "rwe_" + k, None) is not None}
+    short = {k: getattr(args, "short_" + k) for k in ("epochs", "channels", "layers")
+             if getattr(args, "short_" + k, None) is not None}
+    return {"rwe": rwe, "short_training": short}
+
+
+def _provider(args: argparse.Namespace):
+    from rwenas.study import BenchProvider, NB301Provider
+
+    if args.nb301_models:
+        return NB301Provider(args.nb301_models)
+    if not args.bench:
+        raise ConfigError("give --bench BENCH_DIR (or --nb301-models DIR)")
+    if not Path(args.bench).is_dir():
+        raise ConfigError(f"bench directory {args.bench} does not exist")
+    return BenchProvider(args.bench, workers=args.workers, progress=not args.quiet)
+
+
+def _search_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"seeds": args.seeds, "generations": args.generations, "pop_size": args.pop_size,
+            "dataset": args.dataset, "data_dir": args.data_dir, "train_size": args.train_size,
+            "val_size": args.val_size, "estimator_seed": args.seed,
+            "progress": not args.quiet, "out_dir": args.out}
+
+
+def _print_rows(path: Path) -> None:
+    print(path.read_text().rstrip())
+
+
+def cmd_study_correlation(args: argparse.Namespace) -> int:
+    from rwenas.study import correlate_pool, resolve_estimators, study_along_search
+
+    _set_threads(args)
+    options = _estimator_options(args)
+    estimators = resolve_estimators(args.estimators, options)  # fail early on a bad name
+    if args.along_search:
+        provider = _provider(args)
+        try:
+            study_along_search(provider, estimators, driver=args.driver,
+                               estimator_options=options, **_search_kwargs(args))
+        finally:
+            provider.close()
+    else:
+        if not args.bench:
+            raise ConfigError("give --bench BENCH_DIR")
+        if not Path(args.bench).is_dir():
+            raise ConfigError(f"bench directory {args.bench} does not exist")
+        rows = correlate_pool(args.bench, estimators, train_size=args.train_size,
+                              val_size=args.val_size, seed=args.seed, out_dir=args.out,
+                              progress=not args.quiet)
+        if not all(math.isfinite(r["spearman"]) for r in rows[:-1]):
+            print("note: some correlations are undefined (constant values)")
+    _print_rows(Path(args.out) / "study.md")
+    return 0
+
+
+def cmd_study_init(args: argparse.Namespace) -> int:
+    from rwenas.study import INIT_METHODS, study_init
+
+    _set_threads(args)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods \
+        else list(INIT_METHODS)
+    provider = _provider(args)
+    try:
+        study_init(provider, methods=methods, rwe_options=_estimator_options(args)["rwe"],
+                   **_search_kwargs(args))
+    finally:
+        provider.close()
+    _print_rows(Path(args.out) / "study.md")
+    return 0
+
+
+def _add_study_common(p: argparse.ArgumentParser, along: bool) -> None:
+    cli = _cli()
+    p.add_argument("--bench", metavar="BENCH_DIR", help="ground truth: a bench (rwenas bench "
+                   "build); along a search, missing architectures are trained into it")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (CSV, "
+                   "study.md, PNG)")
+    p.add_argument("--train-size", type=cli._positive_int, default=2000,
+                   help="estimator training images of the search split (default 2000)")
+    p.add_argument("--val-size", type=cli._positive_int, default=500,
+                   help="estimator validation images (default 500)")
+    p.add_argument("--seed", type=int, default=0, help="estimator seed (default 0)")
+    p.add_argument("--rwe-epochs", type=cli._positive_int, help="RWE classifier epochs")
+    p.add_argument("--rwe-folds", type=cli._positive_int, help="RWE ensemble folds")
+    p.add_argument("--threads", type=cli._positive_int, help="torch threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if along:
+        p.add_argument("--nb301-models", metavar="DIR", help="ground truth: the NAS-Bench-301 "
+                       "surrogate (pip install nasbench301; nb301 space)")
+        p.add_argument("--dataset", help="estimators' dataset (default: the bench's)")
+        p.add_argument("--data-dir", help="where dataset files are")
+        p.add_argument("--seeds", type=cli._positive_int, default=5, help="searches (default 5)")
+        p.add_argument("--generations", type=cli._positive_int, default=10, help="default 10")
+        p.add_argument("--pop-size", type=cli._positive_int, default=10, help="default 10")
+        p.add_argument("--workers", type=cli._positive_int, default=1,
+                       help="processes training missing architectures (default 1)")
+
+
+def add_study(sub: argparse._SubParsersAction) -> None:
+    cli = _cli()
+    p = sub.add_parser("study", help="estimator study: rank correlation with ground truth")
+    ssub = p.add_subparsers(dest="study_command", required=True, parser_class=cli._Parser)
+
+    c = ssub.add_parser("correlation", help="estimators vs. ground truth (pool or along "
+                        "NSGA-II searches)")
+    _add_study_common(c, along=True)
+    c.add_argument("--estimators", default="cheap", help="comma-separated: rwe, synflow, "
+                   "grasp, fisher, jacob_cov, snip, grad_norm, naswot, params, madds, "
+                   "short_training; 'cheap' (default: all but short_training) or 'all'")
+    c.add_argument("--along-search", action="store_true",
+                   help="per generation along NSGA-II searches (Fig. 3) instead of the pool")
+    c.add_argument("--driver", default="rwe", help="estimator driving the search (default rwe)")
+    c.add_argument("--short-epochs", type=cli._positive_int, help="short_training epochs (10)")
+    c.add_argument("--short-channels", type=cli._positive_int, help="short_training C (16)")
+    c.add_argument("--short-layers", type=cli._positive_int, help="short_training layers (8)")
+    c.set_defaults(handler=cmd_study_correlation)
+
+    i = ssub.add_parser("init", help="RWE under the 5 initialisation methods along NSGA-II "
+                        "searches (Fig. 4)")
+    _add_study_common(i, along=True)
+    i.add_argument("--methods", help="comma-separated subset of default, kaiming_normal, "
+                   "kaiming_uniform, xavier_normal, xavier_uniform")
+    i.set_defaults(handler=cmd_study_init)

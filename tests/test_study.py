@@ -1,0 +1,224 @@
+"""rwenas study: pool correlation, per-generation study, init study, CLI (tiny settings)."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from rwenas import cli
+from rwenas.bench import BenchBudget, bench_records, build_bench
+from rwenas.errors import ConfigError
+from rwenas.estimators.base import Score
+from rwenas.estimators.short_training import ShortTraining
+from rwenas.study import (
+    STUDY_ESTIMATORS,
+    BenchProvider,
+    correlate_pool,
+    make_study_estimator,
+    rank_correlation,
+    study_along_search,
+    study_init,
+    summarise_generations,
+)
+
+TINY = BenchBudget(channels=4, layers=2, epochs=1, train_size=200, test_size=100)
+FAST_RWE = {"rwe": {"epochs": 2, "folds": 1}}
+SIZES = {"train_size": 200, "val_size": 100}
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("study") / "bench"
+    build_bench(path, dataset="synthetic", budget=TINY, size=6, retest=3, seed=0)
+    return path
+
+
+class Oracle:
+    """A fake estimator that knows the bench's accuracies: value = -accuracy."""
+
+    name = "oracle"
+
+    def __init__(self, accs, sign=-1.0):
+        self.accs = accs
+        self.sign = sign
+
+    def score(self, factory, split, *, seed=0):
+        net = factory()
+        key = net.key
+        return Score(self.sign * self.accs[key], 0.0, 0.001, self.name)
+
+
+def test_rank_correlation_signs_and_degenerate_cases():
+    acc = [0.1, 0.5, 0.3, 0.9]
+    assert rank_correlation([-a for a in acc], acc) == pytest.approx((1.0, 1.0))
+    assert rank_correlation([1 - a for a in acc], acc) == pytest.approx((1.0, 1.0))
+    assert rank_correlation(acc, acc) == pytest.approx((-1.0, -1.0))
+    assert all(math.isnan(x) for x in rank_correlation([1, 1, 1], [0.1, 0.2, 0.3]))
+    assert all(math.isnan(x) for x in rank_correlation([1.0], [0.1]))
+    rho, _ = rank_correlation([math.inf, 0.2, 0.1], [0.0, 0.5, 0.9])  # +inf is the worst
+    assert rho == pytest.approx(1.0)
+
+
+def test_registry_has_short_training():
+    assert "short_training" in STUDY_ESTIMATORS and "rwe" in STUDY_ESTIMATORS
+    est = make_study_estimator("short-training", epochs=1, channels=4, layers=2)
+    assert isinstance(est, ShortTraining) and est.network == {"channels": 4, "layers": 2}
+    with pytest.raises(ConfigError, match="unknown estimator"):
+        make_study_estimator("oracle")
+    with pytest.raises(ConfigError, match="bad options"):
+        make_study_estimator("synflow", nonsense=1)
+
+
+def test_correlate_pool_against_scipy_and_an_oracle(bench_dir, tmp_path, monkeypatch):
+    import rwenas.study as study
+
+    records = bench_records(bench_dir)
+    accs = {r["key"]: r["test_acc"] for r in records}
+    # let the oracle see the key of the network it is given
+    real_factory = study.ScoreCache.factory
+
+    def factory(self, genome, estimator=None):
+        make = real_factory(self, genome, estimator)
+        key = self.space.key(genome)
+
+        def build():
+            net = make()
+            net.key = key
+            return net
+        return build
+
+    monkeypatch.setattr(study.ScoreCache, "factory", factory)
+    ests = {"oracle": Oracle(accs), "anti": Oracle(accs, sign=1.0),
+            "params": make_study_estimator("params"),
+            "short_training": make_study_estimator("short_training", epochs=1, channels=4,
+                                                   layers=2)}
+    out = tmp_path / "out"
+    rows = correlate_pool(bench_dir, ests, out_dir=out, **SIZES)
+    by = {r["estimator"]: r for r in rows}
+    assert list(by) == ["oracle", "anti", "params", "short_training", "retest"]
+    if len(set(accs.values())) > 1:
+        assert by["oracle"]["spearman"] == pytest.approx(1.0)
+        assert by["anti"]["spearman"] == pytest.approx(-1.0)
+    # the stored numbers against scipy, by hand
+    from rwenas.data import load_dataset, search_split
+    from rwenas.evaluation import derive_seed
+    from rwenas.spaces import get_space
+
+    space = get_space("micro")
+    ds = load_dataset("synthetic")
+    split = search_split(ds, seed=0, **SIZES)
+    sc = study.ScoreCache(space, split, ds.info)
+    est = make_study_estimator("params")
+    values = [sc.score("params", est, r["genome"]).value for r in records]
+    acc_list = [r["test_acc"] for r in records]
+    rho = stats.spearmanr([-v for v in values], acc_list).statistic
+    tau = stats.kendalltau([-v for v in values], acc_list).statistic
+    assert by["params"]["spearman"] == pytest.approx(rho, nan_ok=True)
+    assert by["params"]["kendall"] == pytest.approx(tau, nan_ok=True)
+    assert values[0] == pytest.approx(-est.score(sc.factory(records[0]["genome"]), split,
+                                                 seed=derive_seed(0, records[0]["key"])).raw)
+    retested = [r for r in records if r["retest_acc"]]
+    assert by["retest"]["n"] == 3
+    a = [r["test_acc"] for r in retested]
+    b = [r["retest_acc"][0] for r in retested]
+    if np.ptp(a) > 0 and np.ptp(b) > 0:
+        assert by["retest"]["spearman"] == pytest.approx(stats.spearmanr(a, b).statistic)
+    assert by["short_training"]["seconds_mean"] > 0
+    with open(out / "correlation.csv") as f:
+        assert [r["estimator"] for r in csv.DictReader(f)] == list(by)
+    md = (out / "study.md").read_text()
+    assert "| oracle | 6 |" in md and "test–retest (ceiling)" in md
+    assert (out / "correlation.png").stat().st_size > 1000
+
+
+def test_study_along_search_and_init(bench_dir, tmp_path):
+    before = len(bench_records(bench_dir))
+    provider = BenchProvider(bench_dir)
+    try:
+        out = tmp_path / "along"
+        rows = study_along_search(provider, "rwe,params", estimator_options=FAST_RWE,
+                                  seeds=2, generations=2, pop_size=4, out_dir=out, **SIZES)
+        assert len(rows) == 2 * 2 * 2
+        assert {r["generation"] for r in rows} == {0, 1}
+        assert all(r["n"] == 4 for r in rows if r["generation"] == 0)
+        assert all(4 < r["n"] <= 8 for r in rows if r["generation"] == 1)
+        trained = provider.trained
+        assert trained > 0
+        after = len(bench_records(bench_dir))
+        assert after == before + trained  # trained on demand, cached into the bench
+        summary = summarise_generations(rows)
+        for s in summary:
+            vals = [r["spearman"] for r in rows if r["estimator"] == s["estimator"]
+                    and r["generation"] == s["generation"] and math.isfinite(r["spearman"])]
+            if vals:
+                assert s["mean"] == pytest.approx(np.mean(vals))
+                assert s["std"] == pytest.approx(np.std(vals))
+        md = (out / "study.md").read_text()
+        assert "| rwe |" in md and "±" in md and "gen 1" in md
+        assert (out / "along_search.png").stat().st_size > 1000
+        assert (out / "summary.csv").is_file() and (out / "along_search.csv").is_file()
+
+        # the same searches again: every architecture is in the bench now
+        study_along_search(provider, "params", estimator_options=FAST_RWE, seeds=2,
+                           generations=2, pop_size=4, **SIZES)
+        assert provider.trained == trained
+
+        out2 = tmp_path / "init"
+        rows = study_init(provider, methods=["default", "xavier_uniform"],
+                          rwe_options=FAST_RWE["rwe"], seeds=1, generations=2, pop_size=4,
+                          out_dir=out2, **SIZES)
+        assert {r["estimator"] for r in rows} == {"rwe[default]", "rwe[xavier_uniform]"}
+        assert "rwe[xavier_uniform]" in (out2 / "study.md").read_text()
+        with pytest.raises(ConfigError, match="unknown init"):
+            study_init(provider, methods=["orthogonal"], seeds=1, generations=1, pop_size=4)
+    finally:
+        provider.close()
+
+
+def _main(argv, monkeypatch):
+    from rwenas.study_commands import add_bench, add_study
+
+    if add_study not in cli.COMMANDS:
+        monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, add_bench, add_study])
+    return cli.main(argv)
+
+
+def test_cli_correlation_on_the_pool(bench_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "cli"
+    argv = ["study", "correlation", "--bench", str(bench_dir), "--out", str(out),
+            "--estimators", "params,madds", "--train-size", "200", "--val-size", "100",
+            "--quiet"]
+    assert _main(argv, monkeypatch) == 0
+    printed = capsys.readouterr().out
+    n = len(bench_records(bench_dir))  # the along-search test may have added some
+    assert f"| params | {n} |" in printed and f"| madds | {n} |" in printed
+    assert (out / "correlation.csv").is_file()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--bench", "/nonexistent/bench"], "does not exist"),
+    (["--bench", "{bench}", "--estimators", "rwe,oracle"], "unknown estimator 'oracle'"),
+    (["--along-search"], "give --bench"),
+    (["--along-search", "--nb301-models", "/nonexistent"], "NAS-Bench-301"),
+])
+def test_cli_errors_are_one_line(extra, message, bench_dir, tmp_path, monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_nb301(name, *args, **kwargs):
+        if name.startswith("nasbench301"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_nb301)
+    extra = [e.replace("{bench}", str(bench_dir)) for e in extra]
+    argv = ["study", "correlation", "--out", str(tmp_path / "o"), "--quiet", *extra]
+    assert _main(argv, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rwenas: error:") and message in err
+    assert len(err.strip().splitlines()) == 1
