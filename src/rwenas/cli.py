@@ -15,6 +15,7 @@ from typing import Any
 from rwenas import __version__
 from rwenas.errors import ConfigError, RwenasError
 from rwenas.study_commands import add_bench, add_study
+from rwenas.train.commands import add_export, add_train
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -395,7 +396,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_show, _add_evaluate, _add_search, _add_report, add_bench, add_study]
+    _add_show, _add_evaluate, _add_search, add_train, add_export, _add_report, add_bench,
+    add_study]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,6 +28,7 @@ from rwenas.errors import ConfigError
 __all__ = [
     "Augmenter",
     "color_jitter",
+    "crop_resize",
     "cutout",
     "cutout_mask",
     "normalise",
@@ -139,8 +140,15 @@ def random_resized_crop(x: torch.Tensor, size: int, generator: torch.Generator,
     """Crop a random box per sample and resize it to ``size x size`` (bilinear), in one
     ``affine_grid`` + ``grid_sample`` over the whole batch."""
     n, _, h, w = x.shape
-    boxes = resized_crop_boxes(n, h, w, generator, scale, ratio)
-    top, left, bh, bw = boxes.unbind(1)
+    return crop_resize(x, resized_crop_boxes(n, h, w, generator, scale, ratio), size)
+
+
+def crop_resize(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop box ``(top, left, height, width)`` (``N x 4``) of each sample, resized to
+    ``size x size`` with bilinear interpolation (``align_corners=False``, edges clamped, as
+    ``F.interpolate`` of the cropped region)."""
+    n, _, h, w = x.shape
+    top, left, bh, bw = boxes.to(torch.float64).cpu().unbind(1)
     # align_corners=False: normalised coordinate u ∈ [-1, 1] ↔ pixel edge position (u+1)/2·W.
     theta = torch.zeros(n, 2, 3, dtype=torch.float64)
     theta[:, 0, 0] = bw / w
@@ -149,6 +157,12 @@ def random_resized_crop(x: torch.Tensor, size: int, generator: torch.Generator,
     theta[:, 1, 2] = (2 * top + bh) / h - 1
     theta = theta.to(device=x.device, dtype=x.dtype)
     grid = F.affine_grid(theta, [n, x.shape[1], size, size], align_corners=False)
+    # Sample only inside the box (its edge pixels repeat beyond it), as cropping first does.
+    lo = torch.stack([(2 * left + 1) / w - 1, (2 * top + 1) / h - 1], dim=1)
+    hi = torch.stack([(2 * (left + bw) - 1) / w - 1, (2 * (top + bh) - 1) / h - 1], dim=1)
+    lo = lo.to(device=x.device, dtype=x.dtype)[:, None, None, :]
+    hi = hi.to(device=x.device, dtype=x.dtype)[:, None, None, :]
+    grid = torch.maximum(torch.minimum(grid, hi), lo)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 

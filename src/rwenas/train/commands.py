@@ -1,0 +1,286 @@
+"""``rwenas train`` and ``rwenas export``: argparse wiring over :mod:`rwenas.train`.
+
+``add_train(sub)`` / ``add_export(sub)`` add the sub-commands to the CLI's sub-parsers (the
+CLI helpers are imported inside them: :mod:`rwenas.cli` imports this module's functions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rwenas.errors import ConfigError
+
+#: ``rwenas train`` flag (dest) → recipe field.
+RECIPE_FLAGS = {
+    "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "momentum": "momentum",
+    "weight_decay": "weight_decay", "grad_clip": "grad_clip",
+    "auxiliary_weight": "auxiliary_weight", "cutout": "cutout", "drop_path": "drop_path",
+    "label_smoothing": "label_smoothing", "warmup_epochs": "warmup_epochs",
+    "final_lr": "final_lr", "crop_padding": "crop_padding", "color_jitter": "color_jitter",
+    "flip": "flip", "channels": "channels", "layers": "layers", "increment": "increment",
+    "image_size": "image_size",
+}
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
+    return value
+
+
+def _recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {field: getattr(args, dest) for dest, field in RECIPE_FLAGS.items()
+            if getattr(args, dest, None) is not None}
+
+
+def _architecture_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("from_run", "genome", "genotype", "arch")
+            if getattr(args, k) is not None}
+
+
+def _resolve_new(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None, dict | None]:
+    """(architecture, source, search config) from the architecture flags."""
+    from rwenas.build import resolve_architecture
+    from rwenas.train.pick import pick_from_run
+
+    if args.pick is not None and args.from_run is None:
+        raise ConfigError("--pick selects from a search run: give --from-run RUN_DIR too")
+    if args.from_run is not None:
+        if args.pick is None:
+            raise ConfigError("give --pick L|M|S|INDEX with --from-run (L: lowest RWE error, "
+                              "M: middle, S: fewest multiply-adds)")
+        picked = pick_from_run(args.from_run, args.pick)
+        if args.space is not None and args.space != picked.config["space"]:
+            raise ConfigError(f"--space {args.space} differs from the search run's space "
+                              f"{picked.config['space']}")
+        return picked.architecture, picked.source(), picked.config
+    if not _architecture_flags(args):
+        raise ConfigError("give an architecture: --from-run RUN_DIR --pick L|M|S|INDEX, "
+                          "--arch NAME, --genotype FILE or --genome '...'")
+    arch = resolve_architecture(args.space or "micro", genome=args.genome,
+                                genotype_file=args.genotype, arch=args.arch)
+    return arch, None, None
+
+
+def _stored_architecture(args: argparse.Namespace, stored: dict[str, Any]) -> Any:
+    """The architecture of the run being resumed (flags, when given, must name the same)."""
+    from rwenas.build import Architecture
+    from rwenas.spaces import get_space
+
+    info = stored["architecture"]
+    space = get_space(info["space"])
+    genotype = space.genotype_from_json(info["genotype"])
+    genome = tuple(info["genome"]) if info.get("genome") else None
+    if _architecture_flags(args) or args.pick is not None:
+        given, _, _ = _resolve_new(args)
+        if (given.space.name != space.name
+                or given.space.genotype_to_json(given.genotype) != info["genotype"]):
+            raise ConfigError("the architecture given differs from the one of the run being "
+                              "resumed; drop the architecture flags or use --force to start "
+                              "over")
+    elif args.space is not None and args.space != space.name:
+        raise ConfigError(f"--space {args.space} differs from the resumed run's {space.name}")
+    return Architecture(space, genotype, genome, str(info.get("label", "genotype"))), \
+        info.get("source")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rwenas.train.checkpoint import CHECKPOINT_NAME
+    from rwenas.train.loop import read_run, train
+    from rwenas.train.recipes import Recipe, get_recipe
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    overrides = _recipe_overrides(args)
+    resuming = args.resume and (out / CHECKPOINT_NAME).exists()
+    if resuming:
+        stored = read_run(out)
+        arch, source = _stored_architecture(args, stored)
+        recipe = Recipe.from_dict(stored["recipe"])
+        if args.recipe is not None and args.recipe != recipe.name:
+            raise ConfigError(f"the run in {out} uses the {recipe.name} recipe, not "
+                              f"{args.recipe}; drop --recipe or use --force to start over")
+        recipe = recipe.replace(**overrides)
+        data = stored.get("dataset") or {}
+        dataset = args.dataset or data.get("name")
+        data_dir = args.data_dir or data.get("data_dir")
+        train_size = args.train_size if args.train_size is not None else data.get("train_size")
+        test_size = args.test_size if args.test_size is not None else data.get("test_size")
+        seed = args.seed if args.seed is not None else stored.get("seed", 0)
+    else:
+        arch, source, search = _resolve_new(args)
+        recipe = get_recipe(args.recipe or "cifar", **overrides)
+        searched = (search or {}).get("dataset")
+        dataset = args.dataset or searched or (
+            "imagefolder" if recipe.name == "imagenet" else "cifar10")
+        data_dir = args.data_dir
+        if data_dir is None and search and dataset == searched:
+            data_dir = search.get("data_dir")
+        train_size, test_size = args.train_size, args.test_size
+        seed = args.seed if args.seed is not None else 0
+
+    last = {"epoch": 0}
+
+    def note(row: dict[str, Any]) -> None:
+        last["epoch"] = row["epoch"]
+
+    try:
+        result = train(arch, recipe, out_dir=out, dataset=dataset, data_dir=data_dir,
+                       download=args.download, train_size=train_size, test_size=test_size,
+                       seed=seed, device=args.device or "auto",
+                       amp=False if args.no_amp else None, resume=args.resume,
+                       force=args.force, progress=not args.quiet, on_epoch_end=note,
+                       source=source)
+    except KeyboardInterrupt:
+        done = f"after epoch {last['epoch']}" if last["epoch"] else "before the first epoch ended"
+        print(f"rwenas: interrupted {done}; continue with: rwenas train --out {out} --resume",
+              file=sys.stderr)
+        return 130
+    res = result.result or {}
+    top5 = (f"  top-5 error {100 * res['test_top5_error']:.2f}%"
+            if res.get("test_top5_error") is not None else "")
+    print(f"test error {100 * res.get('test_error', float('nan')):.2f}%{top5}  "
+          f"params {result.params_m:.3f} M  madds {result.madds_m:.2f} M  "
+          f"{result.epochs} epochs  {result.seconds:.1f} s  ({arch.label})")
+    print(f"outputs: {out}/result.json, metrics.csv, curve.png, checkpoint.pt")
+    return 0
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    from rwenas.cli import _channels, _positive_int
+
+    p = sub.add_parser("train", help="train an architecture from scratch (validation stage, "
+                                     "ImageNet transfer)")
+    p.add_argument("--out", metavar="DIR", required=True,
+                   help="output directory (checkpoint, metrics.csv, curve.png, result.json)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (starts it if none)")
+    p.add_argument("--force", action="store_true", help="overwrite a run in --out")
+    arch = p.add_argument_group("architecture (one of)")
+    group = arch.add_mutually_exclusive_group()
+    group.add_argument("--from-run", metavar="RUN_DIR", help="a search run directory (with "
+                       "--pick)")
+    group.add_argument("--genome", help="integers separated by spaces")
+    group.add_argument("--genotype", metavar="FILE", help="genotype JSON file")
+    group.add_argument("--arch", metavar="NAME",
+                       help="published architecture: NASNet, AmoebaNet, DARTS, ENAS, NSGANet")
+    arch.add_argument("--pick", metavar="L|M|S|INDEX",
+                      help="front member of --from-run: L lowest RWE error, S fewest "
+                           "multiply-adds, M middle by multiply-adds, or a front.json row")
+    arch.add_argument("--space", help="micro, macro, nb301 or package.module:Class (default "
+                                      "micro; --from-run: the run's)")
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", help="cifar10, cifar100, fashion-mnist, imagefolder or "
+                      "synthetic (default: the search run's, else cifar10; imagenet recipe: "
+                      "imagefolder)")
+    data.add_argument("--data-dir", help="dataset files (imagefolder: DIR/train/<class>/, "
+                      "DIR/val/<class>/)")
+    data.add_argument("--download", action="store_true", help="download missing CIFAR/"
+                      "Fashion-MNIST files")
+    data.add_argument("--image-size", type=_positive_int,
+                      help="training/test image size (imagenet recipe: 224)")
+    data.add_argument("--train-size", type=_positive_int, help="seeded sub-sample of the "
+                      "training set")
+    data.add_argument("--test-size", type=_positive_int, help="seeded sub-sample of the test "
+                      "set")
+    rec = p.add_argument_group("recipe (defaults: the recipe's; cifar = the paper's "
+                               "validation setting)")
+    rec.add_argument("--recipe", choices=("cifar", "imagenet"), help="default cifar")
+    rec.add_argument("--epochs", type=_positive_int, help="cifar 600, imagenet 250")
+    rec.add_argument("--batch-size", type=_positive_int, help="cifar 96, imagenet 1024")
+    rec.add_argument("--lr", type=_non_negative_float, help="SGD learning rate (cifar 0.025 "
+                     "cosine to 0; imagenet 0.5 after warm-up, linear to 1e-5)")
+    rec.add_argument("--momentum", type=_non_negative_float, help="default 0.9")
+    rec.add_argument("--weight-decay", type=_non_negative_float, help="cifar 3e-4, imagenet "
+                     "3e-5")
+    rec.add_argument("--grad-clip", type=_non_negative_float, help="gradient-norm clipping "
+                     "(default 5; 0: none)")
+    rec.add_argument("--auxiliary-weight", type=_non_negative_float,
+                     help="auxiliary-head loss weight (default 0.4; 0: no head)")
+    rec.add_argument("--cutout", type=_non_negative_int, help="cutout size (cifar 16; 0: none)")
+    rec.add_argument("--drop-path", type=_non_negative_float,
+                     help="final drop-path probability, growing linearly (cifar 0.2)")
+    rec.add_argument("--label-smoothing", type=_non_negative_float, help="imagenet 0.1")
+    rec.add_argument("--warmup-epochs", type=_non_negative_float, help="imagenet 5")
+    rec.add_argument("--final-lr", type=_non_negative_float, help="imagenet 1e-5")
+    rec.add_argument("--crop-padding", type=_non_negative_int,
+                     help="zero padding of the random crop (cifar 4; 0: no crop)")
+    rec.add_argument("--color-jitter", type=_non_negative_float,
+                     help="brightness/contrast/saturation jitter (imagenet 0.4)")
+    rec.add_argument("--no-flip", dest="flip", action="store_const", const=False,
+                     default=None, help="no horizontal flips")
+    net = p.add_argument_group("network (defaults: the recipe's setting)")
+    net.add_argument("--channels", type=_channels, help="initial channels (cifar 34, imagenet "
+                     "48; macro: C or C1,C2,C3)")
+    net.add_argument("--layers", type=_positive_int, help="cells (cifar 20, imagenet 14)")
+    net.add_argument("--increment", type=_non_negative_int,
+                     help="pyramid channel increment per cell (cifar 4, imagenet 0)")
+    run = p.add_argument_group("run")
+    run.add_argument("--seed", type=int, help="seed of weights, shuffling, augmentation and "
+                     "sub-samples (default 0)")
+    run.add_argument("--device", help="auto (CUDA when present), cpu or cuda[:N]")
+    run.add_argument("--no-amp", action="store_true",
+                     help="no mixed precision on GPU (it is never used on the CPU)")
+    run.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_train)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rwenas.train.export import export
+
+    res = export(args.source, args.out, onnx=args.onnx, batch_size=args.batch_size,
+                 seed=args.seed, atol=args.atol)
+    ts = res.max_abs_diff.get("torchscript")
+    print(f"torchscript: {res.torchscript}  (max |diff| {ts:.3g} on a batch of "
+          f"{args.batch_size})")
+    if res.onnx is not None:
+        od = res.max_abs_diff.get("onnx")
+        print(f"onnx: {res.onnx}  " + (f"(max |diff| {od:.3g})" if od is not None
+                                       else "(outputs not compared: no onnxruntime)"))
+    for note in res.notes:
+        if note.startswith("ONNX skipped"):
+            print(note)
+    print(f"genotype: {res.genotype}")
+    return 0
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    from rwenas.cli import _positive_int
+
+    p = sub.add_parser("export", help="export a trained network (TorchScript, ONNX, genotype)")
+    p.add_argument("source", metavar="CHECKPOINT|DIR",
+                   help="checkpoint.pt or a `rwenas train` output directory")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: DIR/export/)")
+    onnx = p.add_mutually_exclusive_group()
+    onnx.add_argument("--onnx", dest="onnx", action="store_const", const=True, default=None,
+                      help="require ONNX (default: exported when the onnx package is "
+                           "installed)")
+    onnx.add_argument("--no-onnx", dest="onnx", action="store_const", const=False,
+                      help="skip ONNX")
+    p.add_argument("--batch-size", type=_positive_int, default=4,
+                   help="random batch the exports are checked on (default 4)")
+    p.add_argument("--atol", type=_non_negative_float, default=1e-4,
+                   help="largest allowed |difference| of the logits (default 1e-4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the check batch")
+    p.set_defaults(handler=cmd_export)

@@ -1,0 +1,211 @@
+"""Export a trained network: TorchScript, ONNX (with the ``onnx`` extra) and its genotype.
+
+:func:`export` rebuilds the network from a training checkpoint (or output directory), loads
+the trained weights, drops the auxiliary head (it only serves training) and writes
+
+* ``model.torchscript.pt`` — ``torch.jit.trace`` of the eval-mode ``forward`` (images →
+  logits) at the training image size; loads with ``torch.jit.load`` and no rwenas;
+* ``model.onnx`` — ``torch.onnx.export`` (opset 17, batch dimension dynamic), when the
+  ``onnx`` package is installed (``pip install 'rwenas[onnx]'``);
+* ``genotype.json`` — the architecture (valid input of ``--genotype``);
+* ``export.json`` — what was written and the check results.
+
+Each exported model is loaded back and run on a random batch next to the original network;
+the largest absolute difference of the logits is reported, and above ``atol`` (default 1e-4)
+the export fails with :class:`ExportError`. ONNX outputs are compared with ``onnxruntime``
+when it is installed (else only ``onnx.checker`` validates the file).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rwenas.errors import ConfigError, RwenasError
+from rwenas.train.checkpoint import (
+    CheckpointError,
+    atomic_write_bytes,
+    atomic_write_text,
+    load_checkpoint,
+)
+
+__all__ = ["ExportError", "ExportResult", "export", "load_trained"]
+
+ONNX_HINT = "pip install 'rwenas[onnx]', plus onnxruntime to compare its outputs"
+
+
+class ExportError(RwenasError):
+    """An export failed or its outputs differ from the original network's."""
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    torchscript: Path
+    genotype: Path
+    summary: Path
+    onnx: Path | None = None
+    #: Largest absolute logit difference to the original network, per format (``None``: not
+    #: compared).
+    max_abs_diff: dict[str, float | None] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def load_trained(source: str | Path) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """(network in eval mode with the trained weights, its architecture, the checkpoint)."""
+    from rwenas.train.loop import network_from_run
+
+    ckpt = load_checkpoint(source)
+    net, arch = network_from_run(ckpt["run"])
+    try:
+        net.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise CheckpointError(f"checkpoint {ckpt['path']} does not fit the network of its "
+                              f"run ({first})") from None
+    net.eval()
+    return net, arch, ckpt
+
+
+def _input_shape(run: dict[str, Any]) -> tuple[int, int, int]:
+    data = run.get("data") or {}
+    recipe = run.get("recipe") or {}
+    try:
+        channels = int(data["in_channels"])
+        size = int(recipe.get("image_size") or data["image_size"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError("the checkpoint's run description lacks the input shape") from None
+    return channels, size, size
+
+
+def _max_diff(a: Any, b: torch.Tensor) -> float:
+    a = torch.as_tensor(a)
+    if a.shape != b.shape:
+        raise ExportError(f"exported model returns shape {tuple(a.shape)}, the original "
+                          f"{tuple(b.shape)}")
+    return float((a.float() - b.float()).abs().max())
+
+
+def _export_onnx(net: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
+    kwargs = {"input_names": ["images"], "output_names": ["logits"], "opset_version": 17}
+    buf = io.BytesIO()
+    try:
+        torch.onnx.export(net, (x,), buf, dynamo=False,
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                          **kwargs)
+    except Exception:  # the TorchScript-based exporter is gone: use torch.export's
+        buf = io.BytesIO()
+        try:
+            program = torch.onnx.export(
+                net, (x,), dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},),
+                **kwargs)
+            program.save(str(path))
+            return
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise ExportError(f"ONNX export failed ({type(exc).__name__}: {first})") from None
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def export(source: str | Path, out_dir: str | Path | None = None, *, onnx: bool | None = None,
+           batch_size: int = 4, seed: int = 0, atol: float = 1e-4) -> ExportResult:
+    """Export the network of a training checkpoint (file, or a ``rwenas train`` output
+    directory). ``out_dir`` defaults to ``export/`` next to the checkpoint. ``onnx``: ``True``
+    requires the onnx package, ``False`` skips ONNX, ``None`` exports it when installed."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
+    have_onnx = importlib.util.find_spec("onnx") is not None
+    if onnx and not have_onnx:
+        raise ExportError(f"ONNX export needs the onnx package: {ONNX_HINT}")
+    net, arch, ckpt = load_trained(source)
+    ckpt_path = Path(ckpt["path"])
+    out = Path(out_dir) if out_dir is not None else ckpt_path.parent / "export"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output directory {out}: {exc.strerror}") from None
+
+    # The auxiliary head only serves training; the exported forward is images → logits.
+    if getattr(net, "auxiliary_head", None) is not None:
+        net.auxiliary_head = None
+    if hasattr(net, "drop_path_prob"):
+        net.drop_path_prob = 0.0
+    net.eval()
+    shape = _input_shape(ckpt["run"])
+    x = torch.randn(batch_size, *shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        reference = net(x)
+
+    result = ExportResult(out, out / "model.torchscript.pt", out / "genotype.json",
+                          out / "export.json")
+    with warnings.catch_warnings():  # tracer and deprecation chatter, not for the user
+        warnings.simplefilter("ignore")
+        with torch.no_grad():
+            traced = torch.jit.trace(net, x, check_trace=False)
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf)
+        atomic_write_bytes(result.torchscript, buf.getvalue())
+        loaded = torch.jit.load(str(result.torchscript), map_location="cpu")
+        with torch.no_grad():
+            diff = _max_diff(loaded(x), reference)
+    result.max_abs_diff["torchscript"] = diff
+    if not diff <= atol:
+        raise ExportError(f"TorchScript outputs differ from the network's by {diff:.3g} "
+                          f"(> {atol:g})")
+
+    if onnx is False:
+        result.notes.append("ONNX skipped (--no-onnx)")
+    elif not have_onnx:
+        result.notes.append(f"ONNX skipped: the onnx package is not installed; {ONNX_HINT}")
+    else:
+        result.onnx = out / "model.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _export_onnx(net, x, result.onnx)
+        import onnx as onnx_pkg
+
+        try:
+            onnx_pkg.checker.check_model(str(result.onnx))
+        except Exception as exc:
+            raise ExportError(f"the exported ONNX model is invalid: {exc}") from None
+        if importlib.util.find_spec("onnxruntime") is None:
+            result.max_abs_diff["onnx"] = None
+            result.notes.append("ONNX outputs not compared (onnxruntime is not installed)")
+        else:
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(result.onnx),
+                                                   providers=["CPUExecutionProvider"])
+            outputs = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+            odiff = _max_diff(outputs[0], reference)
+            result.max_abs_diff["onnx"] = odiff
+            if not odiff <= atol:
+                raise ExportError(f"ONNX outputs differ from the network's by {odiff:.3g} "
+                                  f"(> {atol:g})")
+
+    genotype = {**arch.to_json(),
+                "key": arch.space.key(arch.genome) if arch.genome is not None else None,
+                "network": ckpt["run"].get("network")}
+    atomic_write_text(result.genotype, json.dumps(genotype, indent=2) + "\n")
+    summary = {
+        "checkpoint": str(ckpt_path),
+        "epoch": ckpt["epoch"],
+        "epochs": ckpt.get("epochs"),
+        "input_shape": [None, *shape],
+        "torchscript": result.torchscript.name,
+        "onnx": result.onnx.name if result.onnx else None,
+        "genotype": result.genotype.name,
+        "check_batch": batch_size,
+        "atol": atol,
+        "max_abs_diff": result.max_abs_diff,
+        "notes": result.notes,
+    }
+    atomic_write_text(result.summary, json.dumps(summary, indent=2) + "\n")
+    return result

@@ -1,0 +1,704 @@
+"""Training from scratch: the validation stage and the ImageNet transfer.
+
+:func:`train` takes an architecture (:class:`rwenas.build.Architecture`), a recipe and a
+dataset name, builds the network at the recipe's setting and calls :func:`fit`, the loop
+itself, which also serves any ``nn.Module`` on any :class:`TrainData`.
+
+With an output directory a run is robust to interruption: after every epoch it writes an
+atomic checkpoint (model, optimiser, gradient scaler, epoch, history and every random-number
+state), the metrics CSV and the training-curve plot; at the end ``result.json``. Resuming
+restores all of it, so an interrupted run continues bit for bit like an uninterrupted one
+(on the same device and thread count). An output directory holding a run is never
+overwritten unless ``force`` is given.
+
+Files of an output directory: ``config.json`` (the run: architecture, network, recipe, data,
+seed), ``checkpoint.pt``, ``metrics.csv``, ``curve.png`` and, once finished, ``result.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rwenas.errors import ConfigError, DataError
+from rwenas.train.augment import Augmenter
+from rwenas.train.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    atomic_write_bytes,
+    atomic_write_text,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from rwenas.train.recipes import CifarRecipe, Recipe
+from rwenas.train.schedules import drop_path_prob, lr_at
+
+__all__ = [
+    "RUN_FILES",
+    "TrainData",
+    "TrainResult",
+    "build_for_recipe",
+    "classification_loss",
+    "evaluate",
+    "fit",
+    "network_from_run",
+    "read_run",
+    "topk_correct",
+    "train",
+]
+
+#: Files a training run writes into its output directory.
+RUN_FILES = ("config.json", CHECKPOINT_NAME, "metrics.csv", "curve.png", "result.json")
+
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+# -- data -----------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class TrainData:
+    """``uint8`` NCHW training and test images with their labels and channel statistics.
+
+    Images stay ``uint8`` (4x smaller than floats); each batch is augmented and normalised
+    on the fly (:class:`rwenas.train.augment.Augmenter`).
+    """
+
+    name: str
+    train_images: torch.Tensor = field(repr=False)
+    train_labels: torch.Tensor = field(repr=False)
+    test_images: torch.Tensor = field(repr=False)
+    test_labels: torch.Tensor = field(repr=False)
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train_images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_images.shape[-1])
+
+    @classmethod
+    def from_dataset(cls, ds: Any, *, train_size: int | None = None,
+                     test_size: int | None = None, seed: int = 0) -> TrainData:
+        """The full training set against the test set, as :func:`rwenas.data.test_split`
+        picks them (the same seeded sub-samples), but kept as ``uint8``."""
+        generator = torch.Generator().manual_seed(int(seed))
+
+        def pick(count: int, size: int | None, what: str) -> torch.Tensor | slice:
+            if size is None:
+                return slice(None)
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ConfigError(f"{what} must be a positive integer, got {size!r}")
+            if size > count:
+                raise ConfigError(f"{what}={size} is larger than the {count} images available")
+            return torch.randperm(count, generator=generator)[:size]
+
+        if int(ds.test_images.shape[0]) == 0:
+            raise DataError(f"{ds.name}: the test set is empty")
+        tr = pick(int(ds.train_images.shape[0]), train_size, "train_size")
+        te = pick(int(ds.test_images.shape[0]), test_size, "test_size")
+        return cls(ds.name, ds.train_images[tr], ds.train_labels[tr], ds.test_images[te],
+                   ds.test_labels[te], int(ds.num_classes), tuple(ds.mean), tuple(ds.std))
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "train_images": int(self.train_labels.shape[0]),
+                "test_images": int(self.test_labels.shape[0]), "in_channels": self.in_channels,
+                "image_size": self.image_size, "num_classes": self.num_classes}
+
+
+# -- losses and metrics ---------------------------------------------------------------------------
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor,
+                        label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy; with label smoothing ``eps`` the target is ``1 - eps`` on the true
+    class plus ``eps / K`` on every class (computed in float32 under mixed precision)."""
+    return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
+
+
+def topk_correct(logits: torch.Tensor, targets: torch.Tensor,
+                 ks: Sequence[int] = (1, 5)) -> list[int]:
+    """How many rows have their target among the ``k`` highest logits, for each ``k``
+    (``k`` larger than the number of classes counts every row as correct)."""
+    classes = logits.shape[1]
+    kmax = min(max(ks), classes)
+    top = logits.topk(kmax, dim=1).indices
+    hit = top.eq(targets[:, None])
+    return [int(hit[:, : min(k, classes)].any(dim=1).sum()) for k in ks]
+
+
+def _amp_dtype(amp: bool | None, device: torch.device) -> torch.dtype | None:
+    """Mixed precision on CUDA only: bfloat16 where supported, else float16."""
+    if amp is None:
+        amp = device.type == "cuda"
+    if not amp:
+        return None
+    if device.type != "cuda":
+        raise ConfigError("mixed precision (amp) needs a CUDA device")
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _forward(network: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    with_aux = getattr(network, "forward_with_aux", None)
+    if with_aux is None:
+        return network(x), None
+    return with_aux(x)
+
+
+@torch.no_grad()
+def evaluate(network: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             augmenter: Augmenter, *, device: torch.device | str = "cpu", batch_size: int = 256,
+             amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Loss (plain cross-entropy), top-1 and top-5 accuracy of ``network`` in eval mode."""
+    device = torch.device(device)
+    was_training = network.training
+    network.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = [0, 0]
+    n = int(labels.shape[0])
+    try:
+        for start in range(0, n, batch_size):
+            x = augmenter.test(images[start:start + batch_size].to(device, non_blocking=True))
+            y = labels[start:start + batch_size].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                enabled=amp_dtype is not None):
+                logits = network(x)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+            c1, c5 = topk_correct(logits, y, (1, 5))
+            correct[0] += c1
+            correct[1] += c5
+    finally:
+        network.train(was_training)
+    return {"loss": float(loss_sum) / max(n, 1), "acc": correct[0] / max(n, 1),
+            "top5": correct[1] / max(n, 1)}
+
+
+# -- results ----------------------------------------------------------------------------------
+@dataclass(eq=False)
+class TrainResult:
+    """What a (possibly stopped) training run produced."""
+
+    network: nn.Module = field(repr=False)
+    history: list[dict[str, Any]] = field(repr=False)
+    epochs_done: int
+    epochs: int
+    params_m: float
+    madds_m: float
+    seconds: float
+    out_dir: Path | None = None
+    #: ``result.json``'s content once every epoch is done (``None`` when stopped early).
+    result: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def completed(self) -> bool:
+        return self.epochs_done >= self.epochs
+
+    @property
+    def test_error(self) -> float | None:
+        return 1.0 - self.history[-1]["test_acc"] if self.history else None
+
+    @property
+    def test_top5_error(self) -> float | None:
+        if not self.history or "test_top5" not in self.history[-1]:
+            return None
+        return 1.0 - self.history[-1]["test_top5"]
+
+
+# -- the loop --------------------------------------------------------------------------------------
+def _derived_seed(seed: int, stream: int) -> int:
+    return int(np.random.SeedSequence([int(seed) & (2**63 - 1), stream]).generate_state(
+        1, np.uint64)[0] >> 1)
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(_derived_seed(seed, 0))
+    random.seed(_derived_seed(seed, 2))
+    np.random.seed(_derived_seed(seed, 3) % 2**32)
+
+
+def _json_round(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def _comparable(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a run description a resume must not change (paths may move)."""
+    out = _json_round(run)
+    if isinstance(out.get("dataset"), dict):
+        out["dataset"].pop("data_dir", None)
+    return out
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        diffs = []
+        for key in sorted(set(a) | set(b)):
+            diffs += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        return diffs
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _prepare_out_dir(out: Path, resume: bool, force: bool) -> dict[str, Any] | None:
+    """Create ``out``; the checkpoint to resume from, or ``None`` for a fresh start."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output path {out} exists and is not a directory")
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    if resume and (out / CHECKPOINT_NAME).exists():
+        return load_checkpoint(out / CHECKPOINT_NAME)
+    if present and not resume and not force:
+        raise ConfigError(f"{out} already holds a training run ({', '.join(present)}); "
+                          "give --resume to continue it or --force to start over")
+    if present:  # forced, or resuming a run that never finished its first epoch
+        for name in present:
+            (out / name).unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output directory {out}: {exc.strerror}") from None
+    return None
+
+
+def _metrics_csv(history: Sequence[Mapping[str, Any]]) -> str:
+    columns = ["epoch", "lr", "drop_path", "train_loss", "train_acc", "test_loss", "test_acc"]
+    if history and "test_top5" in history[0]:
+        columns.append("test_top5")
+    columns.append("seconds")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in history:
+        writer.writerow([row[c] if isinstance(row[c], int) else f"{row[c]:.6g}"
+                         for c in columns])
+    return buf.getvalue()
+
+
+def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Loss and error (top-1, top-5 where recorded) per epoch, training and test, as PNG
+    (matplotlib's Agg canvas; no display, no pyplot state; written atomically)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(9.0, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax_loss, ax_err = fig.subplots(1, 2)
+    epochs = [r["epoch"] for r in history]
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train (augmented)",
+                 marker=".")
+    ax_loss.plot(epochs, [r["test_loss"] for r in history], label="test", marker=".")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("cross-entropy")
+    ax_loss.legend()
+    ax_err.plot(epochs, [100 * (1 - r["train_acc"]) for r in history], label="train",
+                marker=".")
+    ax_err.plot(epochs, [100 * (1 - r["test_acc"]) for r in history], label="test top-1",
+                marker=".")
+    if history and "test_top5" in history[0]:
+        ax_err.plot(epochs, [100 * (1 - r["test_top5"]) for r in history],
+                    label="test top-5", marker=".")
+    ax_err.set_xlabel("epoch")
+    ax_err.set_ylabel("error (%)")
+    ax_err.legend()
+    for ax in (ax_loss, ax_err):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+class _Run:
+    """State of one training run (see :func:`fit`)."""
+
+    def __init__(self, network: nn.Module, data: TrainData, recipe: Recipe, *, seed: int,
+                 device: torch.device, amp_dtype: torch.dtype | None) -> None:
+        self.net = network
+        self.data = data
+        self.recipe = recipe
+        self.seed = seed
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.generator = torch.Generator()
+        self.augmenter = Augmenter(recipe, data.mean, data.std)
+        self.optimizer = torch.optim.SGD(network.parameters(), lr=recipe.lr,
+                                         momentum=recipe.momentum,
+                                         weight_decay=recipe.weight_decay)
+        self.scaler = (torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None)
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.elapsed = 0.0
+        # Keep the uint8 images on the GPU when they fit comfortably (CIFAR: 150 MB).
+        on_device = device.type == "cuda" and (
+            data.train_images.numel() + data.test_images.numel()) < 4 * 2**30
+        self.images = {
+            "train": data.train_images.to(device) if on_device else data.train_images,
+            "test": data.test_images.to(device) if on_device else data.test_images,
+        }
+        self.labels = {"train": data.train_labels.to(device) if on_device
+                       else data.train_labels,
+                       "test": data.test_labels.to(device) if on_device else data.test_labels}
+        n = int(data.train_labels.shape[0])
+        bs = recipe.batch_size
+        # A last batch of a single sample is dropped (BatchNorm needs two).
+        self.steps = n // bs + (1 if n % bs >= 2 else 0)
+        if self.steps == 0:
+            raise ConfigError(f"need at least 2 training images, got {n}")
+
+    def lr(self, epoch: float) -> float:
+        r = self.recipe
+        return lr_at(r.schedule, r.lr, epoch, r.epochs, warmup_epochs=r.warmup_epochs,
+                     final=r.final_lr)
+
+    # checkpoints
+    def state(self, run_json: str) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "epoch": self.epoch,
+            "epochs": self.recipe.epochs,
+            "run": run_json,
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {"schedule": self.recipe.schedule, "epoch": self.epoch,
+                          "lr": self.lr(self.epoch)},
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": capture_rng(self.generator),
+            "history": [dict(r) for r in self.history],
+            "elapsed": float(self.elapsed),
+        }
+
+    def restore(self, ckpt: Mapping[str, Any]) -> None:
+        path = ckpt.get("path", "checkpoint")
+        try:
+            self.net.load_state_dict(ckpt["model"])
+        except (RuntimeError, KeyError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            raise CheckpointError(f"checkpoint {path} does not fit the network of its run "
+                                  f"({first})") from None
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if self.scaler is not None and ckpt.get("scaler"):
+                self.scaler.load_state_dict(ckpt["scaler"])
+            restore_rng(ckpt["rng"], self.generator)
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+            raise CheckpointError(f"checkpoint {path} is damaged: cannot restore the "
+                                  f"optimiser or random state ({type(exc).__name__})") from None
+        epoch = ckpt["epoch"]
+        if not 0 <= epoch <= self.recipe.epochs or len(ckpt["history"]) != epoch:
+            raise CheckpointError(f"checkpoint {path} is damaged: epoch {epoch} with "
+                                  f"{len(ckpt['history'])} history rows")
+        self.epoch = epoch
+        self.history = [dict(r) for r in ckpt["history"]]
+        self.elapsed = float(ckpt["elapsed"])
+
+    # one epoch
+    def train_epoch(self, bar: Any) -> dict[str, float]:
+        r, net, dev = self.recipe, self.net, self.device
+        net.train()
+        if hasattr(net, "drop_path_prob"):
+            net.drop_path_prob = drop_path_prob(r.drop_path, self.epoch, r.epochs)
+        n = int(self.data.train_labels.shape[0])
+        perm = torch.randperm(n, generator=self.generator)
+        images, labels = self.images["train"], self.labels["train"]
+        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        correct = torch.zeros((), dtype=torch.int64, device=dev)
+        count = 0
+        params = [p for p in net.parameters() if p.requires_grad]
+        for step in range(self.steps):
+            idx = perm[step * r.batch_size:(step + 1) * r.batch_size]
+            if images.device != idx.device:
+                idx = idx.to(images.device)
+            lr = self.lr(self.epoch + step / self.steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            x = self.augmenter.train(images[idx].to(dev, non_blocking=True), self.generator)
+            y = labels[idx].to(dev, non_blocking=True)
+            with torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                logits, aux = _forward(net, x)
+            loss = classification_loss(logits, y, r.label_smoothing)
+            total = loss
+            if aux is not None and r.auxiliary_weight > 0:
+                total = loss + r.auxiliary_weight * classification_loss(aux, y,
+                                                                        r.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(total).backward()
+                if r.grad_clip > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    nn.utils.clip_grad_norm_(params, r.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                total.backward()
+                if r.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(params, r.grad_clip)
+                self.optimizer.step()
+            loss_sum += loss.detach().double() * y.shape[0]
+            correct += (logits.detach().argmax(dim=1) == y).sum()
+            count += int(y.shape[0])
+            bar.update(1)
+            if bar.disable is False and (step % 20 == 0 or step == self.steps - 1):
+                bar.set_postfix(loss=f"{float(loss_sum) / count:.3f}",
+                                acc=f"{int(correct) / count:.3f}", lr=f"{lr:.4g}",
+                                refresh=False)
+        mean_loss = float(loss_sum) / count
+        if not math.isfinite(mean_loss):
+            raise ConfigError(f"training diverged in epoch {self.epoch + 1} (mean loss "
+                              f"{mean_loss}); lower the learning rate (--lr)")
+        return {"loss": mean_loss, "acc": int(correct) / count}
+
+
+def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, seed: int = 0,
+        device: str | torch.device = "auto", amp: bool | None = None,
+        out_dir: str | Path | None = None, run: Mapping[str, Any] | None = None,
+        resume: bool = False, force: bool = False, progress: bool = False,
+        stop_after: int | None = None, on_epoch_end: EpochCallback | None = None,
+        title: str = "") -> TrainResult:
+    """Train ``network`` on ``data`` with ``recipe``; evaluate on the test images every epoch.
+
+    ``out_dir`` makes the run resumable (see the module docstring); ``run`` is a JSON-able
+    description stored with it (a resume must describe the same run). ``resume``: continue
+    from the checkpoint in ``out_dir`` when there is one (else start). ``stop_after``: stop
+    after this many epochs of this call (the checkpoint is kept). ``on_epoch_end(row)`` is
+    called after each epoch's checkpoint is written (raising ``KeyboardInterrupt`` from it
+    interrupts the run cleanly). ``amp``: mixed precision, default on CUDA only.
+    """
+    from tqdm.auto import tqdm
+
+    from rwenas.complexity import complexity
+    from rwenas.estimators.rwe import resolve_device
+
+    recipe = recipe if recipe is not None else CifarRecipe()
+    if stop_after is not None and (isinstance(stop_after, bool) or stop_after < 1):
+        raise ConfigError(f"stop_after must be a positive integer, got {stop_after!r}")
+    try:
+        device = resolve_device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda requested but CUDA is not available")
+    amp_dtype = _amp_dtype(amp, device)
+    run_info = _json_round({"recipe": recipe.to_dict(), "seed": int(seed),
+                            "data": data.describe(), **(run or {})})
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt = _prepare_out_dir(out, resume, force) if out is not None else None
+    if ckpt is not None:
+        diffs = _differences(_comparable(ckpt["run"]), _comparable(run_info))
+        if diffs:
+            raise ConfigError(f"cannot resume {out} with different settings (changed: "
+                              f"{', '.join(diffs[:6])}); drop them or use --force to start "
+                              "over")
+    run_json = json.dumps(run_info)
+
+    cx = complexity(network, (data.in_channels, recipe.image_size or data.image_size,
+                              recipe.image_size or data.image_size))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    network.to(device)
+    state = _Run(network, data, recipe, seed=seed, device=device, amp_dtype=amp_dtype)
+    if ckpt is None:
+        _seed_all(seed)
+        state.generator.manual_seed(_derived_seed(seed, 1))
+        if out is not None:
+            atomic_write_text(out / "config.json", json.dumps(run_info, indent=2) + "\n")
+    else:
+        state.restore(ckpt)
+
+    r = recipe
+    eval_batch = max(256, r.batch_size)
+    start = state.epoch
+    bar = tqdm(total=r.epochs * state.steps, initial=start * state.steps, disable=not progress,
+               unit="step", dynamic_ncols=True, leave=True)
+    try:
+        while state.epoch < r.epochs:
+            if stop_after is not None and state.epoch - start >= stop_after:
+                break
+            bar.set_description(f"epoch {state.epoch + 1}/{r.epochs}")
+            t0 = time.perf_counter()
+            lr0 = state.lr(state.epoch)
+            dp = drop_path_prob(r.drop_path, state.epoch, r.epochs)
+            tr = state.train_epoch(bar)
+            te = evaluate(network, state.images["test"], state.labels["test"], state.augmenter,
+                          device=device, batch_size=eval_batch, amp_dtype=amp_dtype)
+            seconds = time.perf_counter() - t0
+            state.epoch += 1
+            state.elapsed += seconds
+            row: dict[str, Any] = {"epoch": state.epoch, "lr": lr0, "drop_path": dp,
+                                   "train_loss": tr["loss"], "train_acc": tr["acc"],
+                                   "test_loss": te["loss"], "test_acc": te["acc"]}
+            if r.top5:
+                row["test_top5"] = te["top5"]
+            row["seconds"] = seconds
+            state.history.append(row)
+            if out is not None:
+                save_checkpoint(state.state(run_json), out / CHECKPOINT_NAME)
+                atomic_write_text(out / "metrics.csv", _metrics_csv(state.history))
+                plot_curves(state.history, out / "curve.png", title)
+            post = {"test_acc": f"{te['acc']:.4f}"}
+            if r.top5:
+                post["top5"] = f"{te['top5']:.4f}"
+            bar.set_postfix(post)
+            if on_epoch_end is not None:
+                on_epoch_end(dict(row))
+    finally:
+        bar.close()
+
+    result = TrainResult(network, state.history, state.epoch, r.epochs, cx.params_m,
+                         cx.madds_m, state.elapsed, out)
+    if result.completed:
+        result.result = _result_json(result, run_info, device)
+        if out is not None:
+            atomic_write_text(out / "result.json", json.dumps(result.result, indent=2) + "\n")
+    return result
+
+
+def _result_json(res: TrainResult, run_info: Mapping[str, Any],
+                 device: torch.device) -> dict[str, Any]:
+    last = res.history[-1] if res.history else {}
+    out: dict[str, Any] = {
+        "test_error": res.test_error,
+        "test_accuracy": last.get("test_acc"),
+    }
+    if res.test_top5_error is not None:
+        out["test_top5_error"] = res.test_top5_error
+    out.update({
+        "params_m": round(res.params_m, 6),
+        "madds_m": round(res.madds_m, 6),
+        "seconds": round(res.seconds, 3),
+        "epochs": res.epochs,
+        "final": last,
+        "device": str(device),
+    })
+    for key in ("architecture", "network", "recipe", "dataset", "data", "seed"):
+        if key in run_info:
+            out[key] = run_info[key]
+    return out
+
+
+# -- architectures → networks ---------------------------------------------------------------------
+_MICRO_ONLY = ("layers", "increment")
+
+
+def build_for_recipe(architecture: Any, recipe: Recipe, *, in_channels: int,
+                     num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+    """The network of ``architecture`` at ``recipe.setting`` with the recipe's overrides, and
+    the resolved network options (JSON-able; :func:`network_from_run` rebuilds from them).
+
+    Macro networks take only ``channels``; they have no auxiliary head and no drop path, so
+    those recipe values do not apply to them.
+    """
+    from rwenas.build import build_network, preset
+
+    space = architecture.space
+    options = preset(space, recipe.setting)
+    if space.name == "macro":
+        given = [name for name in _MICRO_ONLY if getattr(recipe, name) is not None]
+        if given:
+            raise ConfigError(f"{', '.join('--' + g for g in given)} does not apply to the "
+                              "macro space")
+        overrides: dict[str, Any] = {"channels": recipe.channels}
+    else:
+        overrides = {"channels": recipe.channels, "layers": recipe.layers,
+                     "increment": recipe.increment,
+                     "auxiliary": recipe.auxiliary_weight > 0, "drop_path": 0.0}
+    options.update({k: v for k, v in overrides.items() if v is not None})
+    net = build_network(space, architecture.genotype, in_channels=in_channels,
+                        num_classes=num_classes, setting=recipe.setting, **options)
+    resolved = {"setting": recipe.setting,
+                **{k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
+                "in_channels": in_channels, "num_classes": num_classes}
+    return net, resolved
+
+
+def network_from_run(run: Mapping[str, Any]) -> tuple[nn.Module, Any]:
+    """Rebuild the (untrained) network and its architecture from a run description (the
+    ``run`` of a checkpoint or ``config.json``)."""
+    from rwenas.build import Architecture, build_network
+    from rwenas.spaces import get_space
+
+    try:
+        arch = run["architecture"]
+        options = dict(run["network"])
+        space = get_space(arch["space"])
+        genotype = space.genotype_from_json(arch["genotype"])
+        setting = options.pop("setting")
+        in_channels = options.pop("in_channels")
+        num_classes = options.pop("num_classes")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"the run description lacks the network ({exc})") from None
+    if isinstance(options.get("channels"), list):
+        options["channels"] = tuple(options["channels"])
+    net = build_network(space, genotype, in_channels=in_channels, num_classes=num_classes,
+                        setting=setting, **options)
+    genome = arch.get("genome")
+    architecture = Architecture(space, genotype, tuple(genome) if genome else None,
+                                str(arch.get("label", "genotype")))
+    return net, architecture
+
+
+def read_run(out_dir: str | Path) -> dict[str, Any]:
+    """The run description stored in a training output directory's checkpoint."""
+    return load_checkpoint(out_dir)["run"]
+
+
+def train(architecture: Any, recipe: Recipe | None = None, *, out_dir: str | Path | None = None,
+          dataset: str = "cifar10", data_dir: str | Path | None = None, download: bool = False,
+          train_size: int | None = None, test_size: int | None = None, seed: int = 0,
+          device: str | torch.device = "auto", amp: bool | None = None, resume: bool = False,
+          force: bool = False, progress: bool = False, stop_after: int | None = None,
+          on_epoch_end: EpochCallback | None = None, data: Any = None,
+          source: Mapping[str, Any] | None = None) -> TrainResult:
+    """Train ``architecture`` (a :class:`rwenas.build.Architecture`) from scratch.
+
+    The dataset (``cifar10``, ``cifar100``, ``fashion-mnist``, ``imagefolder`` or
+    ``synthetic``; or an already loaded :class:`rwenas.data.Dataset` as ``data``) is loaded
+    whole; the network trains on the training set (or a seeded ``train_size`` sub-sample)
+    and is evaluated on the test set (``test_size``) every epoch. ``imagefolder`` and
+    ``synthetic`` images are loaded at ``recipe.image_size``. ``source`` (e.g. the search run
+    and front row it was picked from) is recorded. See :func:`fit` for the rest.
+    """
+    from rwenas.data import load_dataset
+
+    recipe = recipe if recipe is not None else CifarRecipe()
+    if data is None:
+        from rwenas.data import canonical_name
+
+        shaped = canonical_name(dataset) in ("imagefolder", "synthetic")
+        data = load_dataset(dataset, data_dir, download=download, seed=seed,
+                            image_size=recipe.image_size if shaped else None)
+    train_data = TrainData.from_dataset(data, train_size=train_size, test_size=test_size,
+                                        seed=seed)
+    _seed_all(seed)
+    net, network = build_for_recipe(architecture, recipe, in_channels=train_data.in_channels,
+                                    num_classes=train_data.num_classes)
+    run = {
+        "architecture": {**architecture.to_json(), "source": dict(source) if source else None},
+        "network": network,
+        "dataset": {"name": data.name,
+                    "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
+                    "train_size": train_size, "test_size": test_size},
+    }
+    title = f"{architecture.label} on {data.name} ({recipe.name} recipe)"
+    return fit(net, train_data, recipe, seed=seed, device=device, amp=amp, out_dir=out_dir,
+               run=run, resume=resume, force=force, progress=progress, stop_after=stop_after,
+               on_epoch_end=on_epoch_end, title=title)

@@ -1,0 +1,108 @@
+"""Picking an architecture from a search run's Pareto front (``front.json``).
+
+``L``: the lowest RWE error (ties: fewer multiply-adds); ``S``: the fewest multiply-adds (ties:
+lower error); ``M``: the middle of the front sorted by multiply-adds (index ``len // 2``);
+an integer: that row of ``front.json`` (0-based, in file order; negative counts from the end).
+The run's search space comes from its ``config.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rwenas.build import Architecture, load_json_file, resolve_architecture
+from rwenas.errors import ConfigError, RwenasError
+
+__all__ = ["PICKS", "Picked", "pick_from_run", "pick_index"]
+
+PICKS = ("L", "M", "S")
+
+
+@dataclass(frozen=True)
+class Picked:
+    architecture: Architecture
+    #: Row of front.json (0-based) and the row itself.
+    index: int
+    row: dict[str, Any]
+    run_dir: Path
+    pick: str
+    config: dict[str, Any]
+
+    def source(self) -> dict[str, Any]:
+        """What to record about where the architecture came from."""
+        return {"run_dir": str(self.run_dir), "pick": self.pick, "front_index": self.index,
+                "key": self.row.get("key"), "rwe_error": self.row.get("rwe_error"),
+                "search_madds_m": self.row.get("madds_m"),
+                "search_dataset": self.config.get("dataset")}
+
+
+def _number(row: Mapping[str, Any], key: str, index: int) -> float:
+    value = row.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ConfigError(f"front.json row {index} has no numeric {key!r}")
+    return float(value)
+
+
+def pick_index(rows: list[Mapping[str, Any]], pick: str | int) -> int:
+    """The front.json row that ``pick`` (L, M, S or an index) selects."""
+    n = len(rows)
+    if n == 0:
+        raise ConfigError("the front is empty")
+    text = str(pick).strip()
+    if text.upper() in PICKS:
+        which = text.upper()
+        err = [_number(r, "rwe_error", i) for i, r in enumerate(rows)]
+        madds = [_number(r, "madds_m", i) for i, r in enumerate(rows)]
+        if which == "L":
+            return min(range(n), key=lambda i: (err[i], madds[i], i))
+        by_madds = sorted(range(n), key=lambda i: (madds[i], err[i], i))
+        return by_madds[0] if which == "S" else by_madds[n // 2]
+    try:
+        index = int(text)
+    except ValueError:
+        raise ConfigError(f"invalid --pick {pick!r}: give L, M, S or a front row index"
+                          ) from None
+    if not -n <= index < n:
+        raise ConfigError(f"--pick {index} is out of range: the front has {n} architectures "
+                          f"(0..{n - 1})")
+    return index % n
+
+
+def pick_from_run(run_dir: str | Path, pick: str | int) -> Picked:
+    """The architecture that ``pick`` selects from the search run in ``run_dir``."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ConfigError(f"search run directory not found: {run}")
+    if not (run / "front.json").is_file():
+        raise ConfigError(f"{run} has no front.json (not a search run, or the search has not "
+                          "finished a generation; `rwenas search --resume` writes it)")
+    rows = load_json_file(run / "front.json", "front")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ConfigError(f"{run / 'front.json'} is not a list of architectures")
+    config = load_json_file(run / "config.json", "search config") \
+        if (run / "config.json").is_file() else None
+    if not isinstance(config, dict) or not isinstance(config.get("space"), str):
+        raise ConfigError(f"{run} has no config.json naming the search space")
+    index = pick_index(rows, pick)
+    row = rows[index]
+    try:
+        if row.get("genome") is not None:
+            genome = row["genome"]
+            arch = resolve_architecture(config["space"], genome=genome if isinstance(
+                genome, str) else [int(g) for g in genome])
+        elif row.get("genotype") is not None:
+            arch = resolve_architecture(config["space"], genotype=row["genotype"])
+        else:
+            raise ConfigError("it has neither a genome nor a genotype")
+    except RwenasError as exc:
+        raise ConfigError(f"front.json row {index} of {run}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"front.json row {index} of {run} is malformed: {exc}") from None
+    label = f"{run.name}:{str(pick).upper()}" if str(pick).upper() in PICKS \
+        else f"{run.name}:{index}"
+    arch = Architecture(arch.space, arch.genotype, arch.genome, label)
+    return Picked(arch, index, dict(row), run.resolve(), str(pick).upper(), config)
