@@ -7,6 +7,24 @@ C=5 took 4.5 s per forward pass instead of 0.01 s. One thread is as fast as two 
 this small, and immune to that.
 """
 
+import pytest
 import torch
 
+from rwenas import cli
+
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run ``rwenas`` in-process: ``run(*argv) -> (exit code, stdout, stderr)``."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            rc = cli.main(list(argv))
+        except SystemExit as exc:
+            rc = exc.code
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run

@@ -8,7 +8,6 @@ import json
 import pytest
 import torch
 
-from rwenas import cli
 from rwenas.build import resolve_architecture
 from rwenas.data import make_synthetic
 from rwenas.train import export as export_module
@@ -36,27 +35,6 @@ def trained_macro(tmp_path_factory):
     train(resolve_architecture("macro", arch="NSGANet"),
           CifarRecipe(epochs=1, batch_size=32, channels=4), data=data, out_dir=out)
     return out
-
-
-@pytest.fixture
-def run_cli(monkeypatch, capsys):
-    from rwenas.train.commands import add_export, add_train
-
-    names = set()
-    for action in cli.build_parser()._subparsers._group_actions:
-        names |= set(action.choices)
-    if "export" not in names:
-        monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, add_train, add_export])
-
-    def run(*argv: str):
-        try:
-            rc = cli.main(list(argv))
-        except SystemExit as exc:
-            rc = exc.code
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return run
 
 
 def test_torchscript_round_trip(trained, tmp_path):

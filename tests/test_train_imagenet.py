@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from rwenas import cli
 from rwenas.build import resolve_architecture
 from rwenas.data import load_dataset
 from rwenas.train.loop import train
@@ -35,27 +34,6 @@ def folder(tmp_path_factory):
                 img[:, 4 * c:4 * c + 4] = 255
                 PIL.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(d / f"{i}.png")
     return root
-
-
-@pytest.fixture
-def run_cli(monkeypatch, capsys):
-    from rwenas.train.commands import add_export, add_train
-
-    names = set()
-    for action in cli.build_parser()._subparsers._group_actions:
-        names |= set(action.choices)
-    if "train" not in names:
-        monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, add_train, add_export])
-
-    def run(*argv: str):
-        try:
-            rc = cli.main(list(argv))
-        except SystemExit as exc:
-            rc = exc.code
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return run
 
 
 def test_imagenet_recipe_api(folder, tmp_path):

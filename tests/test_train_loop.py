@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from rwenas import cli
 from rwenas.build import resolve_architecture
 from rwenas.data import make_synthetic
 from rwenas.errors import ConfigError
@@ -39,29 +38,6 @@ def arch():
 
 def recipe(**changes) -> CifarRecipe:
     return CifarRecipe(epochs=3, batch_size=32, cutout=6, **TINY).replace(**changes)
-
-
-@pytest.fixture
-def run_cli(monkeypatch, capsys):
-    """Run ``rwenas`` in-process with train/export registered: (exit code, stdout, stderr)."""
-    from rwenas.train.commands import add_export, add_train
-
-    parser = cli.build_parser()
-    names = set()
-    for action in parser._subparsers._group_actions:
-        names |= set(action.choices)
-    if "train" not in names:
-        monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, add_train, add_export])
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        try:
-            rc = cli.main(list(argv))
-        except SystemExit as exc:
-            rc = exc.code
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return run
 
 
 def assert_one_line_error(rc: int, out: str, err: str, *fragments: str) -> str:
