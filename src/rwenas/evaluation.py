@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
+
 from rwenas.build import build_network
 from rwenas.complexity import complexity, latency_ms, peak_activation_mb
 from rwenas.data import DatasetInfo, Split
@@ -62,14 +64,13 @@ def evaluate_genome(space: SearchSpace, genome: Any, split: Split, info: Dataset
     genome = space.validate(genome)
     key = space.key(genome)
     arch_seed = derive_seed(seed, key)
-    options = dict(network or {})
-
-    def factory():
-        return build_network(space, genome, in_channels=info.in_channels,
-                             num_classes=info.num_classes, setting=setting, **options)
-
+    # Build once, seeded exactly as rwe() would seed a factory; counting and timing the
+    # network in eval mode leaves its weights and BatchNorm statistics untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(arch_seed)
+        net = build_network(space, genome, in_channels=info.in_channels,
+                            num_classes=info.num_classes, setting=setting, **dict(network or {}))
     shape = (info.in_channels, info.image_size, info.image_size)
-    net = factory()
     cx = complexity(net, shape)
     extra: dict[str, float] = {}
     if measure:
@@ -82,7 +83,7 @@ def evaluate_genome(space: SearchSpace, genome: Any, split: Split, info: Dataset
             extra["latency_batch_ms"] = latency_ms(net, shape, batch=latency_batch)
         if "memory" in measure:
             extra["memory_mb"] = peak_activation_mb(net, shape)
-    result = rwe(factory, split, config, seed=arch_seed)
+    result = rwe(net, split, config, seed=arch_seed)
     return Evaluation(
         genome=format_genome(genome), key=key, rwe_error=result.error,
         madds_m=cx.madds_m, params_m=cx.params_m, seconds=time.perf_counter() - t0,

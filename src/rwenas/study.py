@@ -68,14 +68,9 @@ STUDY_ESTIMATORS: Mapping[str, type] = _registry()
 def make_study_estimator(name: str, **options: Any):
     """An estimator of :data:`STUDY_ESTIMATORS` (the proxies' registry plus
     ``short_training``); :class:`ConfigError` on an unknown name or option."""
-    key = str(name).strip().lower().replace("-", "_")
-    cls = STUDY_ESTIMATORS.get(key)
-    if cls is None:
-        raise ConfigError(f"unknown estimator {name!r} (known: {', '.join(STUDY_ESTIMATORS)})")
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise ConfigError(f"bad options for estimator {key!r}: {exc}") from None
+    from rwenas.estimators.proxies import make_estimator
+
+    return make_estimator(name, STUDY_ESTIMATORS, **options)
 
 
 def resolve_estimators(spec: str | Sequence[str] | Mapping[str, Any] | None,

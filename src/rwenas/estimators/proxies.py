@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -464,13 +464,15 @@ ESTIMATORS: dict[str, type] = {
 }
 
 
-def make_estimator(name: str, **options: Any):
-    """The estimator registered as ``name`` (``-`` and ``_`` are interchangeable), built with
-    ``options``; an unknown name or option raises :class:`ConfigError`."""
+def make_estimator(name: str, registry: Mapping[str, type] | None = None, **options: Any):
+    """The estimator registered as ``name`` in ``registry`` (default :data:`ESTIMATORS`;
+    ``-`` and ``_`` are interchangeable), built with ``options``; an unknown name or option
+    raises :class:`ConfigError`."""
+    registry = ESTIMATORS if registry is None else registry
     key = str(name).strip().lower().replace("-", "_")
-    cls = ESTIMATORS.get(key)
+    cls = registry.get(key)
     if cls is None:
-        raise ConfigError(f"unknown estimator {name!r} (known: {', '.join(ESTIMATORS)})")
+        raise ConfigError(f"unknown estimator {name!r} (known: {', '.join(registry)})")
     try:
         return cls(**options)
     except TypeError as exc:
