@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rwenas.errors import ConfigError
+from rwenas.train.precision import PRECISIONS
 
 #: ``rwenas train`` flag (dest) → recipe field.
 RECIPE_FLAGS = {
@@ -127,6 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_size = args.train_size if args.train_size is not None else data.get("train_size")
         test_size = args.test_size if args.test_size is not None else data.get("test_size")
         seed = args.seed if args.seed is not None else stored.get("seed", 0)
+        precision = args.precision or stored.get("precision", "auto")
     else:
         arch, source, search = _resolve_new(args)
         recipe = get_recipe(args.recipe or "cifar", **overrides)
@@ -138,6 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             data_dir = search.get("data_dir")
         train_size, test_size = args.train_size, args.test_size
         seed = args.seed if args.seed is not None else 0
+        precision = args.precision or "auto"
 
     last = {"epoch": 0}
 
@@ -148,7 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(arch, recipe, out_dir=out, dataset=dataset, data_dir=data_dir,
                        download=args.download, train_size=train_size, test_size=test_size,
                        seed=seed, device=args.device or "auto",
-                       amp=False if args.no_amp else None, resume=args.resume,
+                       precision=precision, resume=args.resume,
                        force=args.force, progress=not args.quiet, on_epoch_end=note,
                        source=source)
     except KeyboardInterrupt:
@@ -239,8 +242,13 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--seed", type=int, help="seed of weights, shuffling, augmentation and "
                      "sub-samples (default 0)")
     run.add_argument("--device", help="auto (CUDA when present), cpu or cuda[:N]")
-    run.add_argument("--no-amp", action="store_true",
-                     help="no mixed precision on GPU (it is never used on the CPU)")
+    run.add_argument("--precision", choices=PRECISIONS,
+                     help="auto (default): bfloat16 autocast where the device computes it "
+                     "natively (AMX/AVX512-BF16 CPUs, CUDA), else float32; fp32 forces float32")
+    run.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
+                     help="same as --precision fp32")
+    run.add_argument("--no-amp", dest="precision", action="store_const", const="fp32",
+                     help=argparse.SUPPRESS)  # the old spelling of --fp32
     run.add_argument("--threads", type=_positive_int, help="torch CPU threads")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_train)

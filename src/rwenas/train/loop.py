@@ -47,6 +47,11 @@ from rwenas.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from rwenas.train.precision import (
+    autocast_dtype,
+    grouped_convs_in_fp32,
+    to_channels_last,
+)
 from rwenas.train.recipes import CifarRecipe, Recipe
 from rwenas.train.schedules import drop_path_prob, lr_at
 
@@ -144,17 +149,6 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor,
     return [int(hit[:, : min(k, classes)].any(dim=1).sum()) for k in ks]
 
 
-def _amp_dtype(amp: bool | None, device: torch.device) -> torch.dtype | None:
-    """Mixed precision on CUDA only: bfloat16 where supported, else float16."""
-    if amp is None:
-        amp = device.type == "cuda"
-    if not amp:
-        return None
-    if device.type != "cuda":
-        raise ConfigError("mixed precision (amp) needs a CUDA device")
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def _forward(network: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     with_aux = getattr(network, "forward_with_aux", None)
     if with_aux is None:
@@ -162,11 +156,12 @@ def _forward(network: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return with_aux(x)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(network: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              augmenter: Augmenter, *, device: torch.device | str = "cpu", batch_size: int = 256,
              amp_dtype: torch.dtype | None = None) -> dict[str, float]:
-    """Loss (plain cross-entropy), top-1 and top-5 accuracy of ``network`` in eval mode."""
+    """Loss (plain cross-entropy), top-1 and top-5 accuracy of ``network`` in eval mode
+    (channels-last batches, under ``autocast`` with ``amp_dtype`` when given)."""
     device = torch.device(device)
     was_training = network.training
     network.eval()
@@ -175,7 +170,8 @@ def evaluate(network: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     n = int(labels.shape[0])
     try:
         for start in range(0, n, batch_size):
-            x = augmenter.test(images[start:start + batch_size].to(device, non_blocking=True))
+            x = to_channels_last(augmenter.test(
+                images[start:start + batch_size].to(device, non_blocking=True)))
             y = labels[start:start + batch_size].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                                 enabled=amp_dtype is not None):
@@ -430,7 +426,8 @@ class _Run:
             lr = self.lr(self.epoch + step / self.steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            x = self.augmenter.train(images[idx].to(dev, non_blocking=True), self.generator)
+            x = to_channels_last(self.augmenter.train(images[idx].to(dev, non_blocking=True),
+                                                      self.generator))
             y = labels[idx].to(dev, non_blocking=True)
             with torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
@@ -469,11 +466,11 @@ class _Run:
 
 
 def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, seed: int = 0,
-        device: str | torch.device = "auto", amp: bool | None = None,
+        device: str | torch.device = "auto", precision: str = "auto",
         out_dir: str | Path | None = None, run: Mapping[str, Any] | None = None,
         resume: bool = False, force: bool = False, progress: bool = False,
         stop_after: int | None = None, on_epoch_end: EpochCallback | None = None,
-        title: str = "") -> TrainResult:
+        test_every_epoch: bool = True, title: str = "") -> TrainResult:
     """Train ``network`` on ``data`` with ``recipe``; evaluate on the test images every epoch.
 
     ``out_dir`` makes the run resumable (see the module docstring); ``run`` is a JSON-able
@@ -481,7 +478,14 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
     from the checkpoint in ``out_dir`` when there is one (else start). ``stop_after``: stop
     after this many epochs of this call (the checkpoint is kept). ``on_epoch_end(row)`` is
     called after each epoch's checkpoint is written (raising ``KeyboardInterrupt`` from it
-    interrupts the run cleanly). ``amp``: mixed precision, default on CUDA only.
+    interrupts the run cleanly).
+
+    ``precision``: ``auto`` trains under bfloat16 autocast where the device computes it
+    natively (CUDA; CPUs with AVX512-BF16/AMX), float16 on older GPUs, float32 elsewhere;
+    ``fp32`` forces float32; ``bf16`` insists (see :mod:`rwenas.train.precision`). The
+    network and every batch are channels-last. ``test_every_epoch=False`` evaluates on the
+    test images only after the last epoch (the other epochs' test columns are NaN): for
+    trainings whose only product is the final accuracy.
     """
     from tqdm.auto import tqdm
 
@@ -497,9 +501,9 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
         raise ConfigError(f"unknown device {device!r}: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device cuda requested but CUDA is not available")
-    amp_dtype = _amp_dtype(amp, device)
+    amp_dtype = autocast_dtype(precision, device)
     run_info = _json_round({"recipe": recipe.to_dict(), "seed": int(seed),
-                            "data": data.describe(), **(run or {})})
+                            "data": data.describe(), "precision": precision, **(run or {})})
     out = Path(out_dir) if out_dir is not None else None
     ckpt = _prepare_out_dir(out, resume, force) if out is not None else None
     if ckpt is not None:
@@ -514,7 +518,7 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
                               recipe.image_size or data.image_size))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    network.to(device)
+    network.to(device=device, memory_format=torch.channels_last)
     state = _Run(network, data, recipe, seed=seed, device=device, amp_dtype=amp_dtype)
     if ckpt is None:
         _seed_all(seed)
@@ -529,7 +533,7 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
     start = state.epoch
     bar = tqdm(total=r.epochs * state.steps, initial=start * state.steps, disable=not progress,
                unit="step", dynamic_ncols=True, leave=True)
-    try:
+    with bar, grouped_convs_in_fp32(network, device, amp_dtype):
         while state.epoch < r.epochs:
             if stop_after is not None and state.epoch - start >= stop_after:
                 break
@@ -538,8 +542,12 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
             lr0 = state.lr(state.epoch)
             dp = drop_path_prob(r.drop_path, state.epoch, r.epochs)
             tr = state.train_epoch(bar)
-            te = evaluate(network, state.images["test"], state.labels["test"], state.augmenter,
-                          device=device, batch_size=eval_batch, amp_dtype=amp_dtype)
+            if test_every_epoch or state.epoch + 1 == r.epochs:
+                te = evaluate(network, state.images["test"], state.labels["test"],
+                              state.augmenter, device=device, batch_size=eval_batch,
+                              amp_dtype=amp_dtype)
+            else:
+                te = {"loss": math.nan, "acc": math.nan, "top5": math.nan}
             seconds = time.perf_counter() - t0
             state.epoch += 1
             state.elapsed += seconds
@@ -560,8 +568,6 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
             bar.set_postfix(post)
             if on_epoch_end is not None:
                 on_epoch_end(dict(row))
-    finally:
-        bar.close()
 
     result = TrainResult(network, state.history, state.epoch, r.epochs, cx.params_m,
                          cx.madds_m, state.elapsed, out)
@@ -664,7 +670,7 @@ def read_run(out_dir: str | Path) -> dict[str, Any]:
 def train(architecture: Any, recipe: Recipe | None = None, *, out_dir: str | Path | None = None,
           dataset: str = "cifar10", data_dir: str | Path | None = None, download: bool = False,
           train_size: int | None = None, test_size: int | None = None, seed: int = 0,
-          device: str | torch.device = "auto", amp: bool | None = None, resume: bool = False,
+          device: str | torch.device = "auto", precision: str = "auto", resume: bool = False,
           force: bool = False, progress: bool = False, stop_after: int | None = None,
           on_epoch_end: EpochCallback | None = None, data: Any = None,
           source: Mapping[str, Any] | None = None) -> TrainResult:
@@ -699,6 +705,7 @@ def train(architecture: Any, recipe: Recipe | None = None, *, out_dir: str | Pat
                     "train_size": train_size, "test_size": test_size},
     }
     title = f"{architecture.label} on {data.name} ({recipe.name} recipe)"
-    return fit(net, train_data, recipe, seed=seed, device=device, amp=amp, out_dir=out_dir,
+    return fit(net, train_data, recipe, seed=seed, device=device, precision=precision,
+               out_dir=out_dir,
                run=run, resume=resume, force=force, progress=progress, stop_after=stop_after,
                on_epoch_end=on_epoch_end, title=title)
