@@ -21,7 +21,7 @@ RECIPE_FLAGS = {
     "label_smoothing": "label_smoothing", "warmup_epochs": "warmup_epochs",
     "final_lr": "final_lr", "crop_padding": "crop_padding", "color_jitter": "color_jitter",
     "flip": "flip", "channels": "channels", "layers": "layers", "increment": "increment",
-    "image_size": "image_size",
+    "image_size": "image_size", "decoder": "decoder",
 }
 
 
@@ -235,6 +235,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     net.add_argument("--layers", type=_positive_int, help="cells (cifar 20, imagenet 14)")
     net.add_argument("--increment", type=_non_negative_int,
                      help="pyramid channel increment per cell (cifar 4, imagenet 0)")
+    net.add_argument("--decoder", choices=("residual", "dense"),
+                     help="macro phase decoder (default dense, as NSGA-Net trains)")
     run = p.add_argument_group("run")
     run.add_argument("--seed", type=int, help="seed of weights, shuffling, augmentation and "
                      "sub-samples (default 0)")

@@ -604,8 +604,8 @@ def build_for_recipe(architecture: Any, recipe: Recipe, *, in_channels: int,
     """The network of ``architecture`` at ``recipe.setting`` with the recipe's overrides, and
     the resolved network options (JSON-able; :func:`network_from_run` rebuilds from them).
 
-    Macro networks take only ``channels``; they have no auxiliary head and no drop path, so
-    those recipe values do not apply to them.
+    Macro networks take only ``channels`` and ``decoder``; they have no auxiliary head and no
+    drop path, so those recipe values do not apply to them.
     """
     from rwenas.build import build_network, preset
 
@@ -616,8 +616,10 @@ def build_for_recipe(architecture: Any, recipe: Recipe, *, in_channels: int,
         if given:
             raise ConfigError(f"{', '.join('--' + g for g in given)} does not apply to the "
                               "macro space")
-        overrides: dict[str, Any] = {"channels": recipe.channels}
+        overrides: dict[str, Any] = {"channels": recipe.channels, "decoder": recipe.decoder}
     else:
+        if recipe.decoder is not None:
+            raise ConfigError("--decoder applies to the macro space only")
         overrides = {"channels": recipe.channels, "layers": recipe.layers,
                      "increment": recipe.increment,
                      "auxiliary": recipe.auxiliary_weight > 0, "drop_path": 0.0}
@@ -648,6 +650,11 @@ def network_from_run(run: Mapping[str, Any]) -> tuple[nn.Module, Any]:
         raise CheckpointError(f"the run description lacks the network ({exc})") from None
     if isinstance(options.get("channels"), list):
         options["channels"] = tuple(options["channels"])
+    if space.name == "macro":
+        # Runs recorded before these options existed trained the residual decoder with a
+        # padded first convolution; rebuild exactly that.
+        options.setdefault("decoder", "residual")
+        options.setdefault("pad_first", True)
     net = build_network(space, genotype, in_channels=in_channels, num_classes=num_classes,
                         setting=setting, **options)
     genome = arch.get("genome")
