@@ -150,7 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                        seed=seed, device=args.device or "auto",
                        amp=False if args.no_amp else None, resume=args.resume,
                        force=args.force, progress=not args.quiet, on_epoch_end=note,
-                       source=source)
+                       source=source, workers=args.workers)
     except KeyboardInterrupt:
         done = f"after epoch {last['epoch']}" if last["epoch"] else "before the first epoch ended"
         print(f"rwenas: interrupted {done}; continue with: rwenas train --out {out} --resume",
@@ -203,6 +203,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                       "training set")
     data.add_argument("--test-size", type=_positive_int, help="seeded sub-sample of the test "
                       "set")
+    data.add_argument("--workers", type=_non_negative_int,
+                      help="processes decoding a streamed image folder (imagenet recipe; "
+                           "default one per core, at most 8; 0: in the training process)")
     rec = p.add_argument_group("recipe (defaults: the recipe's; cifar = the paper's "
                                "validation setting)")
     rec.add_argument("--recipe", choices=("cifar", "imagenet"), help="default cifar")
