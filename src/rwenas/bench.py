@@ -164,13 +164,15 @@ def train_architecture(space: Any, genome: Sequence[int], data: Any, budget: Ben
     with ``seed``; ``{test_acc, params_m, madds_m, seconds}``."""
     from rwenas.build import build_network
     from rwenas.estimators.base import build_network as seeded
+    from rwenas.spaces import canonical_genome
     from rwenas.train.loop import fit
 
     options: dict[str, Any] = {"channels": budget.channels}
     if getattr(space, "name", "") != "macro":
         options.update(layers=budget.layers, auxiliary=False, drop_path=0.0)
     t0 = time.perf_counter()
-    net = seeded(lambda: build_network(space, tuple(genome), in_channels=data.in_channels,
+    net = seeded(lambda: build_network(space, canonical_genome(space, tuple(genome)),
+                                       in_channels=data.in_channels,
                                        num_classes=data.num_classes, setting="search",
                                        **options), seed)
     result = fit(net, data, budget.recipe(), seed=seed, device=budget.device,

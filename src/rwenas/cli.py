@@ -67,16 +67,22 @@ def add_network_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--increment", type=int, help="pyramid channel increment per cell (micro)")
     p.add_argument("--auxiliary", action="store_true", default=None, help="auxiliary head")
     p.add_argument("--se", action="store_true", default=None, help="squeeze-and-excitation")
+    p.add_argument("--decoder", choices=("residual", "dense"),
+                   help="macro phase decoder (default: residual for search, dense otherwise)")
+    p.add_argument("--pad-first", action="store_true", default=None,
+                   help="macro: pad the first 3x3 convolution (NSGA-Net does not)")
 
 
 def network_overrides(args: argparse.Namespace, space_name: str) -> dict[str, Any]:
     """The network options given on the command line (None = not given)."""
     over = {"channels": args.channels, "layers": args.layers, "increment": args.increment,
-            "auxiliary": args.auxiliary, "se": args.se}
-    if space_name == "macro":
-        for opt in ("layers", "increment", "auxiliary", "se"):
-            if over.pop(opt) is not None:
-                raise ConfigError(f"--{opt} does not apply to the macro space")
+            "auxiliary": args.auxiliary, "se": args.se, "decoder": getattr(args, "decoder", None),
+            "pad_first": getattr(args, "pad_first", None)}
+    macro_only = ("decoder", "pad_first")
+    for opt in ("layers", "increment", "auxiliary", "se") if space_name == "macro" else macro_only:
+        if over.pop(opt) is not None:
+            raise ConfigError(f"--{opt.replace('_', '-')} does not apply to the {space_name} "
+                              "space")
     return {k: v for k, v in over.items() if v is not None}
 
 
@@ -265,7 +271,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels", type=_channels, help="network channels (default: search "
                                                       "setting)")
     p.add_argument("--layers", type=_positive_int, help="cells (micro; default 5)")
-    p.set_defaults(increment=None, auxiliary=None, se=None)
+    p.set_defaults(increment=None, auxiliary=None, se=None, decoder=None, pad_first=None)
     p.add_argument("--measure", help="also measure: latency, latency_batch, memory "
                                      "(comma-separated)")
     p.add_argument("--latency-batch", type=_positive_int, default=64,

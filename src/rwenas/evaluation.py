@@ -1,8 +1,10 @@
 """Evaluate one architecture: RWE error and complexity of its search-setting network.
 
-This is the unit of work of ``rwenas evaluate`` and of every search evaluation. The random
-backbone's seed is derived from the run seed and the architecture's canonical key, so the
-result depends neither on evaluation order nor on which worker ran it.
+This is the unit of work of ``rwenas evaluate`` and of every search evaluation. The network is
+built from the canonical genome and its random backbone seeded from the run seed and the
+canonical key, so the result is a function of (run seed, key): it depends neither on
+evaluation order, nor on which worker ran it, nor on which of several equivalent genomes
+was given.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from rwenas.build import build_network
 from rwenas.complexity import complexity, latency_ms, peak_activation_mb
 from rwenas.data import DatasetInfo, Split
 from rwenas.estimators.rwe import RWEConfig, rwe
-from rwenas.spaces import SearchSpace, format_genome
+from rwenas.spaces import SearchSpace, canonical_genome, format_genome
 
 
 def derive_seed(seed: int, key: str) -> int:
@@ -65,10 +67,12 @@ def evaluate_genome(space: SearchSpace, genome: Any, split: Split, info: Dataset
     key = space.key(genome)
     arch_seed = derive_seed(seed, key)
     # Build once, seeded exactly as rwe() would seed a factory; counting and timing the
-    # network in eval mode leaves its weights and BatchNorm statistics untouched.
+    # network in eval mode leaves its weights and BatchNorm statistics untouched. Built from
+    # the canonical genome, so equivalent genomes get the very same network and weights.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(arch_seed)
-        net = build_network(space, genome, in_channels=info.in_channels,
+        net = build_network(space, canonical_genome(space, genome),
+                            in_channels=info.in_channels,
                             num_classes=info.num_classes, setting=setting, **dict(network or {}))
     shape = (info.in_channels, info.image_size, info.image_size)
     cx = complexity(net, shape)

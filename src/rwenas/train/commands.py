@@ -22,7 +22,7 @@ RECIPE_FLAGS = {
     "label_smoothing": "label_smoothing", "warmup_epochs": "warmup_epochs",
     "final_lr": "final_lr", "crop_padding": "crop_padding", "color_jitter": "color_jitter",
     "flip": "flip", "channels": "channels", "layers": "layers", "increment": "increment",
-    "image_size": "image_size",
+    "image_size": "image_size", "decoder": "decoder",
 }
 
 
@@ -153,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                        seed=seed, device=args.device or "auto",
                        precision=precision, resume=args.resume,
                        force=args.force, progress=not args.quiet, on_epoch_end=note,
-                       source=source)
+                       source=source, workers=args.workers)
     except KeyboardInterrupt:
         done = f"after epoch {last['epoch']}" if last["epoch"] else "before the first epoch ended"
         print(f"rwenas: interrupted {done}; continue with: rwenas train --out {out} --resume",
@@ -206,6 +206,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                       "training set")
     data.add_argument("--test-size", type=_positive_int, help="seeded sub-sample of the test "
                       "set")
+    data.add_argument("--workers", type=_non_negative_int,
+                      help="processes decoding a streamed image folder (imagenet recipe; "
+                           "default one per core, at most 8; 0: in the training process)")
     rec = p.add_argument_group("recipe (defaults: the recipe's; cifar = the paper's "
                                "validation setting)")
     rec.add_argument("--recipe", choices=("cifar", "imagenet"), help="default cifar")
@@ -238,6 +241,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     net.add_argument("--layers", type=_positive_int, help="cells (cifar 20, imagenet 14)")
     net.add_argument("--increment", type=_non_negative_int,
                      help="pyramid channel increment per cell (cifar 4, imagenet 0)")
+    net.add_argument("--decoder", choices=("residual", "dense"),
+                     help="macro phase decoder (default dense, as NSGA-Net trains)")
     run = p.add_argument_group("run")
     run.add_argument("--seed", type=int, help="seed of weights, shuffling, augmentation and "
                      "sub-samples (default 0)")
