@@ -345,6 +345,8 @@ def _shared_search(args: argparse.Namespace, run_dir: Path, window: float) -> di
         toml.parent.mkdir(parents=True, exist_ok=True)
         toml.write_text(f"[rwe]\ninference_batch = {int(args.inference_batch)}\n")
         cmd += ["--config", str(toml)]
+    if args.log:
+        Path(args.log).parent.mkdir(parents=True, exist_ok=True)
     log = open(args.log, "w") if args.log else subprocess.DEVNULL  # noqa: SIM115
     print("$ " + " ".join(cmd), flush=True)
     t_start = time.time()
@@ -395,7 +397,7 @@ def _shared_search(args: argparse.Namespace, run_dir: Path, window: float) -> di
 
 def _stop_group(proc: subprocess.Popen) -> int:
     """Ctrl-C to the search's process group (it stores what finished), then SIGKILL."""
-    for sig, wait in ((signal.SIGINT, 15), (signal.SIGKILL, 10)):
+    for sig, wait in ((signal.SIGINT, 8), (signal.SIGKILL, 10)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
         try:
@@ -431,7 +433,10 @@ def _shared_executor(args: argparse.Namespace, window: float) -> dict[str, Any]:
             if time.time() - t_start > window:
                 break
     finally:
+        processes = list((getattr(executor.pool, "_processes", None) or {}).values())
         executor.close()
+        for proc in processes:  # evaluations still running are not waited for
+            proc.terminate()
     return {"t_start": t_start, "times": times, "evaluations_ok": len(seconds),
             "evaluations_failed": len(failures),
             "first_failure": failures[0] if failures else None,
@@ -456,8 +461,9 @@ def _rates(t_start: float, times: list[float], workers: int) -> dict[str, Any]:
         total = startup + (PAPER_EVALUATIONS - k - 1) / steady
         out["extrapolated_paper_search_seconds"] = round(total, 1)
         out["extrapolation"] = (
-            f"EXTRAPOLATED from {n} evaluations in {out['span_seconds']} s: start-up "
-            f"{startup:.1f} s + {PAPER_EVALUATIONS - k - 1} more at the steady "
+            f"EXTRAPOLATED from {n} evaluations in {out['span_seconds']} s: the first {k + 1} "
+            f"(start-up included) in {startup:.1f} s + {PAPER_EVALUATIONS - k - 1} more at the "
+            f"steady "
             f"{steady:.3f} evaluations/s = {total:.0f} s for the paper's "
             f"{PAPER_EVALUATIONS} evaluations (cache hits, which cost nothing, not counted)")
         out["goal_met"] = total <= GOAL_SEARCH_SECONDS
@@ -664,7 +670,8 @@ def _markdown(s: dict[str, Any]) -> str:
                   f"{sh.get('generations_done')}",
                   f"- evaluations/s: overall {sh.get('evals_per_s_overall')}, steady "
                   f"{sh.get('evals_per_s_steady')}; mean seconds per evaluation in a worker "
-                  f"{_round(sh.get('mean_eval_seconds'))}; GPU {sh.get('gpu')}"]
+                  f"{_round(sh.get('mean_eval_seconds'))} (features "
+                  f"{_round(sh.get('mean_features_seconds'))}); GPU {sh.get('gpu')}"]
         if sh.get("extrapolation"):
             lines.append(f"- {sh['extrapolation']}; goal <= {GOAL_SEARCH_SECONDS:.0f} s: "
                          f"{'met' if sh.get('goal_met') else 'not met'}")
