@@ -25,8 +25,11 @@
 #   1. here, once:  bash benchmarks/gpu_prepare.sh    (wheels into .whl/, data into .gpu-data/)
 #   2. the device tool's call, from the repository root:
 #        run(command="bash benchmarks/gpu.sh $OUT", carry=[".whl", ".gpu-data"], timeout_s=540)
-#      then read $OUT's summary.md; a rerun of some parts only:
-#        run(command="GPU_PARTS='rwe shared' bash benchmarks/gpu.sh $OUT", carry=[...], ...)
+#      then read $OUT's summary.md. The whole run takes <= 465 s of the session's 15 minutes
+#      of device time (plus a minute or two to start the machine); a rerun after fixes must
+#      fit what is left, e.g. some parts with a smaller budget:
+#        run(command="GPU_PARTS='rwe shared' GPU_BUDGET_S=200 bash benchmarks/gpu.sh $OUT",
+#            carry=[".whl", ".gpu-data"], timeout_s=260)
 # Dry run on a CPU (tiny sizes, the CUDA tests skip):  bash benchmarks/gpu.sh /tmp/out --smoke
 #
 # Knobs (environment): PYTHON (default python3), GPU_PARTS (default "env tests rwe shared
@@ -63,6 +66,8 @@ if ! "$PY" -c 'import pymoo' 2>/dev/null; then
     if timeout 90 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
          --upgrade --target "$WORK/site" .whl/*.whl; then
       SITE=$WORK/site
+      PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c 'import pymoo, moocore' \
+        || echo "WARNING: pymoo installed from .whl/ but does not import"
     else
       echo "WARNING: installing .whl/ failed; the shared part falls back to the executor"
     fi

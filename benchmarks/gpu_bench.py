@@ -307,18 +307,24 @@ def cmd_shared(args: argparse.Namespace) -> int:
     deadline = time.time() + args.budget_s
     window = max(10.0, args.budget_s - 20)  # leave time to stop the search and read its store
     run_dir = Path(args.run_dir)
-    have_pymoo = importlib.util.find_spec("pymoo") is not None
+    try:  # the search needs pymoo (carried as wheels); without it, the executor alone
+        import rwenas.search.nsga2  # noqa: F401
+
+        no_search = None
+    except Exception as exc:
+        no_search = f"{type(exc).__name__}: {exc}"
     out: dict[str, Any] = {
         "workers": args.workers, "threads": args.threads, "train_size": args.train_size,
         "val_size": args.val_size, "inference_batch": args.inference_batch,
-        "mode": "search" if have_pymoo and not args.direct else "executor",
+        "mode": "search" if no_search is None and not args.direct else "executor",
         "window_seconds": window}
     with GpuSampler() as sampler:
         if out["mode"] == "search":
             out.update(_shared_search(args, run_dir, window))
         else:
-            out["note"] = ("pymoo missing: evaluations of sampled genomes through the process "
-                           "executor, no NSGA-II" if not have_pymoo else "--direct")
+            out["note"] = (f"the search cannot run ({no_search}): evaluations of sampled "
+                           "genomes through the process executor, no NSGA-II"
+                           if no_search else "--direct")
             out.update(_shared_executor(args, min(window, deadline - time.time() - 10)))
     out["gpu"] = sampler.summary()
     out.update(_rates(out.pop("t_start"), out.pop("times"), args.workers))
@@ -677,6 +683,8 @@ def _markdown(s: dict[str, Any]) -> str:
                          f"{'met' if sh.get('goal_met') else 'not met'}")
         if sh.get("first_failure"):
             lines.append(f"- first failure: {sh['first_failure']}")
+        if sh.get("note") or sh.get("error"):
+            lines.append(f"- note: {sh.get('note') or ''} {sh.get('error') or ''}".rstrip())
     tr = s.get("train")
     if tr:
         lines += ["", f"## Training throughput ({tr.get('device')})", ""]
