@@ -558,7 +558,11 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
     cx = complexity(network, (data.in_channels, recipe.image_size or data.image_size,
                               recipe.image_size or data.image_size))
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        # Bit-exact resume needs the same convolution algorithms in every process: no timed
+        # (benchmark-mode) choice, which can differ from run to run, and no algorithm that
+        # sums with atomics.
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
     network.to(device=device, memory_format=torch.channels_last)
     state = _Run(network, data, recipe, seed=seed, device=device, amp_dtype=amp_dtype)
     if ckpt is None:
