@@ -427,7 +427,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from rwenas.report.html import write_report
 
-    print(write_report(args.run_dir, args.out))
+    print(write_report(args.run_dir, args.out, picks=args.pick or ()))
     return 0
 
 
@@ -435,6 +435,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="rebuild a run's self-contained HTML report from run.db")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (holds run.db)")
     p.add_argument("--out", metavar="FILE.html", help="default: RUN_DIR/report.html")
+    p.add_argument("--pick", action="append", metavar="BUDGET",
+                   help="also show the lowest-error member within a budget, e.g. "
+                        "'madds<=10' (repeatable; L, M, S and the knee are always shown)")
     p.set_defaults(handler=cmd_report)
 
 
