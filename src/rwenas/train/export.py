@@ -38,7 +38,7 @@ from rwenas.train.checkpoint import (
 
 __all__ = ["ExportError", "ExportResult", "export", "export_from_run", "load_trained"]
 
-ONNX_HINT = "pip install 'rwenas[onnx]', plus onnxruntime to compare its outputs"
+ONNX_HINT = "pip install 'rwenas[onnx]' (onnx and onnxruntime)"
 
 
 class ExportError(RwenasError):
