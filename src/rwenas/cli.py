@@ -245,10 +245,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     genomes = [space.validate(parse_genome(t)) for t in texts]  # fail before loading data
     config = rwe_config(args)
     measure = [m.strip() for m in (args.measure or "").split(",") if m.strip()]
-    unknown = sorted(set(measure) - {"latency", "latency_batch", "memory"})
+    unknown = sorted(set(measure) - {"latency", "latency_batch", "memory", "latency_onnx"})
     if unknown:
         raise ConfigError(f"unknown measurement(s) {', '.join(unknown)} "
-                          "(known: latency, latency_batch, memory)")
+                          "(known: latency, latency_batch, memory, latency_onnx)")
+    if "latency_onnx" in measure:
+        from rwenas.search.objectives import check_onnx
+
+        check_onnx()
     info, split = load_split(args)
     results = []
     for g in genomes:
@@ -259,7 +263,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not args.json:
             extra = "".join(f"  {name} {getattr(ev, fld):.2f}" for name, fld in (
                 ("latency_ms", "latency_ms"), ("latency_b_ms", "latency_batch_ms"),
-                ("memory_mb", "memory_mb")) if getattr(ev, fld) is not None)
+                ("memory_mb", "memory_mb"), ("latency_onnx_ms", "latency_onnx_ms"))
+                if getattr(ev, fld) is not None)
             print(f"rwe_error {100 * ev.rwe_error:6.2f}%  madds {ev.madds_m:8.2f} M  "
                   f"params {ev.params_m:6.3f} M{extra}  {ev.seconds:6.1f} s  genome {ev.genome}",
                   flush=True)
@@ -282,8 +287,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                                                       "setting)")
     p.add_argument("--layers", type=_positive_int, help="cells (micro; default 5)")
     p.set_defaults(increment=None, auxiliary=None, se=None, decoder=None, pad_first=None)
-    p.add_argument("--measure", help="also measure: latency, latency_batch, memory "
-                                     "(comma-separated)")
+    p.add_argument("--measure", help="also measure: latency, latency_batch, memory, "
+                                     "latency_onnx (comma-separated)")
     p.add_argument("--latency-batch", type=_positive_int, default=64,
                    help="batch of the latency_batch measurement (default 64)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
