@@ -47,6 +47,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
+    return value
+
+
 def add_architecture_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     """--space and one of --genome / --genotype / --arch."""
     p.add_argument("--space", default="micro",
@@ -235,10 +245,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     genomes = [space.validate(parse_genome(t)) for t in texts]  # fail before loading data
     config = rwe_config(args)
     measure = [m.strip() for m in (args.measure or "").split(",") if m.strip()]
-    unknown = sorted(set(measure) - {"latency", "latency_batch", "memory"})
+    unknown = sorted(set(measure) - {"latency", "latency_batch", "memory", "latency_onnx"})
     if unknown:
         raise ConfigError(f"unknown measurement(s) {', '.join(unknown)} "
-                          "(known: latency, latency_batch, memory)")
+                          "(known: latency, latency_batch, memory, latency_onnx)")
+    if "latency_onnx" in measure:
+        from rwenas.search.objectives import check_onnx
+
+        check_onnx()
     info, split = load_split(args)
     results = []
     for g in genomes:
@@ -249,7 +263,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not args.json:
             extra = "".join(f"  {name} {getattr(ev, fld):.2f}" for name, fld in (
                 ("latency_ms", "latency_ms"), ("latency_b_ms", "latency_batch_ms"),
-                ("memory_mb", "memory_mb")) if getattr(ev, fld) is not None)
+                ("memory_mb", "memory_mb"), ("latency_onnx_ms", "latency_onnx_ms"))
+                if getattr(ev, fld) is not None)
             print(f"rwe_error {100 * ev.rwe_error:6.2f}%  madds {ev.madds_m:8.2f} M  "
                   f"params {ev.params_m:6.3f} M{extra}  {ev.seconds:6.1f} s  genome {ev.genome}",
                   flush=True)
@@ -272,8 +287,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                                                       "setting)")
     p.add_argument("--layers", type=_positive_int, help="cells (micro; default 5)")
     p.set_defaults(increment=None, auxiliary=None, se=None, decoder=None, pad_first=None)
-    p.add_argument("--measure", help="also measure: latency, latency_batch, memory "
-                                     "(comma-separated)")
+    p.add_argument("--measure", help="also measure: latency, latency_batch, memory, "
+                                     "latency_onnx (comma-separated)")
     p.add_argument("--latency-batch", type=_positive_int, default=64,
                    help="batch of the latency_batch measurement (default 64)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
@@ -288,7 +303,7 @@ def _search_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "space", "dataset", "data_dir", "image_size", "train_size", "val_size", "seed",
             "pop_size", "generations", "executor", "workers", "threads", "ray_address",
             "gpus_per_eval", "max_retries", "max_madds", "max_params", "max_latency_ms",
-            "latency_batch")}
+            "latency_batch", "algorithm", "max_minutes", "stop_after_stagnation")}
     over["download"] = True if args.download else None
     if args.objectives:
         over["objectives"] = [o.strip() for o in args.objectives.split(",") if o.strip()]
@@ -318,18 +333,23 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _run_search_command(args: argparse.Namespace, overrides: dict[str, Any]):
-    from rwenas.search.config import resolve_config
+    from rwenas.search.config import resolve_config, validate_config
+    from rwenas.search.initial import load_initial_population
     from rwenas.search.nsga2 import run_search
 
     if args.resume:
-        if args.out or args.profile or args.config:
+        if args.out or args.profile or args.config or args.initial_population:
             raise ConfigError("--resume continues a run as it was configured; drop --out, "
-                              "--profile and --config")
+                              "--profile, --config and --initial-population")
         given = {k: v for k, v in overrides.items() if v is not None}
         return run_search(resume=args.resume, overrides=given, progress=not args.quiet)
     if not args.out:
         raise ConfigError("give --out RUN_DIR for a new search (or --resume RUN_DIR)")
     config = resolve_config(args.profile, args.config, overrides)
+    if args.initial_population:
+        config["initial_population"] = load_initial_population(
+            args.initial_population, config["space"], config["pop_size"])
+        validate_config(config)
     return run_search(config, args.out, force=args.force, progress=not args.quiet)
 
 
@@ -338,17 +358,27 @@ def _print_search_result(result: Any) -> None:
           f"{result.cache_hits} cache hits, final hypervolume {result.hypervolume:.4g}")
     print(f"front ({len(result.front)} architectures, non-dominated over everything "
           "evaluated):")
+    objectives = list(getattr(result, "objectives", None) or [])
     for e in result.front:
         extra = e.get("extra") or {}
-        print(f"  rwe_error {100 * extra.get('rwe_error', e['objectives'][0]):6.2f}%  "
-              f"madds {e['madds_m']:8.2f} M  params {e['params_m']:6.3f} M  "
+        err = extra.get("rwe_error")
+        head = f"rwe_error {100 * err:6.2f}%" if err is not None else "  ".join(
+            f"{o} {v:.4g}" for o, v in zip(objectives, e["objectives"], strict=False)
+            if o not in ("madds", "params"))
+        print(f"  {head}  madds {e['madds_m']:8.2f} M  params {e['params_m']:6.3f} M  "
               f"genome {' '.join(map(str, e['genome']))}")
+    if getattr(result, "stopped", None):
+        print(f"stopped early ({result.stopped}); continue with: rwenas search --resume "
+              f"{result.run_dir} (give a larger --max-minutes or --stop-after-stagnation)")
     print(f"outputs: {result.run_dir}/report.html, front.json, front.csv, history.csv, "
           "front.png, hypervolume.png, run.db")
 
 
 def _add_search(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="NSGA-II over RWE error and multiply-adds")
+    from rwenas.search.algorithms import ALGORITHMS
+
+    p = sub.add_parser("search", help="NSGA-II (or another algorithm) over RWE error and "
+                                      "multiply-adds (or other objectives)")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory of a new search")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
@@ -365,8 +395,20 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="run seed (default 0)")
     p.add_argument("--pop-size", type=_positive_int, help="population size (paper: 20)")
     p.add_argument("--generations", type=_positive_int, help="generations (paper: 30)")
-    p.add_argument("--objectives", help="comma-separated: rwe plus madds (default), params, "
-                                        "latency, latency_batch, memory")
+    p.add_argument("--objectives",
+                   help="comma-separated, all minimised: rwe, madds (default rwe,madds), "
+                        "params, latency, latency_batch, latency_onnx, memory; a study "
+                        "estimator (jacob_cov, synflow, naswot, …); or package.module:function")
+    p.add_argument("--algorithm", choices=ALGORITHMS,
+                   help="nsga2 (default), smsemoa, agemoea, nsga3, moead, or random (random "
+                        "search at the same number of evaluations)")
+    p.add_argument("--initial-population", metavar="FILE|RUN_DIR",
+                   help="seed the first generation: a genomes file, or another run's front")
+    p.add_argument("--max-minutes", type=_positive_float,
+                   help="stop at the first generation boundary after M minutes of search "
+                        "(resumable; --resume with a larger M extends it)")
+    p.add_argument("--stop-after-stagnation", type=_positive_int, metavar="K",
+                   help="stop when the hypervolume has not improved for K generations")
     p.add_argument("--max-madds", type=float, help="hard constraint: multiply-adds (M) <= X")
     p.add_argument("--max-params", type=float, help="hard constraint: parameters (M) <= X")
     p.add_argument("--max-latency-ms", type=float, help="hard constraint: batch-1 latency")
@@ -390,7 +432,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from rwenas.report.html import write_report
 
-    print(write_report(args.run_dir, args.out))
+    print(write_report(args.run_dir, args.out, picks=args.pick or ()))
     return 0
 
 
@@ -398,6 +440,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="rebuild a run's self-contained HTML report from run.db")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (holds run.db)")
     p.add_argument("--out", metavar="FILE.html", help="default: RUN_DIR/report.html")
+    p.add_argument("--pick", action="append", metavar="BUDGET",
+                   help="also show the lowest-error member within a budget, e.g. "
+                        "'madds<=10' (repeatable; L, M, S and the knee are always shown)")
     p.set_defaults(handler=cmd_report)
 
 

@@ -27,8 +27,11 @@ from rwenas import __version__
 from rwenas.errors import ConfigError, RwenasError
 from rwenas.report import plots
 from rwenas.report.drawing import genotype_svg
+from rwenas.search.algorithms import DESCRIPTIONS as ALGORITHM_NAMES
 from rwenas.search.nsga2 import pareto_front
-from rwenas.search.objectives import CONSTRAINTS, OBJECTIVES
+from rwenas.search.objectives import CONSTRAINTS
+from rwenas.search.objectives import label as objective_label
+from rwenas.search.picking import knee_index, record_row, select
 from rwenas.search.store import RunStore
 from rwenas.spaces import format_genome, get_space
 
@@ -42,7 +45,11 @@ PICKS = {
     "L": "lowest RWE error",
     "M": "middle of the front (by {x})",
     "S": "{least} {x}",
+    "knee": "knee of the front (farthest below the line through its extremes, objectives "
+            "normalised)",
 }
+#: a budget pick, e.g. "madds<=10"
+BUDGET_PICK = "lowest {error} within {budget}"
 
 
 # -- the data ------------------------------------------------------------------------------------
@@ -63,16 +70,28 @@ def store_front(evaluations: Sequence[Record], objectives: Sequence[str],
     return sorted(front, key=lambda e: (e["objectives"][x], e["objectives"][r], e["key"]))
 
 
-def front_picks(front: Sequence[Record], objectives: Sequence[str]) -> dict[str, Record]:
+def front_picks(front: Sequence[Record], objectives: Sequence[str],
+                extra: Sequence[str] = ()) -> dict[str, Record]:
     """L (lowest RWE error), M (the middle member when sorted by the second objective, index
-    ``len // 2``) and S (smallest second objective, e.g. fewest multiply-adds) of a front;
-    empty for an empty front."""
+    ``len // 2``), S (smallest second objective, e.g. fewest multiply-adds) and the knee of a
+    front, plus the ``extra`` picks (``knee`` or budgets like ``madds<=10``, see
+    :mod:`rwenas.search.picking`); empty for an empty front. A budget no member meets is
+    :class:`ConfigError`."""
     if not front:
         return {}
     r, x = objective_axes(objectives)
     by_x = sorted(front, key=lambda e: (e["objectives"][x], e["objectives"][r], e["key"]))
     low = min(front, key=lambda e: (e["objectives"][r], e["objectives"][x], e["key"]))
-    return {"L": low, "M": by_x[len(by_x) // 2], "S": by_x[0]}
+    rows = [record_row(e, objectives) for e in front]
+    picks = {"L": low, "M": by_x[len(by_x) // 2], "S": by_x[0],
+             "knee": front[knee_index(rows, objectives)]}
+    for pick in extra:
+        index = select(rows, pick, objectives)
+        if index is None:
+            raise ConfigError(f"invalid report pick {pick!r}: give knee or a budget like "
+                              "'madds<=10'")
+        picks[str(pick).replace(" ", "")] = front[index]
+    return picks
 
 
 @dataclass
@@ -85,6 +104,10 @@ class RunData:
     evaluations: list[Record]
     generations: list[Record]
     hv_ref: list[float] | None
+    #: picks asked for besides L, M, S and the knee (budgets like ``madds<=10``)
+    extra_picks: Sequence[str] = ()
+    #: why the search stopped early (a budget), if it did
+    stopped: str | None = None
     objectives: list[str] = field(init=False)
     front: list[Record] = field(init=False)
     picks: dict[str, Record] = field(init=False)
@@ -92,14 +115,16 @@ class RunData:
     def __post_init__(self) -> None:
         self.objectives = list(self.config.get("objectives") or ["rwe", "madds"])
         self.front = store_front(self.evaluations, self.objectives, self.config)
-        self.picks = front_picks(self.front, self.objectives)
+        self.picks = front_picks(self.front, self.objectives, self.extra_picks)
 
     @classmethod
-    def read(cls, run_dir: str | Path) -> RunData:
+    def read(cls, run_dir: str | Path, picks: Sequence[str] = ()) -> RunData:
         """Read a run's store (:class:`ConfigError` if ``run_dir`` is not a run)."""
         with RunStore.open(run_dir) as store:
-            return cls(Path(run_dir), store.config, store.meta, store.evaluations(),
-                       store.generations(), store.get_state("hv_ref"))
+            run = cls(Path(run_dir), store.config, store.meta, store.evaluations(),
+                      store.generations(), store.get_state("hv_ref"), tuple(picks))
+            run.stopped = store.get_state("stopped")
+            return run
 
     @property
     def ok(self) -> list[Record]:
@@ -182,7 +207,7 @@ def _png(fig: Any, alt: str, name: str) -> str:
 
 
 def _objective_name(name: str) -> str:
-    return OBJECTIVES[name][1] if name in OBJECTIVES else name
+    return objective_label(name)
 
 
 _SHORT_NAMES = {"rwe": "RWE error", "madds": "multiply-adds", "params": "parameters",
@@ -215,7 +240,10 @@ def _summary(run: RunData) -> str:
     versions = run.meta.get("rwenas_version", "?")
     if versions != __version__:
         versions += f" (report by {__version__})"
+    algorithm = str(config.get("algorithm", "nsga2"))
     stats = [
+        ("algorithm", _e(ALGORITHM_NAMES.get(algorithm, algorithm)),
+         f"population {config.get('pop_size')}, {planned} generations"),
         ("status", status, f"{n_gen} of {planned} generations finished" if planned
          else f"{n_gen} generations finished"),
         ("seed", _e(config.get("seed")), "of the run"),
@@ -235,7 +263,11 @@ def _summary(run: RunData) -> str:
         f'<div class="stat"><div class="k">{_e(k)}</div><div class="v">{v}</div>'
         f'<div class="d">{_e(d)}</div></div>' for k, v, d in stats)
     note = ""
-    if not done:
+    if run.stopped and not done:
+        note = (f'<p class="note" id="stopped">Stopped early: {_e(run.stopped)}. Continue '
+                f"with <code>rwenas search --resume {_e(run.run_dir)}</code> and a larger "
+                "<code>--max-minutes</code> or <code>--stop-after-stagnation</code>.</p>")
+    elif not done:
         note = (f'<p class="note">This run has finished {n_gen} of {planned or "?"} '
                 "generations: it is still running, or it was stopped (continue it with "
                 f"<code>rwenas search --resume {_e(run.run_dir)}</code>). The page shows what "
@@ -315,10 +347,11 @@ def _picks_section(run: RunData, use_graphviz: bool | None) -> str:
         space_problem = str(exc)
     cards = []
     first_of: dict[str, str] = {}
-    for name, e in run.picks.items():
-        what = PICKS[name].format(x=xname, least=_least(run.objectives[x]))
-        values = dict(zip(run.objectives, e["objectives"], strict=False))
-        facts = [f"RWE error {_fmt_objective('rwe', values.get('rwe', e['objectives'][r]))}",
+    error = "RWE error" if "rwe" in run.objectives else _short_name(run.objectives[r])
+    for n, (name, e) in enumerate(run.picks.items()):
+        what = (PICKS[name].format(x=xname, least=_least(run.objectives[x])) if name in PICKS
+                else BUDGET_PICK.format(error=error, budget=name))
+        facts = [f"{error} {_fmt_objective(run.objectives[r], e['objectives'][r])}",
                  f"{_fmt_number(e['madds_m'])} M multiply-adds",
                  f"{_fmt_number(e['params_m'])} M parameters",
                  f"generation {e['generation']}"]
@@ -328,19 +361,24 @@ def _picks_section(run: RunData, use_graphviz: bool | None) -> str:
                        "(drawn above).</p>")
         else:
             first_of[e["key"]] = name
-            drawing = _drawing(space, e, name, use_graphviz, space_problem)
+            drawing = _drawing(space, e, name if name in PICKS else f"b{n}", use_graphviz,
+                               space_problem)
+        anchor = name if name in PICKS else f"budget-{n}"
         cards.append(
-            f'<article class="pick" id="pick-{name}" data-key="{_e(e["key"])}">'
-            f'<h3><span class="letter">{name}</span> {_e(what)}</h3>'
+            f'<article class="pick" id="pick-{anchor}" data-key="{_e(e["key"])}">'
+            f'<h3><span class="letter">{_e(name)}</span> {_e(what)}</h3>'
             f'<ul class="facts">{facts_html}</ul>'
             f'<p class="genome"><code>{_e(format_genome(e["genome"]))}</code></p>'
             f"{drawing}</article>")
     kind = ("phases" if run.config.get("space") == "macro" else "normal and reduction cells")
     least = _least(run.objectives[x])
     return (f'<section id="picks"><h2>L, M and S architectures</h2><p class="muted">The '
-            f"{kind} of three members of the front, as in the paper's Fig. 2: L has the lowest "
-            f"RWE error, S the {least} {_e(xname)}, M is the middle one when the front is "
-            f"sorted by {_e(xname)}.</p>{''.join(cards)}</section>")
+            f"{kind} of members of the front, as in the paper's Fig. 2: L has the lowest "
+            f"{_e(error)}, S the {least} {_e(xname)}, M is the middle one when the front is "
+            f"sorted by {_e(xname)}; the knee is the member farthest below the line through "
+            "the front's extremes (objectives normalised to [0, 1]), and a budget pick "
+            f"(<code>rwenas report --pick</code>) the lowest {_e(error)} within it."
+            f"</p>{''.join(cards)}</section>")
 
 
 def _drawing(space: Any, e: Record, name: str, use_graphviz: bool | None,
@@ -616,14 +654,15 @@ def render_report(run: RunData, *, use_graphviz: bool | None = None) -> str:
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *,
-                 use_graphviz: bool | None = None) -> Path:
+                 use_graphviz: bool | None = None, picks: Sequence[str] = ()) -> Path:
     """Write the HTML report of the run in ``run_dir`` (default ``RUN_DIR/report.html``) from
     its results store alone, and return its path.
 
     :class:`ConfigError` (one line) when ``run_dir`` is not an rwenas run or ``out`` cannot be
-    written. ``use_graphviz``: see :func:`rwenas.report.drawing.genotype_svg`.
+    written. ``use_graphviz``: see :func:`rwenas.report.drawing.genotype_svg`. ``picks``:
+    budgets (``madds<=10``) shown next to L, M, S and the knee.
     """
-    run = RunData.read(run_dir)
+    run = RunData.read(run_dir, picks)
     text = render_report(run, use_graphviz=use_graphviz)
     target = Path(out) if out is not None else Path(run_dir) / REPORT_NAME
     tmp = target.with_name(f".{target.name}.tmp")

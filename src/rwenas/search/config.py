@@ -29,6 +29,10 @@ DEFAULTS: dict[str, Any] = {
     "pop_size": 20,
     "generations": 30,
     "objectives": ["rwe", "madds"],
+    "algorithm": "nsga2",
+    "initial_population": None,
+    "max_minutes": None,
+    "stop_after_stagnation": None,
     "crossover_prob": 0.9,
     "mutation_eta": 3.0,
     "executor": "local",
@@ -138,6 +142,28 @@ def validate_config(config: dict[str, Any]) -> None:
         raise ConfigError("latency_batch must be a positive integer")
     if float(config["gpus_per_eval"]) < 0:
         raise ConfigError("gpus_per_eval must be at least 0")
+    from rwenas.search.algorithms import ALGORITHMS
+
+    if config["algorithm"] not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm {config['algorithm']!r} "
+                          f"(known: {', '.join(ALGORITHMS)})")
+    minutes = config["max_minutes"]
+    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int | float)
+                                or not 0 < minutes < float("inf")):
+        raise ConfigError(f"setting 'max_minutes' must be a positive number, got {minutes!r}")
+    k = config["stop_after_stagnation"]
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise ConfigError(f"setting 'stop_after_stagnation' must be a positive integer, "
+                          f"got {k!r}")
+    initial = config["initial_population"]
+    if initial is not None:
+        if (not isinstance(initial, list) or not initial
+                or not all(isinstance(g, list | tuple) for g in initial)):
+            raise ConfigError("initial_population must be a non-empty list of genomes")
+        if len(initial) > config["pop_size"]:
+            raise ConfigError(f"initial_population holds {len(initial)} genomes, more than "
+                              f"pop_size {config['pop_size']}")
+        config["initial_population"] = [list(g) for g in initial]
     objectives = config["objectives"]
     if isinstance(objectives, str):
         objectives = config["objectives"] = [o.strip() for o in objectives.split(",") if o]

@@ -14,64 +14,37 @@ import json
 import pickle
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.evaluator import Evaluator
-from pymoo.core.problem import Problem
 from pymoo.indicators.hv import HV
-from pymoo.operators.crossover.pntx import TwoPointCrossover
-from pymoo.operators.mutation.pm import PolynomialMutation
-from pymoo.operators.repair.rounding import RoundingRepair
-from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from pymoo.problems.static import StaticProblem
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from rwenas.errors import ConfigError
+from rwenas.search.algorithms import ArchitectureProblem, make_algorithm
 from rwenas.search.executors import Failure, make_executor
 from rwenas.search.objectives import (
     active_constraints,
     constraint_values,
     objective_values,
+    primary,
     worst_values,
 )
+from rwenas.search.stopping import LIMITS, apply_limits, stop_reason
 from rwenas.search.store import RunStore
 from rwenas.spaces import SearchSpace, format_genome, get_space
 
 CHECKPOINT = "checkpoint"
 #: settings that may change when a run is resumed (they do not change any result)
-RESUMABLE = ("executor", "workers", "threads", "ray_address", "gpus_per_eval", "max_retries")
+RESUMABLE = ("executor", "workers", "threads", "ray_address", "gpus_per_eval", "max_retries",
+             *LIMITS)
 
-
-class ArchitectureProblem(Problem):
-    """The search problem as pymoo sees it: integer genomes within the space's bounds, with
-    ``n_constr`` inequality constraints. Nothing is computed here (ask-and-tell)."""
-
-    def __init__(self, n_var: int, n_obj: int, lower: np.ndarray, upper: np.ndarray,
-                 n_constr: int = 0) -> None:
-        super().__init__(n_var=n_var, n_obj=n_obj, n_ieq_constr=n_constr, xl=lower, xu=upper,
-                         vtype=int)
-
-
-def make_algorithm(space: SearchSpace, config: dict[str, Any]) -> NSGA2:
-    """NSGA-II with the paper's operators, set up for ``config["generations"]`` generations
-    (the initial population counts as the first, as in pymoo and the paper)."""
-    problem = ArchitectureProblem(space.n_var, len(config["objectives"]), space.lower,
-                                  space.upper, len(active_constraints(config)))
-    algorithm = NSGA2(
-        pop_size=config["pop_size"],
-        sampling=IntegerRandomSampling(),
-        crossover=TwoPointCrossover(prob=float(config["crossover_prob"])),
-        mutation=PolynomialMutation(prob=1.0, eta=float(config["mutation_eta"]),
-                                    repair=RoundingRepair()),
-        eliminate_duplicates=True,
-    )
-    algorithm.setup(problem, termination=("n_gen", config["generations"]),
-                    seed=config["seed"], verbose=False)
-    return algorithm
+__all__ = ["ArchitectureProblem", "Search", "SearchResult", "hypervolume", "make_algorithm",
+           "non_dominated", "pareto_front", "run_search", "write_outputs"]
 
 
 def non_dominated(points: np.ndarray) -> np.ndarray:
@@ -98,6 +71,9 @@ class SearchResult:
     evaluations: int
     cache_hits: int
     hypervolume: float
+    #: why the search stopped before its last generation (a budget), ``None`` if it did not
+    stopped: str | None = None
+    objectives: list[str] = field(default_factory=list)
 
 
 class Search:
@@ -128,7 +104,8 @@ class Search:
                 classifier_seconds=outcome["classifier_seconds"],
                 extra={k: outcome.get(k) for k in (
                     "rwe_error", "seed", "warning", "latency_ms", "latency_batch_ms",
-                    "memory_mb")})
+                    "memory_mb", "latency_onnx_ms", "objectives", "raw")
+                    if k not in ("objectives", "raw") or outcome.get(k)})
         record = self.store.get_evaluation(key)
         assert record is not None
         self.cache[key] = record
@@ -153,13 +130,19 @@ class Search:
         if blob is not None:
             generation, algorithm = pickle.loads(blob)
         else:
-            generation, algorithm = 0, make_algorithm(self.space, self.config)
+            generation, algorithm = 0, make_algorithm(
+                self.space, self.config, len(active_constraints(self.config)),
+                initial=self.config.get("initial_population") or ())
         pop_size, n_gen = self.config["pop_size"], self.config["generations"]
         hv_ref = self.store.get_state("hv_ref")
         bar = tqdm(total=pop_size * n_gen, initial=min(generation, n_gen) * pop_size,
                    unit="arch", desc="search", disable=not self.progress, dynamic_ncols=True)
+        stopped = None
         try:
             while algorithm.has_next():
+                stopped = stop_reason(self.config, self.store.generations())
+                if stopped is not None:
+                    break
                 t0 = time.perf_counter()
                 pop = algorithm.ask()
                 genomes = self._genomes(pop, generation)
@@ -198,11 +181,13 @@ class Search:
                 self._postfix(bar, generation - 1, hits, hv)
         finally:
             bar.close()
+        self.store.set_state("stopped", stopped)
         front = self.archive_front()
         gens = self.store.generations()
         return SearchResult(self.store.run_dir, front, self.store.count_evaluations(),
                             sum(g["cache_hits"] for g in gens),
-                            gens[-1]["hypervolume"] if gens else 0.0)
+                            gens[-1]["hypervolume"] if gens else 0.0, stopped,
+                            list(self.objectives))
 
     def _genomes(self, pop: Any, generation: int) -> list[tuple[int, ...]]:
         """Integer genomes of the asked population, repaired by the space's fix operation
@@ -217,22 +202,42 @@ class Search:
         return [tuple(int(v) for v in x) for x in X]
 
     def _reference_point(self, keys: Sequence[str]) -> list[float]:
-        """Fixed for the run: 1.0 for errors, 2 × the worst initial value otherwise (room for
-        later architectures, and for timing noise in measured latencies)."""
-        F = self._objective_matrix(keys)
-        ok = np.array([self.cache[k]["status"] == "ok" for k in keys])
-        F = F[ok] if ok.any() else F
-        return [1.0 if name == "rwe" else float(2.0 * F[:, i].max())
-                for i, name in enumerate(self.objectives)]
+        """Fixed for the run: 1.0 for errors, otherwise the worst initial value plus the larger
+        of its magnitude and the initial range (2 × the worst for a positive cost, room for
+        later architectures and for timing noise; negated proxy scores are negative)."""
+        return reference_point(self._objective_matrix(keys),
+                               [self.cache[k]["status"] == "ok" for k in keys], self.objectives)
 
     def _postfix(self, bar: Any, generation: int, hits: int, hv: float | None = None) -> None:
-        ok = [e["objectives"][0] for e in self.cache.values() if e["status"] == "ok"]
+        i = primary(self.objectives)
+        ok = [e["objectives"][i] for e in self.cache.values() if e["status"] == "ok"]
         post = {"gen": generation, "evals": len(self.cache), "hits": hits}
         if ok:
             post["best_err"] = f"{min(ok):.4f}"
         if hv is not None:
             post["hv"] = f"{hv:.4g}"
         bar.set_postfix(post, refresh=False)
+
+
+def reference_point(F: np.ndarray, ok: Sequence[bool], objectives: Sequence[str]
+                    ) -> list[float]:
+    """The hypervolume reference point of a run from its first generation's objectives ``F``
+    (see :meth:`Search._reference_point`); failed rows (``ok`` false) and non-finite values
+    are left out."""
+    ok_rows = np.asarray(ok, dtype=bool)
+    F = F[ok_rows] if ok_rows.any() else F
+    ref = []
+    for i, name in enumerate(objectives):
+        if name == "rwe":
+            ref.append(1.0)
+            continue
+        col = F[:, i][np.isfinite(F[:, i]) & (np.abs(F[:, i]) < 1e12)]
+        if len(col) == 0:
+            ref.append(1e12)
+            continue
+        worst, best = float(col.max()), float(col.min())
+        ref.append(worst + max(abs(worst), worst - best) or 1.0)
+    return ref
 
 
 def flat_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -259,10 +264,11 @@ def front_rows(space: SearchSpace, front: Sequence[dict[str, Any]],
         rows.append({
             "genome": format_genome(e["genome"]),
             "key": e["key"],
-            "rwe_error": e["extra"]["rwe_error"],
+            "rwe_error": e["extra"].get("rwe_error"),
             "madds_m": e["madds_m"],
             "params_m": e["params_m"],
-            **{k: e["extra"][k] for k in ("latency_ms", "latency_batch_ms", "memory_mb")
+            **{k: e["extra"][k] for k in ("latency_ms", "latency_batch_ms", "memory_mb",
+                                          "latency_onnx_ms", "raw")
                if e["extra"].get(k) is not None},
             "objectives": dict(zip(objectives, e["objectives"], strict=True)),
             "generation": e["generation"],
@@ -330,11 +336,13 @@ def run_search(config: dict[str, Any] | None = None, run_dir: str | Path | None 
             store.close()
             raise ConfigError(f"cannot change {', '.join(sorted(bad))} when resuming a run "
                               f"(only {', '.join(RESUMABLE)})")
-        config = {**config, **changed}
+        config = apply_limits(store, {**config, **changed}, changed)
     else:
         if config is None or run_dir is None:
             raise ConfigError("a new search needs a config and a run directory (--out)")
-        get_space(config["space"])  # unknown space: fail before creating anything
+        space = get_space(config["space"])  # unknown space: fail before creating anything
+        for genome in config.get("initial_population") or ():
+            space.validate(genome)
         store = RunStore.create(run_dir, config, force=force)
     try:
         if config.get("threads"):

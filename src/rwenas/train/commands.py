@@ -65,15 +65,17 @@ def _resolve_new(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None, 
         raise ConfigError("--pick selects from a search run: give --from-run RUN_DIR too")
     if args.from_run is not None:
         if args.pick is None:
-            raise ConfigError("give --pick L|M|S|INDEX with --from-run (L: lowest RWE error, "
-                              "M: middle, S: fewest multiply-adds)")
+            raise ConfigError("give --pick L|M|S|knee|BUDGET|INDEX with --from-run (L: lowest "
+                              "RWE error, M: middle, S: fewest multiply-adds, knee, or e.g. "
+                              "'madds<=10')")
         picked = pick_from_run(args.from_run, args.pick)
         if args.space is not None and args.space != picked.config["space"]:
             raise ConfigError(f"--space {args.space} differs from the search run's space "
                               f"{picked.config['space']}")
         return picked.architecture, picked.source(), picked.config
     if not _architecture_flags(args):
-        raise ConfigError("give an architecture: --from-run RUN_DIR --pick L|M|S|INDEX, "
+        raise ConfigError("give an architecture: --from-run RUN_DIR --pick "
+                          "L|M|S|knee|BUDGET|INDEX, "
                           "--arch NAME, --genotype FILE or --genome '...'")
     arch = resolve_architecture(args.space or "micro", genome=args.genome,
                                 genotype_file=args.genotype, arch=args.arch)
@@ -187,9 +189,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--genotype", metavar="FILE", help="genotype JSON file")
     group.add_argument("--arch", metavar="NAME",
                        help="published architecture: NASNet, AmoebaNet, DARTS, ENAS, NSGANet")
-    arch.add_argument("--pick", metavar="L|M|S|INDEX",
+    arch.add_argument("--pick", metavar="L|M|S|knee|BUDGET|INDEX",
                       help="front member of --from-run: L lowest RWE error, S fewest "
-                           "multiply-adds, M middle by multiply-adds, or a front.json row")
+                           "multiply-adds, M middle by multiply-adds, knee (the knee of the "
+                           "front), a budget like 'madds<=10' (lowest RWE error within it, "
+                           "over any stored objective), or a front.json row")
     arch.add_argument("--space", help="micro, macro, nb301 or package.module:Class (default "
                                       "micro; --from-run: the run's)")
     data = p.add_argument_group("data")
@@ -260,10 +264,20 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from rwenas.train.export import export
+    from rwenas.train.export import export, export_from_run
 
-    res = export(args.source, args.out, onnx=args.onnx, batch_size=args.batch_size,
-                 seed=args.seed, atol=args.atol)
+    if args.from_run is not None or args.pick is not None:
+        if args.source is not None or args.from_run is None or args.pick is None:
+            raise ConfigError("export either a trained CHECKPOINT|DIR, or --from-run RUN_DIR "
+                              "--pick L|M|S|knee|BUDGET|INDEX (the searched network)")
+        res = export_from_run(args.from_run, args.pick, args.out, onnx=args.onnx,
+                              batch_size=args.batch_size, seed=args.seed, atol=args.atol)
+    elif args.source is None:
+        raise ConfigError("give a CHECKPOINT|DIR of `rwenas train`, or --from-run RUN_DIR "
+                          "--pick …")
+    else:
+        res = export(args.source, args.out, onnx=args.onnx, batch_size=args.batch_size,
+                     seed=args.seed, atol=args.atol)
     ts = res.max_abs_diff.get("torchscript")
     print(f"torchscript: {res.torchscript}  (max |diff| {ts:.3g} on a batch of "
           f"{args.batch_size})")
@@ -282,9 +296,15 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     from rwenas.cli import _positive_int
 
     p = sub.add_parser("export", help="export a trained network (TorchScript, ONNX, genotype)")
-    p.add_argument("source", metavar="CHECKPOINT|DIR",
+    p.add_argument("source", metavar="CHECKPOINT|DIR", nargs="?",
                    help="checkpoint.pt or a `rwenas train` output directory")
-    p.add_argument("--out", metavar="DIR", help="where to write (default: DIR/export/)")
+    p.add_argument("--from-run", metavar="RUN_DIR",
+                   help="instead: export a search run's architecture as it was evaluated "
+                        "(search setting, random weights), with --pick")
+    p.add_argument("--pick", metavar="L|M|S|knee|BUDGET|INDEX",
+                   help="front member of --from-run (as for `rwenas train`)")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: DIR/export/, or "
+                                                "RUN_DIR/export-PICK/)")
     onnx = p.add_mutually_exclusive_group()
     onnx.add_argument("--onnx", dest="onnx", action="store_const", const=True, default=None,
                       help="require ONNX (default: exported when the onnx package is "
