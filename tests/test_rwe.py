@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import warnings
 
 import pytest
@@ -13,6 +14,7 @@ from rwenas.data import Split
 from rwenas.errors import ConfigError
 from rwenas.estimators.rwe import (
     RWEConfig,
+    bf16_is_native,
     calibrate_batchnorm,
     cosine_lr,
     ensemble_predict,
@@ -20,6 +22,7 @@ from rwenas.estimators.rwe import (
     feature_dtype,
     fold_indices,
     reinitialise,
+    resolve_device,
     rwe,
     standardise,
     train_linear_ensemble,
@@ -332,3 +335,155 @@ def test_precision_choice():
 def test_config_errors(bad):
     with pytest.raises(ConfigError):
         RWEConfig(**bad)
+
+
+# -- the estimator's contract, case by case (found by mutation testing) -----------------------
+
+
+class Probe(Flat):
+    """A Flat backbone that records what its features() sees, and can be told to give
+    NaN features for marked images (first pixel above 1e5)."""
+
+    def __init__(self, nan_marked: bool = False) -> None:
+        super().__init__()
+        self.nan_marked = nan_marked
+        self.seen: list[tuple[torch.dtype, torch.dtype, float, bool]] = []
+        self.drop_path_prob = 0.7
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append((x.dtype, self.proj.weight.dtype, self.drop_path_prob,
+                          self.proj.weight.requires_grad))
+        out = super().features(x)
+        if self.nan_marked:
+            out = torch.where(x.flatten(1)[:, :1] > 1e5, torch.nan, out)
+        return out
+
+
+def test_rwe_freezes_the_backbone_and_turns_drop_path_off():
+    probe = Probe()
+    rwe(probe, blobs(), CPU, seed=0)
+    assert probe.seen and all(s[2] == 0.0 and s[3] is False for s in probe.seen)
+    assert not any(p.requires_grad for p in probe.parameters())
+
+
+@pytest.mark.parametrize("precision,dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_rwe_runs_the_backbone_in_the_requested_precision(precision, dtype):
+    probe = Probe()
+    res = rwe(probe, blobs(), RWEConfig(device="cpu", precision=precision,
+                                        channels_last=False), seed=0)
+    assert res.finite and {(s[0], s[1]) for s in probe.seen} == {(dtype, dtype)}
+
+
+def test_default_seed_is_zero():
+    split = blobs(n_train=60, n_val=30)
+    cfg = RWEConfig(device="cpu", precision="fp32", epochs=3)
+    assert rwe(lambda: Flat(), split, cfg).error == rwe(lambda: Flat(), split, cfg, seed=0).error
+
+
+def test_nan_in_the_validation_features_alone_gives_the_worst_error():
+    split = blobs()
+    val_x = split.val_x.clone()
+    val_x[0, 0, 0, 0] = 1e6  # one validation image makes NaN features
+    split = Split(split.train_x, split.train_y, val_x, split.val_y)
+    t0 = time.perf_counter()
+    with pytest.warns(RuntimeWarning, match="NaN/inf features") as caught:
+        res = rwe(Probe(nan_marked=True), split, CPU, seed=0)
+    wall = time.perf_counter() - t0
+    assert (res.error, res.finite, res.num_features) == (1.0, False, 8)
+    assert res.classifier_seconds == 0.0 and 0 <= res.features_seconds <= wall
+    assert res.warning == ("backbone produced NaN/inf features; RWE error set to the worst "
+                           "value 1.0")
+    assert caught[0].filename == __file__  # reported at the caller of rwe()
+
+
+def test_a_diverging_classifier_gives_the_worst_error():
+    t0 = time.perf_counter()
+    with pytest.warns(RuntimeWarning, match="classifier diverged") as caught:
+        res = rwe(lambda: Flat(), blobs(), RWEConfig(device="cpu", precision="fp32",
+                                                      channels_last=False, lr=1e38), seed=0)
+    wall = time.perf_counter() - t0
+    assert (res.error, res.finite, res.num_features) == (1.0, False, 8)
+    assert res.warning == "classifier diverged; RWE error set to the worst value 1.0"
+    assert res.features_seconds >= 0 and res.classifier_seconds > 0
+    assert res.features_seconds + res.classifier_seconds <= wall
+    assert caught[0].filename == __file__
+
+
+def test_timings_add_up_to_at_most_the_wall_time():
+    t0 = time.perf_counter()
+    res = rwe(lambda: Flat(), blobs(), CPU, seed=0)
+    wall = time.perf_counter() - t0
+    assert res.finite and res.warning is None
+    assert res.features_seconds >= 0 and res.classifier_seconds > 0
+    assert res.seconds == res.features_seconds + res.classifier_seconds <= wall
+
+
+def test_batch_statistics_mode_leaves_running_statistics_alone():
+    class ConvBN(Network):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(1, 4, 1), nn.BatchNorm2d(4))
+            self.num_features = 4 * 6
+            self.classifier = nn.Linear(self.num_features, 3)
+
+        def features(self, x):
+            return self.body(x).flatten(1)
+
+    net = ConvBN()
+    with torch.no_grad():
+        net.body[1].running_mean.fill_(0.3)
+        net.body[1].running_var.fill_(2.0)
+    res = rwe(net, blobs(), RWEConfig(device="cpu", precision="fp32", bn_mode="batch",
+                                      epochs=2), seed=0)
+    assert res.finite
+    assert torch.equal(net.body[1].running_mean, torch.full((4,), 0.3))
+    assert torch.equal(net.body[1].running_var, torch.full((4,), 2.0))
+
+
+def test_device_and_precision_resolution():
+    cpu = torch.device("cpu")
+    auto = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("auto") == auto and resolve_device() == auto
+    assert resolve_device("cpu") == cpu and resolve_device(cpu) == cpu
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert bf16_is_native(cpu) is native
+    assert feature_dtype("auto", cpu) == (torch.bfloat16 if native else torch.float32)
+
+
+def test_bf16_support_query_failing_means_no_bf16(monkeypatch):
+    def broken():
+        raise RuntimeError("no oneDNN")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", broken)
+    assert bf16_is_native(torch.device("cpu")) is False
+    assert feature_dtype("auto", torch.device("cpu")) == torch.float32
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"init": "he"}, "unknown init 'he' (known: default, kaiming_normal, kaiming_uniform, "
+                     "xavier_normal, xavier_uniform)"),
+    ({"bn_mode": "train"}, "unknown BatchNorm mode 'train' (known: eval, batch, calibrated)"),
+    ({"precision": "fp8"}, "unknown precision 'fp8' (known: auto, fp32, bf16)"),
+    ({"epochs": 0}, "RWE epochs must be at least 1"),
+    ({"batch_size": 0}, "RWE batch_size must be at least 1"),
+    ({"inference_batch": 0}, "RWE inference_batch must be at least 1"),
+    ({"calibration_size": 0}, "RWE calibration_size must be at least 1"),
+    ({"folds": 0}, "RWE folds must be at least 1"),
+    ({"lr": 0.0}, "RWE needs lr > 0 and 0 <= momentum < 1"),
+    ({"momentum": -0.1}, "RWE needs lr > 0 and 0 <= momentum < 1"),
+    ({"momentum": 1.0}, "RWE needs lr > 0 and 0 <= momentum < 1"),
+])
+def test_config_error_messages(bad, message):
+    with pytest.raises(ConfigError) as exc:
+        RWEConfig(**bad)
+    assert str(exc.value) == message
+
+
+def test_config_boundaries_are_valid_and_round_trip():
+    edge = RWEConfig(epochs=1, batch_size=1, inference_batch=1, calibration_size=1, folds=1,
+                     lr=1e-9, momentum=0.0)
+    assert RWEConfig(**edge.to_dict()) == edge
+    assert edge.to_dict()["momentum"] == 0.0 and edge.to_dict()["folds"] == 1
+    assert set(RWEConfig().to_dict()) == {
+        "init", "bn_mode", "standardize", "epochs", "lr", "momentum", "batch_size", "folds",
+        "inference_batch", "calibration_size", "channels_last", "precision", "device"}
