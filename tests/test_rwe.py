@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 
@@ -393,7 +394,7 @@ def test_nan_in_the_validation_features_alone_gives_the_worst_error():
     assert res.classifier_seconds == 0.0 and 0 <= res.features_seconds <= wall
     assert res.warning == ("backbone produced NaN/inf features; RWE error set to the worst "
                            "value 1.0")
-    assert not caught[0].filename.endswith("rwe.py")  # reported at the caller of rwe()
+    assert os.path.basename(caught[0].filename) != "rwe.py"  # reported at the caller of rwe()
 
 
 def test_a_diverging_classifier_gives_the_worst_error():
@@ -406,7 +407,7 @@ def test_a_diverging_classifier_gives_the_worst_error():
     assert res.warning == "classifier diverged; RWE error set to the worst value 1.0"
     assert res.features_seconds >= 0 and res.classifier_seconds > 0
     assert res.features_seconds + res.classifier_seconds <= wall
-    assert not caught[0].filename.endswith("rwe.py")
+    assert os.path.basename(caught[0].filename) != "rwe.py"
 
 
 def test_timings_add_up_to_at_most_the_wall_time():
