@@ -22,7 +22,7 @@ from rwenas.spaces.published import _NSGANET_MACRO, MACRO_ARCHS, published
 
 HAND_GENOME = (3, 0, 4, 1, 2, 2, 0, 0, 1, 1, 5, 2, 8, 3, 7, 0, 6, 5, 2, 1) + (0, 0, 1, 1) * 5
 HAND_TEXT = format_genome(HAND_GENOME)
-TINY = ["--channels", "4", "--layers", "2"]
+TINY = ["--channels", "4", "--layers", "3"]
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -90,7 +90,7 @@ def test_genome_json_on_fashion_mnist(capsys):
     assert rc == 0
     data = json.loads(out)
     assert data["dataset"] == "fashion-mnist"
-    net = MicroSpace().build(HAND_GENOME, channels=4, layers=2, in_channels=1)
+    net = MicroSpace().build(HAND_GENOME, channels=4, layers=3, in_channels=1)
     assert data["params_m"] == pytest.approx(sum(p.numel() for p in net.parameters()) / 1e6)
 
 
@@ -333,7 +333,19 @@ def test_published_arch_outside_nb301(capsys):
 
 def test_darts_is_in_nb301(capsys):
     rc, out, _ = run(["show", "--space", "nb301", "--arch", "DARTS", "--json", *TINY], capsys)
-    assert rc == 0 and json.loads(out)["genome"] is not None
+    assert rc == 0
+    shown = json.loads(out)
+    from rwenas.spaces import get_space
+
+    space = get_space("nb301")
+    darts = published("micro", "DARTS")
+    decoded = space.decode(space.validate(shown["genome"]))
+    # the nb301 genome is DARTS itself: same operations on the same inputs, in both cells
+    assert [tuple(e) for e in decoded.normal] == [tuple(e) for e in darts.normal]
+    assert [tuple(e) for e in decoded.reduce] == [tuple(e) for e in darts.reduce]
+    assert shown["genotype"]["normal"] == [list(e) for e in darts.normal]
+    assert shown["key"] == space.key(shown["genome"])
+    assert shown["label"] == "DARTS" and shown["space"] == "nb301"
 
 
 def test_argparse_errors_exit_2_on_one_line(capsys):

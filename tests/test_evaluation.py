@@ -15,7 +15,7 @@ from rwenas.spaces import format_genome, get_space
 CONV = "4 0 4 1 3 0 3 1 5 0 5 1 3 0 4 1 6 0 3 1 4 0 4 1 3 0 3 1 5 0 5 1 3 0 4 1 6 0 3 1"
 POOL = "0 0 2 1 1 0 2 2 0 1 2 3 1 0 2 4 0 1 2 5 1 0 2 1 0 0 2 2 1 1 2 3 0 0 2 4 1 1 2 5"
 TINY_DATA = ["--dataset", "synthetic", "--train-size", "200", "--val-size", "100",
-             "--epochs", "2", "--channels", "4", "--layers", "2"]
+             "--epochs", "2", "--channels", "4", "--layers", "3"]
 
 
 def run(argv, capsys):

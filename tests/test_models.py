@@ -351,7 +351,7 @@ def test_presets_and_build_network():
     assert preset(NB301Space(), "search") == PRESETS["micro"]["search"]
     with pytest.raises(ConfigError, match="no setting 'huge'"):
         preset(MICRO, "huge")
-    net = build_network(MICRO, HAND_GENOME, in_channels=1, num_classes=3, channels=4, layers=2,
+    net = build_network(MICRO, HAND_GENOME, in_channels=1, num_classes=3, channels=4, layers=3,
                         auxiliary=None)
-    assert net.layers == 2 and net.auxiliary_head is None
+    assert net.layers == 3 and net.auxiliary_head is None
     _check_network(net, (1, 28, 28), 3)

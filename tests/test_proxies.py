@@ -105,7 +105,7 @@ def test_synflow_lower_value_for_wider_networks():
     img = Split(torch.randn(8, 1, 12, 12), torch.zeros(8, dtype=torch.long),
                 torch.randn(2, 1, 12, 12), torch.zeros(2, dtype=torch.long))
     small, big = (SynFlow().score(
-        lambda c=c: space.build(genome, channels=c, layers=2, in_channels=1), img).value
+        lambda c=c: space.build(genome, channels=c, layers=3, in_channels=1), img).value
         for c in (4, 8))
     assert big < small
 
@@ -259,7 +259,7 @@ def test_every_estimator_on_a_micro_network(name, synthetic_split):
     genome = space.sample(np.random.default_rng(0))
 
     def factory():
-        return space.build(genome, channels=4, layers=2, in_channels=1)
+        return space.build(genome, channels=4, layers=3, in_channels=1)
 
     options = {"epochs": 2, "device": "cpu"} if name == "rwe" else {"device": "cpu"}
     est = make_estimator(name, **options)
@@ -313,3 +313,234 @@ def test_registry_and_errors():
         make_estimator("fisher", batch_size=0)
     with pytest.raises(ConfigError):
         make_estimator("rwe", bn_mode="sideways")
+
+
+# -- every proxy on a small network with BatchNorm and spatial maps, against a reference -----
+#
+# The reference below is written independently of rwenas.estimators.proxies: a functional
+# forward pass (BatchNorm by hand, with batch statistics as in train mode, or running ones as
+# in eval mode), autograd for the gradients, and each proxy's formula as the module's
+# docstring states it. If a proxy's definition changes on purpose, change its reference
+# function here (each proxy has its own test).
+
+
+class BNNet(nn.Module):
+    """conv → BN → ReLU (in place) → strided conv → BN → ReLU → mean pool → linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 3, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(3)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.bn2 = nn.BatchNorm2d(4)
+        self.relu2 = nn.ReLU()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu1(self.bn1(self.conv1(x)))
+        h = self.relu2(self.bn2(self.conv2(h)))
+        return self.fc(h.mean((2, 3)))
+
+
+WEIGHTS = ("conv1.weight", "conv2.weight", "fc.weight")  # what the per-weight proxies score
+
+
+def bn_net() -> BNNet:
+    """A fixed BNNet whose BatchNorm layers are far from the identity in eval mode (running
+    statistics and affine parameters set), so train and eval mode give different values."""
+    torch.manual_seed(11)
+    net = BNNet()
+    g = torch.Generator().manual_seed(12)
+    with torch.no_grad():
+        for bn in (net.bn1, net.bn2):
+            c = bn.num_features
+            bn.weight.copy_(0.5 + torch.rand(c, generator=g))
+            bn.bias.copy_(torch.randn(c, generator=g) * 0.3)
+            bn.running_mean.copy_(torch.randn(c, generator=g))
+            bn.running_var.copy_(0.2 + torch.rand(c, generator=g) * 3)
+    return net
+
+
+def bn_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(13)
+    return torch.randn(8, 1, 6, 6, generator=g), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+
+
+def ref_params(dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """The parameters and BatchNorm buffers of :func:`bn_net` as plain leaf tensors."""
+    return {k: v.detach().clone().to(dtype).requires_grad_(v.is_floating_point())
+            for k, v in bn_net().state_dict().items() if v.is_floating_point()}
+
+
+def ref_forward(p: dict[str, torch.Tensor], x: torch.Tensor, bn: str = "batch"
+                ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """Logits, the outputs of the three conv/linear layers, and the two ReLU outputs.
+    ``bn``: ``batch`` (train mode), ``running`` (eval mode) or ``none`` (bypassed)."""
+
+    def norm(h: torch.Tensor, name: str) -> torch.Tensor:
+        if bn == "none":
+            return h
+        if bn == "batch":
+            mean, var = h.mean((0, 2, 3)), h.var((0, 2, 3), unbiased=False)
+        else:
+            mean, var = p[f"{name}.running_mean"], p[f"{name}.running_var"]
+        shape = (1, -1, 1, 1)
+        return ((h - mean.view(shape)) / torch.sqrt(var.view(shape) + 1e-5)
+                * p[f"{name}.weight"].view(shape) + p[f"{name}.bias"].view(shape))
+
+    a1 = F.conv2d(x, p["conv1.weight"], padding=1)
+    r1 = torch.clamp(norm(a1, "bn1"), min=0)
+    a2 = F.conv2d(r1, p["conv2.weight"], p["conv2.bias"], stride=2, padding=1)
+    r2 = torch.clamp(norm(a2, "bn2"), min=0)
+    a3 = r2.mean((2, 3)) @ p["fc.weight"].T + p["fc.bias"]
+    return a3, [a1, a2, a3], [r1, r2]
+
+
+def ref_weight_grads(bn: str = "batch") -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    p = ref_params()
+    x, y = bn_batch()
+    logits, _, _ = ref_forward(p, x, bn)
+    weights = [p[k] for k in WEIGHTS]
+    return weights, list(torch.autograd.grad(F.cross_entropy(logits, y), weights))
+
+
+def ref_snip(bn: str = "batch") -> float:
+    weights, grads = ref_weight_grads(bn)
+    pairs = zip(weights, grads, strict=True)
+    return float(sum((w.detach() * g).abs().sum() for w, g in pairs))
+
+
+def ref_grad_norm(bn: str = "batch") -> float:
+    _, grads = ref_weight_grads(bn)
+    return float(sum(g.norm() for g in grads))
+
+
+def ref_fisher(bn: str = "batch", abs_first: bool = False) -> float:
+    """½ · mean over the batch of (Σ over positions of a ⊙ ∂L/∂a)², summed over channels and
+    layers; ``abs_first`` takes |a ⊙ ∂L/∂a| before the spatial sum (a wrong variant)."""
+    p = ref_params()
+    x, y = bn_batch()
+    logits, acts, _ = ref_forward(p, x, bn)
+    grads = torch.autograd.grad(F.cross_entropy(logits, y), acts)
+    total = 0.0
+    for a, g in zip(acts, grads, strict=True):
+        prod = (a * g).detach()
+        if abs_first:
+            prod = prod.abs()
+        per_channel = prod.sum((2, 3)) if prod.dim() == 4 else prod
+        total += float(0.5 * per_channel.pow(2).mean(0).sum())
+    return total
+
+
+def ref_grasp(bn: str = "batch") -> float:
+    """−θ · (H g) with the full Hessian of the loss over the concatenated weights."""
+    p = ref_params(torch.float64)
+    x, y = bn_batch()
+    shapes = [p[k].shape for k in WEIGHTS]
+    theta = torch.cat([p[k].detach().reshape(-1) for k in WEIGHTS])
+
+    def loss_of(flat: torch.Tensor) -> torch.Tensor:
+        q, start = dict(p), 0
+        for k, s in zip(WEIGHTS, shapes, strict=True):
+            q[k] = flat[start:start + s.numel()].reshape(s)
+            start += s.numel()
+        return F.cross_entropy(ref_forward(q, x.double(), bn)[0], y)
+
+    h = torch.autograd.functional.hessian(loss_of, theta)
+    g = torch.autograd.functional.jacobian(loss_of, theta)
+    return float(-(theta * (h @ g)).sum())
+
+
+def ref_naswot(bn: str = "batch") -> float:
+    p = ref_params()
+    x, _ = bn_batch()
+    with torch.no_grad():
+        _, _, relus = ref_forward(p, x, bn)
+    codes = [(r > 0).reshape(len(x), -1).double() for r in relus]
+    k = sum(c @ c.T + (1 - c) @ (1 - c).T for c in codes)
+    return float(torch.linalg.slogdet(k)[1])
+
+
+def ref_jacob_cov(bn: str = "batch") -> float:
+    p = ref_params()
+    x, _ = bn_batch()
+    x = x.clone().requires_grad_(True)
+    logits, _, _ = ref_forward(p, x, bn)
+    (jac,) = torch.autograd.grad(logits.sum(), x)
+    corr = np.corrcoef(jac.reshape(len(x), -1).double().numpy())
+    return jc_formula(np.linalg.eigvalsh(corr))
+
+
+def ref_synflow() -> float:
+    p = {k: v.detach().abs().requires_grad_(True) for k, v in ref_params(torch.float64).items()}
+    logits, _, _ = ref_forward(p, torch.ones(1, 1, 6, 6, dtype=torch.float64), bn="none")
+    grads = torch.autograd.grad(logits.sum(), [p[k] for k in WEIGHTS])
+    return float(sum((p[k].detach() * g).abs().sum() for k, g in zip(WEIGHTS, grads, strict=True)))
+
+
+def differs(a: float, b: float, rel: float = 1e-3) -> bool:
+    return abs(a - b) > rel * max(abs(a), abs(b))
+
+
+def test_bn_reference_forward_matches_the_module():
+    """The reference is a faithful copy of BNNet in both BatchNorm modes (so the eval-mode
+    values below are what a proxy computed in eval mode would give)."""
+    x, _ = bn_batch()
+    with torch.no_grad():
+        train = bn_net().train()(x)
+        evaluated = bn_net().eval()(x)
+    assert torch.allclose(ref_forward(ref_params(), x, "batch")[0], train, atol=1e-6)
+    assert torch.allclose(ref_forward(ref_params(), x, "running")[0], evaluated, atol=1e-6)
+    assert not torch.allclose(train, evaluated, atol=1e-2)
+
+
+def test_snip_with_batchnorm_in_train_mode():
+    x, y = bn_batch()
+    expected = ref_snip("batch")
+    assert differs(expected, ref_snip("running"))  # eval mode would give another value
+    assert snip_score(bn_net(), x, y) == pytest.approx(expected, rel=1e-5)
+
+
+def test_grad_norm_with_batchnorm_in_train_mode():
+    x, y = bn_batch()
+    expected = ref_grad_norm("batch")
+    assert differs(expected, ref_grad_norm("running"))
+    assert grad_norm_score(bn_net(), x, y) == pytest.approx(expected, rel=1e-5)
+
+
+def test_grasp_with_batchnorm_in_train_mode():
+    x, y = bn_batch()
+    expected = ref_grasp("batch")
+    assert differs(expected, ref_grasp("running"))
+    assert grasp_score(bn_net(), x, y) == pytest.approx(expected, rel=1e-4)
+
+
+def test_fisher_with_batchnorm_and_spatial_maps():
+    """Fisher squares the spatial sum of a ⊙ ∂L/∂a per channel (current definition)."""
+    x, y = bn_batch()
+    expected = ref_fisher("batch")
+    assert differs(expected, ref_fisher("batch", abs_first=True))
+    assert differs(expected, ref_fisher("running"))
+    assert fisher_score(bn_net(), x, y) == pytest.approx(expected, rel=1e-5)
+
+
+def test_naswot_with_batchnorm_in_train_mode():
+    """NASWOT codes every ReLU application of the train-mode pass (current definition)."""
+    x, _ = bn_batch()
+    expected = ref_naswot("batch")
+    assert differs(expected, ref_naswot("running"))
+    assert naswot_score(bn_net(), x) == pytest.approx(expected, rel=1e-9)
+
+
+def test_jacob_cov_with_batchnorm_in_train_mode():
+    x, _ = bn_batch()
+    expected = ref_jacob_cov("batch")
+    assert differs(expected, ref_jacob_cov("running"))
+    assert jacob_cov_score(bn_net(), x) == pytest.approx(expected, rel=1e-4)
+
+
+def test_synflow_bypasses_batchnorm_on_spatial_maps():
+    expected = ref_synflow()
+    net = bn_net()
+    assert synflow_score(net, (1, 6, 6)) == pytest.approx(expected, rel=1e-10)

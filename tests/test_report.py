@@ -28,7 +28,7 @@ from rwenas.spaces.published import published
 
 TINY = {"space": "micro", "dataset": "synthetic", "train_size": 160, "val_size": 80,
         "pop_size": 6, "generations": 3, "seed": 1,
-        "network": {"channels": 4, "layers": 2}, "rwe": {"epochs": 2}}
+        "network": {"channels": 4, "layers": 3}, "rwe": {"epochs": 2}}
 SECTIONS = {"summary", "front", "hypervolume", "front-members", "picks", "time", "generations",
             "failures", "config"}
 
@@ -217,11 +217,26 @@ def test_plain_drawing_of_macro_phases_and_removed_phase():
 
 
 def test_plain_drawing_of_every_space_sample():
+    """Every operation of a sampled cell is drawn once; every conv node of a phase is drawn
+    and every removed phase says so."""
+    from rwenas.spaces.macro import phase_graph
+
     rng = np.random.default_rng(0)
     for name in ("micro", "nb301", "macro"):
         space = get_space(name)
         for _ in range(20):
-            ET.fromstring(genotype_svg(space.decode(space.sample(rng)), use_graphviz=False))
+            genotype = space.decode(space.sample(rng))
+            root = ET.fromstring(genotype_svg(genotype, use_graphviz=False))
+            texts = [t.text or "" for t in root.iter("text")]
+            if name == "macro":
+                graphs = [phase_graph(bits, genotype.n_nodes) for bits in genotype.phases]
+                nodes = sorted(f"conv3x3 {k}" for g in graphs if g is not None
+                               for k in g if k != genotype.n_nodes + 1)
+                assert sorted(t for t in texts if t.startswith("conv3x3")) == nodes
+                assert texts.count("removed (no connections)") == graphs.count(None)
+            else:
+                ops = [t.text for t in root.iter("text") if t.get("class") == "op"]
+                assert sorted(ops) == sorted(op for op, _ in genotype.normal + genotype.reduce)
 
 
 def test_drawing_of_an_unknown_space_is_a_config_error():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import time
 import warnings
 
 import pytest
@@ -21,6 +23,7 @@ from rwenas.estimators.rwe import (
     feature_dtype,
     fold_indices,
     reinitialise,
+    resolve_device,
     rwe,
     standardise,
     train_linear_ensemble,
@@ -126,15 +129,20 @@ def test_batched_ensemble_equals_separate_sgd_runs():
 
 
 def test_ensemble_averages_softmax():
-    # Classifier 0 votes class 0 strongly; classifiers 1 and 2 vote class 1 mildly.
-    w = torch.zeros(3, 1, 2)
-    b = torch.tensor([[4.0, 0.0], [0.0, 0.5], [0.0, 0.5]])
-    x = torch.zeros(1, 1)
-    p0 = torch.softmax(torch.tensor([4.0, 0.0]), 0)
-    p1 = torch.softmax(torch.tensor([0.0, 0.5]), 0)
-    expected = int(((p0 + 2 * p1) / 3).argmax())
-    assert expected == 0  # majority vote would say 1; the averaged softmax says 0
-    assert ensemble_predict(w, b, x).tolist() == [expected]
+    """Averaged softmax, not averaged logits, not a majority vote, not classifier 0 alone.
+
+    Sample x=0: classifier 0 is sure of class 0, classifiers 1 and 2 fairly sure of class 1;
+    sample x=1: classifier 0 mildly says 1, the others firmly say 0. The three plausible
+    rules disagree on these two samples, so each gives a different answer."""
+    b = torch.tensor([[10.0, 0.0], [0.0, 3.0], [0.0, 3.0]])
+    w = torch.tensor([[[-10.0, 1.0]], [[5.0, -3.0]], [[5.0, -3.0]]])  # (K=3, F=1, C=2)
+    x = torch.tensor([[0.0], [1.0]])
+    logits = torch.einsum("nf,kfc->knc", x, w) + b[:, None, :]
+    expected = torch.softmax(logits, -1).mean(0).argmax(1)
+    assert expected.tolist() == [1, 0]
+    assert logits.mean(0).argmax(1).tolist() == [0, 0]        # averaged logits
+    assert logits[0].argmax(1).tolist() == [0, 1]             # classifier 0 only
+    assert ensemble_predict(w, b, x).tolist() == [1, 0]
 
 
 def test_standardise_is_scale_invariant_and_handles_constants():
@@ -163,6 +171,45 @@ def test_rwe_learns_a_linear_probe_and_is_deterministic():
     state = torch.random.get_rng_state()
     rwe(lambda: Flat(), split, CPU, seed=4)
     assert torch.equal(state, torch.random.get_rng_state())  # global RNG untouched
+
+
+def hard_images(n_train: int = 200, n_val: int = 200, classes: int = 4, seed: int = 0) -> Split:
+    """Overlapping 8×8 one-channel blobs: hard enough that the five fold classifiers disagree
+    on many validation images (so the ensemble rule matters)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, 64, generator=g) * 0.35
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(n) % classes
+        return (centres[y] + torch.randn(n, 64, generator=g)).reshape(n, 1, 8, 8), y
+
+    tx, ty = draw(n_train)
+    vx, vy = draw(n_val)
+    return Split(tx, ty, vx, vy)
+
+
+#: a micro genome whose normal cell (built: 3 layers) mixes convolutions, pooling and skips
+GOLDEN_GENOME = (7, 1, 4, 0, 2, 0, 0, 0, 1, 3, 5, 3, 4, 3, 8, 3, 5, 3, 5, 5,
+                 2, 1, 6, 0, 3, 2, 4, 0, 6, 2, 7, 0, 0, 4, 0, 2, 0, 1, 4, 2)
+
+
+def test_golden_rwe_error_of_a_fixed_micro_network():
+    """Pinned error of a fixed 3-cell micro network on fixed data (fp32, one thread).
+
+    Measured when written; with these data averaging the classifiers' logits instead of
+    their softmax gives 0.635 and classifier 0 alone 0.640, so either change fails here. A
+    deliberate change of the estimator must update the pinned value (and say why)."""
+    space = get_space("micro")
+    cfg = RWEConfig(epochs=3, device="cpu", precision="fp32", inference_batch=64,
+                    batch_size=64)
+
+    def factory() -> nn.Module:
+        return space.build(GOLDEN_GENOME, channels=4, layers=3, in_channels=1, num_classes=4)
+
+    res = rwe(factory, hard_images(), cfg, seed=7)
+    assert res.finite and res.num_features == factory().num_features
+    assert round(res.error * 200) == 125  # 125 of 200 validation images wrong
+    assert res.error == pytest.approx(0.625, abs=1e-6)
 
 
 def test_shrunken_features_do_not_collapse():
@@ -227,8 +274,10 @@ def test_calibrated_batchnorm_holds_exact_statistics():
         act = net.body[0](images[:36])  # 6 equal batches of 6; the remainder is dropped
     bn = net.body[1]
     assert torch.allclose(bn.running_mean, act.mean((0, 2, 3)), atol=1e-5)
-    # per-batch unbiased variances are averaged; compare loosely to the pooled variance
-    assert torch.allclose(bn.running_var, act.var((0, 2, 3)), rtol=0.1)
+    # momentum=None averages the per-batch (unbiased) variances, each over 6 images × 16 px
+    per_batch = act.reshape(6, 6, 4, 4, 4).var((1, 3, 4), unbiased=True)  # (batch, channel)
+    assert torch.allclose(bn.running_var, per_batch.mean(0), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(bn.running_var, act.var((0, 2, 3)), rtol=1e-3)  # not pooled
     assert not net.training
 
 
@@ -236,7 +285,7 @@ def test_threaded_feature_extraction_matches_serial():
     space = get_space("micro")
     torch.manual_seed(0)
     net = space.build(space.sample(__import__("numpy").random.default_rng(1)), channels=4,
-                      layers=2, in_channels=1).eval()
+                      layers=3, in_channels=1).eval()
     images = torch.randn(50, 1, 12, 12)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -253,22 +302,26 @@ def test_threaded_feature_extraction_matches_serial():
     assert torch.get_num_threads() == threads
 
 
-@pytest.mark.parametrize("bn_mode", ["eval", "batch", "calibrated"])
+#: validation errors (of 120) of GOLDEN_GENOME per BatchNorm mode, measured when written: the
+#: three modes normalise differently, so each gives its own error
+BN_MODE_ERRORS = {"eval": 64, "batch": 72, "calibrated": 75}
+
+
+@pytest.mark.parametrize("bn_mode", sorted(BN_MODE_ERRORS))
 def test_rwe_on_a_micro_network_in_every_bn_mode(bn_mode):
     space = get_space("micro")
-    genome = space.sample(__import__("numpy").random.default_rng(0))
-    split = blobs(n_train=60, n_val=30, dim=64)
-    split = Split(split.train_x.reshape(60, 1, 8, 8), split.train_y,
-                  split.val_x.reshape(30, 1, 8, 8), split.val_y)
-    cfg = RWEConfig(bn_mode=bn_mode, epochs=3, device="cpu", inference_batch=16)
+    split = hard_images(120, 120, seed=1)
+    cfg = RWEConfig(bn_mode=bn_mode, epochs=3, device="cpu", precision="fp32",
+                    inference_batch=16, batch_size=64)
 
     def factory():
-        return space.build(genome, channels=4, layers=2, in_channels=1, num_classes=3)
+        return space.build(GOLDEN_GENOME, channels=4, layers=3, in_channels=1, num_classes=4)
 
     a = rwe(factory, split, cfg, seed=5)
     b = rwe(factory, split, cfg, seed=5)
-    assert 0.0 <= a.error <= 1.0 and a.finite
-    assert a.error == b.error
+    assert a.finite and a.error == b.error
+    assert round(a.error * 120) == BN_MODE_ERRORS[bn_mode]
+    assert a.error == pytest.approx(BN_MODE_ERRORS[bn_mode] / 120, abs=1e-6)
 
 
 def test_precision_choice():
@@ -301,3 +354,155 @@ def test_gpu_bf16_only_where_native(monkeypatch, capability, native):
 def test_config_errors(bad):
     with pytest.raises(ConfigError):
         RWEConfig(**bad)
+
+
+# -- the estimator's contract, case by case (found by mutation testing) -----------------------
+
+
+class Probe(Flat):
+    """A Flat backbone that records what its features() sees, and can be told to give
+    NaN features for marked images (first pixel above 1e5)."""
+
+    def __init__(self, nan_marked: bool = False) -> None:
+        super().__init__()
+        self.nan_marked = nan_marked
+        self.seen: list[tuple[torch.dtype, torch.dtype, float, bool]] = []
+        self.drop_path_prob = 0.7
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append((x.dtype, self.proj.weight.dtype, self.drop_path_prob,
+                          self.proj.weight.requires_grad))
+        out = super().features(x)
+        if self.nan_marked:
+            out = torch.where(x.flatten(1)[:, :1] > 1e5, torch.nan, out)
+        return out
+
+
+def test_rwe_freezes_the_backbone_and_turns_drop_path_off():
+    probe = Probe()
+    rwe(probe, blobs(), CPU, seed=0)
+    assert probe.seen and all(s[2] == 0.0 and s[3] is False for s in probe.seen)
+    assert not any(p.requires_grad for p in probe.parameters())
+
+
+@pytest.mark.parametrize("precision,dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_rwe_runs_the_backbone_in_the_requested_precision(precision, dtype):
+    probe = Probe()
+    res = rwe(probe, blobs(), RWEConfig(device="cpu", precision=precision,
+                                        channels_last=False), seed=0)
+    assert res.finite and {(s[0], s[1]) for s in probe.seen} == {(dtype, dtype)}
+
+
+def test_default_seed_is_zero():
+    split = blobs(n_train=60, n_val=30)
+    cfg = RWEConfig(device="cpu", precision="fp32", epochs=3)
+    assert rwe(lambda: Flat(), split, cfg).error == rwe(lambda: Flat(), split, cfg, seed=0).error
+
+
+def test_nan_in_the_validation_features_alone_gives_the_worst_error():
+    split = blobs()
+    val_x = split.val_x.clone()
+    val_x[0, 0, 0, 0] = 1e6  # one validation image makes NaN features
+    split = Split(split.train_x, split.train_y, val_x, split.val_y)
+    t0 = time.perf_counter()
+    with pytest.warns(RuntimeWarning, match="NaN/inf features") as caught:
+        res = rwe(Probe(nan_marked=True), split, CPU, seed=0)
+    wall = time.perf_counter() - t0
+    assert (res.error, res.finite, res.num_features) == (1.0, False, 8)
+    assert res.classifier_seconds == 0.0 and 0 <= res.features_seconds <= wall
+    assert res.warning == ("backbone produced NaN/inf features; RWE error set to the worst "
+                           "value 1.0")
+    assert os.path.basename(caught[0].filename) != "rwe.py"  # reported at the caller of rwe()
+
+
+def test_a_diverging_classifier_gives_the_worst_error():
+    t0 = time.perf_counter()
+    with pytest.warns(RuntimeWarning, match="classifier diverged") as caught:
+        res = rwe(lambda: Flat(), blobs(), RWEConfig(device="cpu", precision="fp32",
+                                                      channels_last=False, lr=1e38), seed=0)
+    wall = time.perf_counter() - t0
+    assert (res.error, res.finite, res.num_features) == (1.0, False, 8)
+    assert res.warning == "classifier diverged; RWE error set to the worst value 1.0"
+    assert res.features_seconds >= 0 and res.classifier_seconds > 0
+    assert res.features_seconds + res.classifier_seconds <= wall
+    assert os.path.basename(caught[0].filename) != "rwe.py"
+
+
+def test_timings_add_up_to_at_most_the_wall_time():
+    t0 = time.perf_counter()
+    res = rwe(lambda: Flat(), blobs(), CPU, seed=0)
+    wall = time.perf_counter() - t0
+    assert res.finite and res.warning is None
+    assert res.features_seconds >= 0 and res.classifier_seconds > 0
+    assert res.seconds == res.features_seconds + res.classifier_seconds <= wall
+
+
+def test_batch_statistics_mode_leaves_running_statistics_alone():
+    class ConvBN(Network):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(1, 4, 1), nn.BatchNorm2d(4))
+            self.num_features = 4 * 6
+            self.classifier = nn.Linear(self.num_features, 3)
+
+        def features(self, x):
+            return self.body(x).flatten(1)
+
+    net = ConvBN()
+    with torch.no_grad():
+        net.body[1].running_mean.fill_(0.3)
+        net.body[1].running_var.fill_(2.0)
+    res = rwe(net, blobs(), RWEConfig(device="cpu", precision="fp32", bn_mode="batch",
+                                      epochs=2), seed=0)
+    assert res.finite
+    assert torch.equal(net.body[1].running_mean, torch.full((4,), 0.3))
+    assert torch.equal(net.body[1].running_var, torch.full((4,), 2.0))
+
+
+def test_device_and_precision_resolution():
+    cpu = torch.device("cpu")
+    auto = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("auto") == auto and resolve_device() == auto
+    assert resolve_device("cpu") == cpu and resolve_device(cpu) == cpu
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert bf16_is_native(cpu) is native
+    assert feature_dtype("auto", cpu) == (torch.bfloat16 if native else torch.float32)
+
+
+def test_bf16_support_query_failing_means_no_bf16(monkeypatch):
+    def broken():
+        raise RuntimeError("no oneDNN")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", broken)
+    assert bf16_is_native(torch.device("cpu")) is False
+    assert feature_dtype("auto", torch.device("cpu")) == torch.float32
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"init": "he"}, "unknown init 'he' (known: default, kaiming_normal, kaiming_uniform, "
+                     "xavier_normal, xavier_uniform)"),
+    ({"bn_mode": "train"}, "unknown BatchNorm mode 'train' (known: eval, batch, calibrated)"),
+    ({"precision": "fp8"}, "unknown precision 'fp8' (known: auto, fp32, bf16)"),
+    ({"epochs": 0}, "RWE epochs must be at least 1"),
+    ({"batch_size": 0}, "RWE batch_size must be at least 1"),
+    ({"inference_batch": 0}, "RWE inference_batch must be at least 1"),
+    ({"calibration_size": 0}, "RWE calibration_size must be at least 1"),
+    ({"folds": 0}, "RWE folds must be at least 1"),
+    ({"lr": 0.0}, "RWE needs lr > 0 and 0 <= momentum < 1"),
+    ({"momentum": -0.1}, "RWE needs lr > 0 and 0 <= momentum < 1"),
+    ({"momentum": 1.0}, "RWE needs lr > 0 and 0 <= momentum < 1"),
+])
+def test_config_error_messages(bad, message):
+    with pytest.raises(ConfigError) as exc:
+        RWEConfig(**bad)
+    assert str(exc.value) == message
+
+
+def test_config_boundaries_are_valid_and_round_trip():
+    edge = RWEConfig(epochs=1, batch_size=1, inference_batch=1, calibration_size=1, folds=1,
+                     lr=1e-9, momentum=0.0)
+    assert RWEConfig(**edge.to_dict()) == edge
+    assert edge.to_dict()["momentum"] == 0.0 and edge.to_dict()["folds"] == 1
+    assert set(RWEConfig().to_dict()) == {
+        "init", "bn_mode", "standardize", "epochs", "lr", "momentum", "batch_size", "folds",
+        "inference_batch", "calibration_size", "channels_last", "precision", "device"}

@@ -23,7 +23,7 @@ from rwenas.search.store import RunStore
 
 TINY = {"space": "micro", "dataset": "synthetic", "train_size": 160, "val_size": 80,
         "pop_size": 6, "generations": 4, "seed": 1,
-        "network": {"channels": 4, "layers": 2}, "rwe": {"epochs": 2}}
+        "network": {"channels": 4, "layers": 3}, "rwe": {"epochs": 2}}
 
 
 def tiny_config(**over):
@@ -54,6 +54,43 @@ def test_hypervolume_and_non_dominated_by_hand():
     # two points against ref (1, 10): union of rectangles 0.8*7 + 0.9*5 - 0.8*5
     assert hypervolume(pts[:2], [1.0, 10.0]) == pytest.approx(0.8 * 7 + 0.9 * 5 - 0.8 * 5)
     assert hypervolume(np.array([[2.0, 1.0]]), [1.0, 10.0]) == 0.0
+
+
+def hypervolume_2d(points: list[list[float]], ref: list[float]) -> float:
+    """Area dominated by 2-D ``points`` up to ``ref``, by a sweep over the first objective
+    (written independently of pymoo)."""
+    inside = sorted(p for p in points if p[0] < ref[0] and p[1] < ref[1])
+    area, best = 0.0, ref[1]
+    for x, y in inside:
+        if y < best:
+            area += (ref[0] - x) * (best - y)
+            best = y
+    return area
+
+
+def test_hypervolume_2d_reference_by_hand():
+    # staircase of (0.1, 5), (0.2, 3) under (1, 10): 0.9*5 + 0.8*2, a dominated point adds 0
+    pts = [[0.2, 3.0], [0.1, 5.0], [0.3, 4.0]]
+    assert hypervolume_2d(pts, [1.0, 10.0]) == pytest.approx(0.9 * 5 + 0.8 * 2)
+    assert hypervolume(np.array(pts), [1.0, 10.0]) == pytest.approx(0.9 * 5 + 0.8 * 2)
+
+
+def test_hypervolume_reference_point_and_values_by_hand(reference_run: Path):
+    """The stored reference point is (1.0, 2 × the worst MAdds of generation 0), and every
+    generation's hypervolume is that of all evaluations so far, computed here by hand."""
+    with RunStore.open(reference_run) as store:
+        evaluations = store.evaluations()
+        generations = store.generations()
+        ref = store.get_state("hv_ref")
+    ok = [e for e in evaluations if e["status"] == "ok"]
+    first = [e["objectives"][1] for e in ok if e["generation"] == 0]
+    assert len(first) == 6
+    assert ref == pytest.approx([1.0, 2.0 * max(first)], rel=1e-12)
+    for g in generations:
+        so_far = [e["objectives"] for e in ok if e["generation"] <= g["generation"]]
+        expected = hypervolume_2d(so_far, ref)
+        assert expected > 0
+        assert g["hypervolume"] == pytest.approx(expected, rel=1e-9)
 
 
 def test_search_outputs_and_invariants(reference_run: Path):
@@ -101,23 +138,57 @@ def test_front_objectives_reevaluate_identically(reference_run: Path, capsys):
     row = json.loads((reference_run / "front.json").read_text())[0]
     rc = main(["evaluate", "--genome", row["genome"], "--dataset", "synthetic",
                "--train-size", "160", "--val-size", "80", "--epochs", "2", "--channels", "4",
-               "--layers", "2", "--seed", "1", "--json"])
+               "--layers", "3", "--seed", "1", "--json"])
     assert rc == 0
     (ev,) = json.loads(capsys.readouterr().out)
     assert ev["rwe_error"] == row["rwe_error"] and ev["madds_m"] == row["madds_m"]
 
 
-def test_sigkill_mid_generation_then_resume_gives_the_same_front(reference_run: Path,
-                                                                  tmp_path: Path):
+class CountingExecutor:
+    """Wraps a real executor and records every batch of genomes it is asked to evaluate."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.batches: list[list[tuple[int, ...]]] = []
+
+    def run(self, genomes):
+        self.batches.append(list(genomes))
+        yield from self.inner.run(genomes)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture()
+def counting_executors(monkeypatch) -> list[CountingExecutor]:
+    """Every executor a search makes in this test, wrapped in a :class:`CountingExecutor`."""
+    import rwenas.search.nsga2 as nsga2
+
+    made: list[CountingExecutor] = []
+    real = nsga2.make_executor
+
+    def make(config):
+        made.append(CountingExecutor(real(config)))
+        return made[-1]
+
+    monkeypatch.setattr(nsga2, "make_executor", make)
+    return made
+
+
+def test_sigkill_mid_generation_then_resume_gives_the_same_front(
+        reference_run: Path, tmp_path: Path, counting_executors: list[CountingExecutor]):
+    """SIGKILL inside generation 2 or later (a fresh run with the same seed would not replay
+    that: it needs the stored algorithm state), then resume in-process, counting what the
+    resumed search evaluates."""
     run_dir = tmp_path / "killed"
     cmd = [sys.executable, "-m", "rwenas.cli", "search", "--out", str(run_dir), "--quiet",
            "--space", "micro", "--dataset", "synthetic", "--train-size", "160",
            "--val-size", "80", "--pop-size", "6", "--generations", "4", "--seed", "1",
-           "--channels", "4", "--layers", "2", "--epochs", "2"]
+           "--channels", "4", "--layers", "3", "--epochs", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     db = run_dir / "run.db"
-    deadline = time.time() + 120
-    killed_at = None
+    deadline = time.time() + 180
+    killed = False
     try:
         while time.time() < deadline and proc.poll() is None:
             if db.exists():
@@ -125,28 +196,59 @@ def test_sigkill_mid_generation_then_resume_gives_the_same_front(reference_run: 
                     with RunStore.open(run_dir) as store:
                         n = store.count_evaluations()
                         last = store.last_generation()
+                        done = sum(g["n_evaluated"] for g in store.generations())
                 except ConfigError:  # the child is still creating the store
                     time.sleep(0.05)
                     continue
-                if n >= 8 and last == 0:  # inside generation 1: some offspring evaluated
+                # generations 0 and 1 finished, and some offspring of a later one evaluated
+                if last is not None and last >= 1 and n > done:
                     proc.send_signal(signal.SIGKILL)
-                    killed_at = n
+                    killed = True
                     break
             time.sleep(0.05)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-    assert killed_at is not None, "the search finished before it could be killed"
+    assert killed, "the search finished before it could be killed"
     with RunStore.open(run_dir) as store:
-        before = {e["key"]: e["objectives"] for e in store.evaluations()}
-    assert len(before) >= killed_at
+        before = {e["key"]: e for e in store.evaluations()}
+        last = store.last_generation()
+    assert last is not None and last >= 1
+    interrupted = last + 1
+    done_in_interrupted = sum(e["generation"] == interrupted for e in before.values())
+    assert done_in_interrupted >= 1
+
     assert main(["search", "--resume", str(run_dir), "--quiet"]) == 0
+    (executor,) = counting_executors
+    # only the interrupted and later generations ran again (each asks the executor once)
+    assert len(executor.batches) == 4 - interrupted
+    from rwenas.spaces import get_space
+
+    space = get_space("micro")
+    redone = [space.key(g) for batch in executor.batches for g in batch]
+    assert len(redone) == len(set(redone)), "a key was evaluated twice"
+    assert not set(redone) & set(before), "a finished evaluation was redone"
+
     with RunStore.open(run_dir) as store:
         after = store.evaluations()
-    # finished evaluations were kept exactly once and not redone
+        gens = store.generations()
+    with RunStore.open(reference_run) as store:
+        ref_gens = store.generations()
+        ref_count = store.count_evaluations()
+    assert [g["generation"] for g in gens] == [0, 1, 2, 3]
+    assert len(after) == ref_count == len(before) + len(redone)
+    # per generation, as many evaluations as the uninterrupted run (the interrupted one split
+    # between before the kill and after the resume), the same offspring and population
+    for g, r in zip(gens, ref_gens, strict=True):
+        extra = done_in_interrupted if g["generation"] == interrupted else 0
+        assert g["n_evaluated"] + extra == r["n_evaluated"], g["generation"]
+        assert g["extra"]["offspring"] == r["extra"]["offspring"]
+        assert g["population"] == r["population"]
+    # finished evaluations were kept exactly once and not changed
     assert len({e["key"] for e in after}) == len(after)
-    assert all(e["objectives"] == before[e["key"]] for e in after if e["key"] in before)
+    assert all(e["objectives"] == before[e["key"]]["objectives"] for e in after
+               if e["key"] in before)
     assert {e["key"] for e in after} == set(_keys(reference_run))
     assert front_signature(run_dir) == front_signature(reference_run)
 

@@ -514,3 +514,109 @@ def test_read_from_another_process_while_writer_is_open(tmp_path: Path) -> None:
         assert out.stdout.split() == ["3", "20"]
         _eval(writer, "k3")  # the writer carries on after the reader is gone
         assert writer.count_evaluations() == 4
+
+
+# --------------------------------------------------------------------------------------------
+# exact messages and conversions (found by mutation testing)
+
+
+def _tamper(run_dir: Path, *sql: str) -> Path:
+    RunStore.create(run_dir, CONFIG).close()
+    conn = sqlite3.connect(run_dir / DB_NAME)
+    for statement in sql:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+    return run_dir / DB_NAME
+
+
+@pytest.mark.parametrize("sql,message", [
+    (["DELETE FROM meta WHERE key = 'format'"],
+     "{db} is not an rwenas results store (its meta table has no format='rwenas.run'; "
+     "written by another program?)"),
+    (["UPDATE meta SET value = '99' WHERE key = 'schema_version'"],
+     "{db} has results-store schema version 99 (written by rwenas {version}); this rwenas "
+     "reads version {schema}"),
+    (["DROP TABLE blobs", "DROP TABLE state"],
+     "{db} is corrupt (missing table(s): state, blobs)"),
+    (["UPDATE meta SET value = '{' WHERE key = 'config'"],
+     "{db} is corrupt (no valid run configuration)"),
+    (["DELETE FROM meta WHERE key = 'config'"],
+     "{db} is corrupt (no valid run configuration)"),
+    (["DROP TABLE meta", "CREATE TABLE meta (a, b, c)", "INSERT INTO meta VALUES (1, 2, 3)"],
+     None),
+])
+def test_open_tampered_store_messages(tmp_path: Path, sql, message) -> None:
+    db = _tamper(tmp_path / "run", *sql)
+    with pytest.raises(ConfigError) as info:
+        RunStore.open(tmp_path / "run")
+    if message is None:  # a meta table of another shape
+        assert str(info.value).startswith(f"{db} is not an rwenas results store (unexpected "
+                                          "meta table: ")
+        assert str(info.value).endswith("; written by another program?)")
+    else:
+        assert str(info.value) == message.format(db=db, version=__version__,
+                                                 schema=SCHEMA_VERSION)
+
+
+def test_open_messages_for_foreign_and_empty_databases(tmp_path: Path) -> None:
+    db = tmp_path / DB_NAME
+    db.write_bytes(b"")
+    with pytest.raises(ConfigError) as info:
+        RunStore.open(tmp_path)
+    assert str(info.value) == (f"{db} is an empty database (an interrupted start of the run?);"
+                               " start it again with --force")
+    db.unlink()
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE things (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ConfigError) as info:
+        RunStore.open(tmp_path)
+    assert str(info.value) == (f"{db} is not an rwenas results store (no meta table; written "
+                               "by another program?)")
+    with pytest.raises(ConfigError) as info:
+        RunStore.open(tmp_path / "nowhere")
+    assert str(info.value) == f"{tmp_path / 'nowhere'} is not an rwenas run directory (no run.db)"
+
+
+def test_extra_values_are_converted_to_json(store: RunStore) -> None:
+    import dataclasses
+
+    import numpy as np
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+        y: tuple[int, int]
+
+    class Described:
+        def to_dict(self) -> dict:
+            return {"described": True}
+
+    extra = {"set": {3, 1, 2}, "frozen": frozenset({"b", "a"}), "range": range(2, 5),
+             "array": np.arange(3), "scalar": np.float32(0.5), "int": np.int64(7),
+             "point": Point(1, (2, 3)), "described": Described(), "tuple": (1, (2, 3))}
+    _eval(store, "k", extra=extra, genotype=Point(4, (5, 6)))
+    got = store.get_evaluation("k")
+    assert got["extra"] == {"set": [1, 2, 3], "frozen": ["a", "b"], "range": [2, 3, 4],
+                            "array": [0, 1, 2], "scalar": 0.5, "int": 7,
+                            "point": {"x": 1, "y": [2, 3]}, "described": {"described": True},
+                            "tuple": [1, [2, 3]]}
+    assert got["genotype"] == {"x": 4, "y": [5, 6]}
+    with pytest.raises(TypeError, match=r"^object is not JSON-serialisable$"):
+        _eval(store, "bad", extra={"x": object()})
+    with pytest.raises(TypeError, match=r"^type is not JSON-serialisable$"):
+        _eval(store, "bad", extra={"x": Point})  # a dataclass type is not an instance
+    assert store.get_evaluation("bad") is None
+
+
+def test_repr_and_counts(tmp_path: Path) -> None:
+    store = RunStore.create(tmp_path / "run", CONFIG)
+    assert repr(store) == f"RunStore({str(tmp_path / 'run')!r})"
+    assert store.count_evaluations() == 0 and store.last_generation() is None
+    _eval(store, "a")
+    _eval(store, "b", status="failed", error="boom")
+    assert store.count_evaluations() == 2
+    store.close()
+    assert repr(store) == f"RunStore({str(tmp_path / 'run')!r}, closed)"

@@ -28,6 +28,8 @@ from rwenas.study import (
 TINY = BenchBudget(channels=4, layers=2, epochs=1, train_size=200, test_size=100)
 FAST_RWE = {"rwe": {"epochs": 2, "folds": 1}}
 SIZES = {"train_size": 200, "val_size": 100}
+#: estimator networks along the searches: tiny, but 3 cells so that normal cells are built
+ALONG = {**SIZES, "network": {"channels": 4, "layers": 3}}
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +143,7 @@ def test_study_along_search_and_init(bench_dir, tmp_path):
     try:
         out = tmp_path / "along"
         rows = study_along_search(provider, "rwe,params", estimator_options=FAST_RWE,
-                                  seeds=2, generations=2, pop_size=4, out_dir=out, **SIZES)
+                                  seeds=2, generations=2, pop_size=4, out_dir=out, **ALONG)
         assert len(rows) == 2 * 2 * 2
         assert {r["generation"] for r in rows} == {0, 1}
         assert all(r["n"] == 4 for r in rows if r["generation"] == 0)
@@ -164,13 +166,13 @@ def test_study_along_search_and_init(bench_dir, tmp_path):
 
         # the same searches again: every architecture is in the bench now
         study_along_search(provider, "params", estimator_options=FAST_RWE, seeds=2,
-                           generations=2, pop_size=4, **SIZES)
+                           generations=2, pop_size=4, **ALONG)
         assert provider.trained == trained
 
         out2 = tmp_path / "init"
         rows = study_init(provider, methods=["default", "xavier_uniform"],
                           rwe_options=FAST_RWE["rwe"], seeds=1, generations=2, pop_size=4,
-                          out_dir=out2, **SIZES)
+                          out_dir=out2, **ALONG)
         assert {r["estimator"] for r in rows} == {"rwe[default]", "rwe[xavier_uniform]"}
         assert "rwe[xavier_uniform]" in (out2 / "study.md").read_text()
         with pytest.raises(ConfigError, match="unknown init"):

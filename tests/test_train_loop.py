@@ -140,10 +140,30 @@ def test_network_drop_path_prob_is_set_each_epoch(data, arch):
     assert probs == pytest.approx([0.0, 0.05, 0.1, 0.15])
 
 
-def test_label_smoothing_and_no_auxiliary_head(data, arch):
+def test_label_smoothing_and_no_auxiliary_head(data, arch, monkeypatch):
+    """Every training step's loss is cross-entropy against smoothed targets: 0.9 on the true
+    class plus 0.1 / K on every class (checked by hand on the logits the loop produced)."""
+    import rwenas.train.loop as loop
+
+    calls: list[tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]] = []
+    real = loop.classification_loss
+
+    def spy(logits, targets, label_smoothing=0.0):
+        loss = real(logits, targets, label_smoothing)
+        calls.append((logits.detach().float(), targets, label_smoothing, loss.detach()))
+        return loss
+
+    monkeypatch.setattr(loop, "classification_loss", spy)
     res = train(arch, recipe(epochs=1, label_smoothing=0.1, auxiliary_weight=0.0,
                              grad_clip=0.0, cutout=0), data=data)
     assert res.network.auxiliary_head is None and res.completed
+    assert len(calls) == 160 // 32  # one per step; no auxiliary loss
+    for logits, y, eps, loss in calls:
+        assert eps == 0.1
+        logp = torch.log_softmax(logits, 1)
+        nll = -logp.gather(1, y[:, None]).mean()
+        by_hand = (1 - eps) * nll + eps * (-logp.mean(1)).mean()
+        assert float(loss) == pytest.approx(float(by_hand), rel=1e-5)
 
 
 def test_macro_networks_train_too(data):
