@@ -13,7 +13,7 @@ from rwenas.stats import (
     bootstrap_indices,
     interval,
     kendall,
-    kendall_rows,
+    kendall_resamples,
     partial_spearman,
     partial_spearman_rows,
     quantile_bins,
@@ -39,13 +39,13 @@ def test_vectorised_resample_statistics_equal_scipy_on_each_resample():
     y = x + rng.normal(0, 2, 25)
     idx = bootstrap_indices(25, 40, seed=1)
     rho = spearman_rows(x[idx], y[idx])
-    tau = kendall_rows(x[idx], y[idx], chunk_elements=2000)  # several chunks
+    tau = kendall_resamples(x, y, idx)
     for b in range(40):
         assert rho[b] == pytest.approx(sps.spearmanr(x[idx[b]], y[idx[b]]).statistic)
         assert tau[b] == pytest.approx(sps.kendalltau(x[idx[b]], y[idx[b]]).statistic)
     const = np.ones((2, 5))
     assert np.isnan(spearman_rows(const, np.arange(10.0).reshape(2, 5))).all()
-    assert np.isnan(kendall_rows(const, np.arange(10.0).reshape(2, 5))).all()
+    assert np.isnan(kendall_resamples(np.ones(5), np.arange(5.0), idx[:3, :5] % 5)).all()
 
 
 def test_bootstrap_indices_are_seeded():

@@ -11,7 +11,7 @@ Everything here is a function of arrays; nothing knows about benches or estimato
   different estimators computed on the *same* resamples give paired intervals: the interval of
   ``rho_a - rho_b`` over the resamples accounts for a and b being measured on the same
   architectures (their errors are correlated), which two separate intervals do not.
-* The resample statistics are vectorised (:func:`spearman_rows`, :func:`kendall_rows`,
+* The resample statistics are vectorised (:func:`spearman_rows`, :func:`kendall_resamples`,
   :func:`partial_spearman_rows`) and equal the scipy/looped values on each resample (tested).
   A bootstrap resample repeats architectures; the repeats are ties, handled as scipy handles
   ties (average ranks for Spearman, tau-b for Kendall).
@@ -41,7 +41,7 @@ __all__ = [
     "bootstrap_indices",
     "interval",
     "kendall",
-    "kendall_rows",
+    "kendall_resamples",
     "partial_spearman",
     "partial_spearman_rows",
     "quantile_bins",
@@ -123,7 +123,7 @@ def _row_pearson(a: np.ndarray, b: np.ndarray, floor_a: np.ndarray | float = 0.0
     return np.clip(out, -1.0, 1.0)
 
 
-def _ranks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def rank_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Average ranks of each row, and a floor that marks constant rows (ranks all equal)."""
     r = sps.rankdata(np.atleast_2d(np.asarray(x, dtype=float)), axis=1)
     return r, np.where(np.ptp(r, axis=1) > 0, 0.0, np.inf)
@@ -132,31 +132,36 @@ def _ranks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Spearman's rho of each row pair of ``x`` and ``y`` (``B × n``): the Pearson
     correlation of average ranks, as scipy computes it; NaN for constant rows."""
-    (rx, fx), (ry, fy) = _ranks(x), _ranks(y)
+    (rx, fx), (ry, fy) = rank_rows(x), rank_rows(y)
     return _row_pearson(rx, ry, fx, fy)
 
 
-def kendall_rows(x: np.ndarray, y: np.ndarray, chunk_elements: int = 4_000_000) -> np.ndarray:
-    """Kendall's tau-b of each row pair of ``x`` and ``y`` (``B × n``); NaN for constant rows.
+def resample_counts(idx: np.ndarray, n: int) -> np.ndarray:
+    """How often each of ``n`` points occurs in each resample: ``B × n`` counts."""
+    idx = np.atleast_2d(idx)
+    counts = np.zeros((len(idx), n))
+    np.add.at(counts, (np.arange(len(idx))[:, None], idx), 1.0)
+    return counts
 
-    tau-b = S / sqrt(n_x n_y), with S the concordant minus discordant pairs and n_x (n_y) the
-    pairs not tied in x (y), counted from the sign matrices of all pairs (in chunks of rows)."""
-    x = np.atleast_2d(np.asarray(x, dtype=float))
-    y = np.atleast_2d(np.asarray(y, dtype=float))
-    b, n = x.shape
-    out = np.empty(b)
-    step = max(1, chunk_elements // max(1, n * n))
-    for start in range(0, b, step):
-        xs, ys = x[start:start + step], y[start:start + step]
-        dx = np.sign(xs[:, :, None] - xs[:, None, :]).astype(np.int8)
-        dy = np.sign(ys[:, :, None] - ys[:, None, :]).astype(np.int8)
-        s = (dx * dy).sum(axis=(1, 2), dtype=np.int64) / 2
-        nx = np.abs(dx).sum(axis=(1, 2), dtype=np.int64) / 2
-        ny = np.abs(dy).sum(axis=(1, 2), dtype=np.int64) / 2
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:start + step] = np.where((nx > 0) & (ny > 0), s / np.sqrt(nx * ny),
-                                               np.nan)
-    return out
+
+def kendall_resamples(x: Sequence[float], y: Sequence[float], idx: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b of ``x`` and ``y`` on each resample ``idx`` (``B × n`` indices); NaN
+    where a resample is constant in either variable.
+
+    A resample is a multiset with counts ``w``. Pairs of copies of one point are ties in both
+    variables; pairs of copies of points i and j occur ``w_i w_j`` times with the signs of
+    the original pair. So with ``Sx = sign(x_i - x_j)`` (and ``Sy``) over the original
+    points, S (concordant minus discordant) is ``½ wᵀ (Sx ∘ Sy) w`` and the pairs untied in
+    x are ``½ wᵀ |Sx| w``: one matrix product for all resamples, tau-b = S / sqrt(n_x n_y)."""
+    x, y = _pair(x, y)
+    w = resample_counts(idx, len(x))
+    sx = np.sign(x[:, None] - x[None, :])
+    sy = np.sign(y[:, None] - y[None, :])
+    s = ((w @ (sx * sy)) * w).sum(axis=1) / 2
+    nx = ((w @ np.abs(sx)) * w).sum(axis=1) / 2
+    ny = ((w @ np.abs(sy)) * w).sum(axis=1) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((nx > 0) & (ny > 0), s / np.sqrt(nx * ny), np.nan)
 
 
 def _residual_ranks(r: np.ndarray, design: np.ndarray) -> np.ndarray:
@@ -194,8 +199,11 @@ def _floor(r: np.ndarray) -> np.ndarray:
 def partial_spearman_rows(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     """:func:`partial_spearman` with one control for each row of ``x``, ``y``, ``z``
     (``B × n``), vectorised: residuals of centred ranks on the centred control rank."""
-    rx, ry, rz = (sps.rankdata(np.atleast_2d(np.asarray(a, dtype=float)), axis=1)
-                  for a in (x, y, z))
+    return partial_from_ranks(*(rank_rows(a)[0] for a in (x, y, z)))
+
+
+def partial_from_ranks(rx: np.ndarray, ry: np.ndarray, rz: np.ndarray) -> np.ndarray:
+    """:func:`partial_spearman_rows` from the rank rows (:func:`rank_rows`) of x, y, z."""
     floors = _floor(rx), _floor(ry)
     rx, ry, rz = (a - a.mean(axis=1, keepdims=True) for a in (rx, ry, rz))
     zz = (rz * rz).sum(axis=1, keepdims=True)
@@ -203,6 +211,12 @@ def partial_spearman_rows(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.nda
         bx = np.where(zz > 0, (rx * rz).sum(axis=1, keepdims=True) / zz, 0.0)
         by = np.where(zz > 0, (ry * rz).sum(axis=1, keepdims=True) / zz, 0.0)
     return _row_pearson(rx - bx * rz, ry - by * rz, *floors)
+
+
+def pearson_of_ranks(rx: tuple[np.ndarray, np.ndarray], ry: tuple[np.ndarray, np.ndarray]
+                     ) -> np.ndarray:
+    """:func:`spearman_rows` from two :func:`rank_rows` results."""
+    return _row_pearson(rx[0], ry[0], rx[1], ry[1])
 
 
 def interval(samples: np.ndarray, value: float, n: int, level: float = 0.95) -> Interval:
