@@ -280,7 +280,9 @@ def test_tune_picks_within_the_budget_and_confirms(bench_dir, tmp_path, monkeypa
     assert "confirmation half only" in capsys.readouterr().err
     assert _main([*base, "--half", "confirmation"], monkeypatch) == 0
     confirmation = len(pool_records(bench_dir, half="confirmation"))
-    assert f"## All architectures (n = {confirmation})" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"## All architectures (n = {confirmation})" in printed
+    assert "picked on the tuning half" in printed
     assert _main([*base, "--half", "confirmation", "--split-seed", "3"], monkeypatch) == 2
     assert "--split-seed 0" in capsys.readouterr().err
 

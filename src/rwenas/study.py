@@ -346,8 +346,8 @@ def correlate_pool(bench_dir: str | Path, estimators: Any = None, *,
                    network: Mapping[str, Any] | None = None, out_dir: str | Path | None = None,
                    progress: bool = False, sources: Sequence[str] | None = None,
                    half: str = "all", split_seed: int = 0, resamples: int = 2000,
-                   bins: int = 4, reference: str = "rwe", title: str = ""
-                   ) -> dict[str, Any]:
+                   bins: int = 4, reference: str = "rwe", title: str = "",
+                   note: str = "") -> dict[str, Any]:
     """The pool study: every estimator against the bench's ground truth, with intervals.
 
     The pool is the bench's records of ``sources`` (default: uniform, light, conv, search)
@@ -357,7 +357,8 @@ def correlate_pool(bench_dir: str | Path, estimators: Any = None, *,
     :func:`rwenas.correlation.correlation_report` (``reference``: the estimator the
     paired differences are taken against; the retest statistics are over the pool's
     retested architectures), plus ``"records"`` and ``"sources"``; with ``out_dir`` also
-    writes ``study.md``, ``correlation.csv``, ``bins.csv`` and ``correlation.png``."""
+    writes ``study.md``, ``correlation.csv``, ``bins.csv`` and ``correlation.png``
+    (``note`` is appended to the title)."""
     from rwenas.bench import Bench, _check_sources, retest_correlation
     from rwenas.correlation import correlation_report, write_report
 
@@ -385,8 +386,8 @@ def correlate_pool(bench_dir: str | Path, estimators: Any = None, *,
     report["sources"] = list(wanted)
     report["half"] = half
     if out_dir is not None:
-        write_report(report, out_dir, title=title or _pool_title(config, records, wanted,
-                                                                 half, split_seed))
+        title = title or _pool_title(config, records, wanted, half, split_seed)
+        write_report(report, out_dir, title=title + (f"; {note}" if note else ""))
     return report
 
 

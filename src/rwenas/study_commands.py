@@ -196,6 +196,7 @@ def cmd_study_correlation(args: argparse.Namespace) -> int:
     else:
         _check_bench(args)
         sources = parse_sources(args.sources)
+        note = ""
         if args.tuned:
             from rwenas.tune import load_tuned
 
@@ -210,10 +211,13 @@ def cmd_study_correlation(args: argparse.Namespace) -> int:
                 raise ConfigError("--tuned replaces the estimator 'rwe'; include it in "
                                   "--estimators")
             estimators["rwe"] = tuned
+            note = (f"rwe = the variant {picked['variant']} ({picked.get('description', '')}),"
+                    f" picked on the tuning half by rwenas study tune")
         correlate_pool(args.bench, estimators, train_size=args.train_size,
                        val_size=args.val_size, seed=args.seed, out_dir=args.out,
                        progress=not args.quiet, sources=sources, half=args.half,
-                       split_seed=args.split_seed, resamples=args.resamples, bins=args.bins)
+                       split_seed=args.split_seed, resamples=args.resamples, bins=args.bins,
+                       note=note)
     _print_rows(Path(args.out) / "study.md")
     return 0
 
