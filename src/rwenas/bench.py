@@ -733,7 +733,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         ci = Interval(rt["spearman"], rt["spearman_lo"], rt["spearman_hi"], rt["n"])
         lines.append(f"retest     {rt['n']} architectures trained twice: Spearman "
                      f"{ci.fmt(3)} (95 % bootstrap), Kendall {rt['kendall']:.3f}, "
-                     f"mean |Δacc| {100 * rt['mean_abs_diff']:.2f} points")
+                     f"mean |Δacc| {100 * rt['mean_abs_diff']:.2f} points"
+                     + (" — too few for the interval to mean much" if rt["n"] < 10 else ""))
         lines.append(f"bound      no estimator can exceed Spearman sqrt(reliability) = "
                      f"{rt['bound']:.3f} [{rt['bound_lo']:.3f}, {rt['bound_hi']:.3f}] with "
                      "this truth")

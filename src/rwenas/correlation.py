@@ -175,7 +175,9 @@ def format_report(report: Mapping[str, Any], title: str = "") -> str:
                   f"{rt['n']} architectures trained twice (mean |Δacc| "
                   f"{_f(100 * rt['mean_abs_diff'])} points). No estimator can correlate with "
                   f"this truth by more than sqrt(reliability) = {_f(rt['bound'])} "
-                  f"[{_f(rt['bound_lo'])}, {_f(rt['bound_hi'])}].", ""]
+                  f"[{_f(rt['bound_lo'])}, {_f(rt['bound_hi'])}]."
+                  + (" Too few retested architectures for these intervals to mean much."
+                     if rt["n"] < 10 else ""), ""]
     else:
         lines += ["**Reliability of the truth:** unknown (no architecture trained twice).", ""]
     seconds = report.get("seconds") or {}
