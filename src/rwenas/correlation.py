@@ -274,7 +274,7 @@ def _plot(report: Mapping[str, Any], path: Path, title: str) -> None:
     names = [r["estimator"] for r in groups[0]["rows"]]
     x = np.arange(len(names))
     width = 0.8 / len(groups)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(names) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(names) + 4), 4.6))
     for k, g in enumerate(groups):
         v = np.array([r["spearman"].value for r in g["rows"]], dtype=float)
         lo = np.array([r["spearman"].lo for r in g["rows"]], dtype=float)
@@ -290,9 +290,12 @@ def _plot(report: Mapping[str, Any], path: Path, title: str) -> None:
     ax.set_xticks(x, names, rotation=45, ha="right")
     ax.set_ylabel("Spearman with test accuracy (95 % CI)")
     ax.set_ylim(-1, 1)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if title:
-        ax.set_title(title, fontsize=8)
+        import textwrap
+
+        width = int(fig.get_size_inches()[0] * 12)  # characters of 8-point text per line
+        ax.set_title("\n".join(textwrap.wrap(title, width)), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
