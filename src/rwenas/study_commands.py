@@ -283,14 +283,15 @@ def _add_study_common(p: argparse.ArgumentParser, along: bool) -> None:
                        "bench are trained on demand (default BENCH_DIR/on-demand)")
 
 
-def _add_pool_args(p: argparse.ArgumentParser) -> None:
+def _add_pool_args(p: argparse.ArgumentParser, half: bool = True) -> None:
     from rwenas.bench import HALVES
 
     cli = _cli()
     p.add_argument("--sources", help="comma-separated pool sources: uniform, light, conv, "
                    "search (default all of them; on_demand only when named)")
-    p.add_argument("--half", choices=HALVES, default="all", help="all (default), or the "
-                   "tuning or confirmation half (seeded, stratified by source)")
+    if half:
+        p.add_argument("--half", choices=HALVES, default="all", help="all (default), or the "
+                       "tuning or confirmation half (seeded, stratified by source)")
     p.add_argument("--split-seed", type=cli._nonnegative_int, default=0,
                    help="seed of the tuning/confirmation split (default 0)")
     p.add_argument("--resamples", type=cli._positive_int, default=2000,
@@ -334,7 +335,7 @@ def add_study(sub: argparse._SubParsersAction) -> None:
                    help="estimator and bootstrap seed (default 0)")
     t.add_argument("--threads", type=cli._positive_int, help="torch threads")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
-    _add_pool_args(t)
+    _add_pool_args(t, half=False)  # always the tuning half
     t.set_defaults(handler=cmd_study_tune)
 
     i = ssub.add_parser("init", help="RWE under the 5 initialisation methods along NSGA-II "
