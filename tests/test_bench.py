@@ -97,11 +97,14 @@ def test_build_resume_retest_and_show(tmp_path, monkeypatch, capsys):
 
     summary = bench_summary(bench_dir)
     assert summary["trained"] == 5 and summary["retest"]["n"] == 2
-    accs = [r["test_acc"] for r in records]
+    accs = [r["truth"] for r in records]  # the mean of both runs where retested
     assert summary["acc_min"] == pytest.approx(min(accs))
     assert summary["acc_mean"] == pytest.approx(float(np.mean(accs)))
+    for r in records:
+        assert r["truth"] == pytest.approx(np.mean([r["test_acc"], *r["retest_acc"]]))
     text = format_summary(summary)
     assert "trained    5 of 5" in text and "retest" in text
+    assert "2 architectures trained twice" in text and "sqrt(reliability)" in text
 
     # a changed budget is refused; the CLI shows the bench
     with pytest.raises(ConfigError, match="changed: budget"):
@@ -127,6 +130,7 @@ def test_cli_build_with_two_workers(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["bench", "show", "/nonexistent/bench"], "does not exist"),
+    (["bench", "add-search", "{tmp}", "--seed", "-1"], "between 0"),
     (["bench", "build", "{tmp}/x", "--dataset", "synthetic", "--space", "nope"], "nope"),
 ])
 def test_cli_errors_are_one_line(argv, message, tmp_path, monkeypatch, capsys):
@@ -135,3 +139,109 @@ def test_cli_errors_are_one_line(argv, message, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("rwenas: error:") and message in err
     assert len(err.strip().splitlines()) == 1
+
+
+# -- sources, the search-visited source, halves ------------------------------------------------
+
+FAST_RWE = {"epochs": 2, "folds": 1}
+SEARCH = dict(seeds=2, per_seed=3, generations=2, pop_size=4, train_size=200, val_size=100,
+              rwe_options=FAST_RWE)
+
+
+def test_add_search_tags_samples_resumes_and_build_trains_once(tmp_path, monkeypatch):
+    from rwenas.bench import add_search, bench_pool
+
+    bench_dir = tmp_path / "bench"
+    kwargs = dict(dataset="synthetic", budget=TINY, size=4, retest=1, seed=2)
+    build_bench(bench_dir, **kwargs)
+    first = add_search(bench_dir, **SEARCH)
+    assert first["added"] == 6 and first["per_seed"] == {0: 3, 1: 3}
+    with Bench.open(bench_dir) as bench:
+        search = bench.store.get_state("search_pool")
+        sampled = bench.store.get_state("pool")
+        whole = bench_pool(bench.store)
+    assert [p["search_seed"] for p in search] == [0, 0, 0, 1, 1, 1]
+    assert all(p["kind"] == "search" and p["search_generation"] in (0, 1) for p in search)
+    assert {p["search_generation"] for p in search if p["search_seed"] == 0} == {0, 1}
+    assert not {p["key"] for p in search} & {p["key"] for p in sampled}
+    assert whole == sampled + search
+    # seeded and resumable: nothing new; a larger per_seed extends each seed's sample
+    assert add_search(bench_dir, **SEARCH)["added"] == 0
+    more = add_search(bench_dir, **{**SEARCH, "per_seed": 4})
+    assert more["added"] == 2
+    with Bench.open(bench_dir) as bench:
+        extended = bench.store.get_state("search_pool")
+    assert extended[:6] == search and [p["search_seed"] for p in extended[6:]] == [0, 1]
+
+    calls = []
+    import rwenas.bench as bench_mod
+
+    real = bench_mod.train_architecture
+    monkeypatch.setattr(bench_mod, "train_architecture",
+                        lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    assert build_bench(bench_dir, **kwargs)["trained"] == 8 and len(calls) == 8
+    assert build_bench(bench_dir, **kwargs)["trained"] == 0 and len(calls) == 8
+    records = bench_records(bench_dir)
+    assert [r["source"] for r in records].count("search") == 8
+    only = bench_records(bench_dir, ["search"])
+    assert len(only) == 8 and {r["search_seed"] for r in only} == {0, 1}
+    assert {r["source"] for r in bench_records(bench_dir, ["uniform", "light", "conv"])} <= {
+        "uniform", "light", "conv"}
+    summary = bench_summary(bench_dir)
+    assert summary["pool_sources"]["search"] == 8 and summary["kinds"]["search"] == 8
+    assert "search 8/8" in format_summary(summary)
+    with pytest.raises(ConfigError, match="unknown source"):
+        bench_records(bench_dir, ["searched"])
+
+
+def test_trainings_outside_the_pool_are_on_demand_and_excluded(tmp_path):
+    bench_dir = tmp_path / "bench"
+    build_bench(bench_dir, dataset="synthetic", budget=TINY, size=2, seed=0)
+    space = get_space("micro")
+    stray = sample_pool(space, 3, seed=99)[-1]
+    with Bench.open(bench_dir) as bench:  # as a study along searches once did
+        bench.train_missing([{"genome": stray["genome"], "key": stray["key"],
+                              "kind": "search"}])
+    assert [r["key"] for r in bench_records(bench_dir)] != [] and stray["key"] not in {
+        r["key"] for r in bench_records(bench_dir)}
+    named = bench_records(bench_dir, ["on_demand"])
+    assert [r["key"] for r in named] == [stray["key"]] and named[0]["source"] == "on_demand"
+    summary = bench_summary(bench_dir)
+    assert summary["trained"] == 2 and summary["on_demand"] == 1
+    assert "on demand  1 trained outside the pool" in format_summary(summary)
+
+
+def test_halves_are_stratified_seeded_and_stable_as_the_pool_grows():
+    from rwenas.bench import pool_halves
+
+    space = get_space("micro")
+    pool = sample_pool(space, 40, seed=0) + [
+        {"key": f"s{i}", "kind": "search"} for i in range(9)]
+    halves = pool_halves(pool, seed=0)
+    assert set(halves) == {p["key"] for p in pool}
+    for src in ("uniform", "light", "conv", "search"):
+        keys = [p["key"] for p in pool if p["kind"] == src]
+        tuning = sum(halves[k] == "tuning" for k in keys)
+        assert abs(tuning - (len(keys) - tuning)) <= 1
+    for k in (7, 13, 31):  # a prefix of the pool: nobody changes half
+        small = pool_halves(pool[:k], seed=0)
+        assert all(halves[key] == half for key, half in small.items())
+    assert pool_halves(pool, seed=0) == halves
+    assert pool_halves(pool, seed=1) != halves
+
+
+def test_cli_add_search_and_show(tmp_path, monkeypatch, capsys):
+    bench_dir = tmp_path / "b"
+    build_bench(bench_dir, dataset="synthetic", budget=TINY, size=2, seed=0)
+    argv = ["bench", "add-search", str(bench_dir), "--seeds", "1", "--per-seed", "2",
+            "--generations", "2", "--pop-size", "4", "--train-size", "200", "--val-size",
+            "100", "--quiet"]
+    assert _main(argv, monkeypatch) == 0
+    assert "added 2 search-visited architecture(s)" in capsys.readouterr().out
+    assert _main(["bench", "show", str(bench_dir)], monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert "trained    2 of 4" in out and "search 0/2" in out
+    assert _main(["bench", "show", str(bench_dir), "--sources", "uniform"], monkeypatch) == 0
+    assert _main(["bench", "add-search", str(tmp_path / "none")], monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rwenas: error:") and "does not exist" in err

@@ -191,7 +191,8 @@ def test_grad_norm_and_snip_of_one_linear_layer():
 def test_fisher_of_one_linear_layer():
     lin, x, y = one_linear(1)
     z, g, _ = linear_ce_grads(lin, x, y)
-    expected = float((0.5 * (z * g).pow(2).mean(0)).sum())
+    # each output channel's score counts once per weight of the channel (fan-in 4)
+    expected = 4 * float((0.5 * (z * g).pow(2).mean(0)).sum())
     assert fisher_score(lin, x, y) == pytest.approx(expected, rel=1e-5)
 
 

@@ -19,6 +19,7 @@ from rwenas.study import (
     BenchProvider,
     correlate_pool,
     make_study_estimator,
+    pool_records,
     rank_correlation,
     study_along_search,
     study_init,
@@ -75,12 +76,10 @@ def test_registry_has_short_training():
         make_study_estimator("synflow", nonsense=1)
 
 
-def test_correlate_pool_against_scipy_and_an_oracle(bench_dir, tmp_path, monkeypatch):
+def _oracle_factory(monkeypatch):
+    """Let an oracle estimator see the key of the network it is given."""
     import rwenas.study as study
 
-    records = bench_records(bench_dir)
-    accs = {r["key"]: r["test_acc"] for r in records}
-    # let the oracle see the key of the network it is given
     real_factory = study.ScoreCache.factory
 
     def factory(self, genome, estimator=None):
@@ -94,18 +93,31 @@ def test_correlate_pool_against_scipy_and_an_oracle(bench_dir, tmp_path, monkeyp
         return build
 
     monkeypatch.setattr(study.ScoreCache, "factory", factory)
-    ests = {"oracle": Oracle(accs), "anti": Oracle(accs, sign=1.0),
+
+
+def test_correlate_pool_against_scipy_and_an_oracle(bench_dir, tmp_path, monkeypatch):
+    import rwenas.study as study
+
+    records = bench_records(bench_dir)
+    truth = {r["key"]: r["truth"] for r in records}
+    _oracle_factory(monkeypatch)
+    ests = {"oracle": Oracle(truth), "anti": Oracle(truth, sign=1.0),
             "params": make_study_estimator("params"),
             "short_training": make_study_estimator("short_training", epochs=1, channels=4,
                                                    layers=2)}
     out = tmp_path / "out"
-    rows = correlate_pool(bench_dir, ests, out_dir=out, **SIZES)
-    by = {r["estimator"]: r for r in rows}
-    assert list(by) == ["oracle", "anti", "params", "short_training", "retest"]
-    if len(set(accs.values())) > 1:
-        assert by["oracle"]["spearman"] == pytest.approx(1.0)
-        assert by["anti"]["spearman"] == pytest.approx(-1.0)
-    # the stored numbers against scipy, by hand
+    report = correlate_pool(bench_dir, ests, out_dir=out, reference="oracle", resamples=200,
+                            **SIZES)
+    overall = report["groups"][0]
+    assert overall["group"] == "all" and overall["n"] == len(records)
+    by = {r["estimator"]: r for r in overall["rows"]}
+    assert list(by) == ["oracle", "anti", "params", "short_training"]
+    if len(set(truth.values())) > 1:
+        assert by["oracle"]["spearman"].value == pytest.approx(1.0)
+        assert by["anti"]["spearman"].value == pytest.approx(-1.0)
+        assert by["anti"]["diff"].value == pytest.approx(2.0)
+        assert by["anti"]["p_reference_better"] == 1.0
+    # the stored numbers against scipy, by hand, with the truth the mean of both runs
     from rwenas.data import load_dataset, search_split
     from rwenas.evaluation import derive_seed
     from rwenas.spaces import get_space
@@ -116,30 +128,46 @@ def test_correlate_pool_against_scipy_and_an_oracle(bench_dir, tmp_path, monkeyp
     sc = study.ScoreCache(space, split, ds.info)
     est = make_study_estimator("params")
     values = [sc.score("params", est, r["genome"]).value for r in records]
-    acc_list = [r["test_acc"] for r in records]
+    acc_list = [np.mean([r["test_acc"], *r["retest_acc"]]) for r in records]
     rho = stats.spearmanr([-v for v in values], acc_list).statistic
     tau = stats.kendalltau([-v for v in values], acc_list).statistic
-    assert by["params"]["spearman"] == pytest.approx(rho, nan_ok=True)
-    assert by["params"]["kendall"] == pytest.approx(tau, nan_ok=True)
+    assert by["params"]["spearman"].value == pytest.approx(rho, nan_ok=True)
+    assert by["params"]["kendall"].value == pytest.approx(tau, nan_ok=True)
     assert values[0] == pytest.approx(-est.score(sc.factory(records[0]["genome"]), split,
                                                  seed=derive_seed(0, records[0]["key"])).raw)
     retested = [r for r in records if r["retest_acc"]]
-    assert by["retest"]["n"] == 3
+    assert report["retest"]["n"] == 3
     a = [r["test_acc"] for r in retested]
     b = [r["retest_acc"][0] for r in retested]
     if np.ptp(a) > 0 and np.ptp(b) > 0:
-        assert by["retest"]["spearman"] == pytest.approx(stats.spearmanr(a, b).statistic)
-    assert by["short_training"]["seconds_mean"] > 0
+        assert report["retest"]["spearman"] == pytest.approx(stats.spearmanr(a, b).statistic)
+    assert report["seconds"]["short_training"] > 0
     with open(out / "correlation.csv") as f:
-        assert [r["estimator"] for r in csv.DictReader(f)] == list(by)
+        rows = list(csv.DictReader(f))
+    assert [r["estimator"] for r in rows if r["group"] == "all"][:4] == list(by)
     md = (out / "study.md").read_text()
-    assert "| oracle | 6 |" in md and "test–retest (ceiling)" in md
+    assert "| **oracle** |" in md and "Reliability of the truth" in md
+    assert "Spearman within MAdds bins" in md and "n = " in md
     assert (out / "correlation.png").stat().st_size > 1000
+    assert (out / "bins.csv").is_file()
+
+
+def test_pool_halves_partition_the_pool(bench_dir, monkeypatch):
+    from rwenas.study import pool_records
+
+    _oracle_factory(monkeypatch)
+    every = {r["key"] for r in pool_records(bench_dir)}
+    tuning = {r["key"] for r in pool_records(bench_dir, half="tuning")}
+    confirmation = {r["key"] for r in pool_records(bench_dir, half="confirmation")}
+    assert tuning | confirmation == every and not tuning & confirmation
+    assert abs(len(tuning) - len(confirmation)) <= 3  # ±1 per source
+    with pytest.raises(ConfigError, match="unknown half"):
+        pool_records(bench_dir, half="third")
 
 
 def test_study_along_search_and_init(bench_dir, tmp_path):
-    before = len(bench_records(bench_dir))
-    provider = BenchProvider(bench_dir)
+    before = bench_records(bench_dir)
+    provider = BenchProvider(bench_dir, cache_dir=tmp_path / "cache")
     try:
         out = tmp_path / "along"
         rows = study_along_search(provider, "rwe,params", estimator_options=FAST_RWE,
@@ -150,8 +178,10 @@ def test_study_along_search_and_init(bench_dir, tmp_path):
         assert all(4 < r["n"] <= 8 for r in rows if r["generation"] == 1)
         trained = provider.trained
         assert trained > 0
-        after = len(bench_records(bench_dir))
-        assert after == before + trained  # trained on demand, cached into the bench
+        # trained on demand into the cache: the bench's pool is untouched
+        assert bench_records(bench_dir) == before
+        cached = bench_records(tmp_path / "cache", ["on_demand"])
+        assert len(cached) == trained and bench_records(tmp_path / "cache") == []
         summary = summarise_generations(rows)
         for s in summary:
             vals = [r["spearman"] for r in rows if r["estimator"] == s["estimator"]
@@ -164,10 +194,18 @@ def test_study_along_search_and_init(bench_dir, tmp_path):
         assert (out / "along_search.png").stat().st_size > 1000
         assert (out / "summary.csv").is_file() and (out / "along_search.csv").is_file()
 
-        # the same searches again: every architecture is in the bench now
+        # the same searches again: every architecture is in the bench or its cache now,
+        # also for a new provider reusing the cache
         study_along_search(provider, "params", estimator_options=FAST_RWE, seeds=2,
                            generations=2, pop_size=4, **ALONG)
         assert provider.trained == trained
+        again = BenchProvider(bench_dir, cache_dir=tmp_path / "cache")
+        try:
+            study_along_search(again, "params", estimator_options=FAST_RWE, seeds=1,
+                               generations=2, pop_size=4, **SIZES)
+            assert again.trained == 0
+        finally:
+            again.close()
 
         out2 = tmp_path / "init"
         rows = study_init(provider, methods=["default", "xavier_uniform"],
@@ -193,12 +231,62 @@ def test_cli_correlation_on_the_pool(bench_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "cli"
     argv = ["study", "correlation", "--bench", str(bench_dir), "--out", str(out),
             "--estimators", "params,madds", "--train-size", "200", "--val-size", "100",
-            "--quiet"]
+            "--resamples", "100", "--quiet"]
     assert _main(argv, monkeypatch) == 0
     printed = capsys.readouterr().out
-    n = len(bench_records(bench_dir))  # the along-search test may have added some
-    assert f"| params | {n} |" in printed and f"| madds | {n} |" in printed
+    n = len(bench_records(bench_dir))
+    assert f"## All architectures (n = {n})" in printed
+    assert "| params |" in printed and "| madds |" in printed
     assert (out / "correlation.csv").is_file()
+    half = len(pool_records(bench_dir, half="confirmation"))
+    assert _main([*argv, "--half", "confirmation", "--sources", "uniform,light,conv"],
+                 monkeypatch) == 0
+    assert f"## All architectures (n = {half})" in capsys.readouterr().out
+
+
+def test_tune_picks_within_the_budget_and_confirms(bench_dir, tmp_path, monkeypatch, capsys):
+    import json
+
+    import rwenas.tune as tune
+
+    small = {name: tune.Variant(name, desc, rwe=rwe, images=(200, 100)) for name, desc, rwe in (
+        ("default", "the default", {}),
+        ("no-standardise", "not standardised", {"standardize": False}),
+        ("all-cells", "every cell", {"features": "all_cells"}))}
+    result = tune.tune_rwe(bench_dir, list(small.values()), budget=1e6, resamples=100,
+                           rwe_overrides=FAST_RWE["rwe"], out_dir=tmp_path / "tune")
+    tuning = len(pool_records(bench_dir, half="tuning"))
+    assert result["n"] == tuning
+    rows = {r["variant"]: r for r in result["rows"]}
+    best = max(rows.values(), key=lambda r: (r["spearman"].value, -r["seconds"]))
+    assert result["picked"]["variant"] == best["variant"]
+    assert rows["default"]["diff"] is None and rows["all-cells"]["diff"] is not None
+    picked = json.loads((tmp_path / "tune" / "picked.json").read_text())
+    assert picked["variant"] == best["variant"] and picked["half"] == "tuning"
+    assert "Picked" in (tmp_path / "tune" / "tune.md").read_text()
+    # nothing within a tiny budget: nothing picked
+    none = tune.tune_rwe(bench_dir, list(small.values())[:1], budget=1e-9, resamples=20,
+                         rwe_overrides=FAST_RWE["rwe"])
+    assert none["picked"] is None
+    # the CLI: tune by name, then report on the confirmation half only
+    monkeypatch.setattr(tune, "VARIANTS", small)
+    argv = ["study", "tune", "--bench", str(bench_dir), "--out", str(tmp_path / "t2"),
+            "--variants", "default,all-cells", "--resamples", "50", "--quiet"]
+    assert _main(argv, monkeypatch) == 0
+    assert "# RWE variants on the tuning half" in capsys.readouterr().out
+    base = ["study", "correlation", "--bench", str(bench_dir), "--out", str(tmp_path / "c"),
+            "--estimators", "rwe,params", "--rwe-epochs", "2", "--rwe-folds", "1",
+            "--resamples", "50", "--quiet", "--tuned", str(tmp_path / "t2" / "picked.json"),
+            "--train-size", "200", "--val-size", "100"]
+    assert _main(base, monkeypatch) == 2
+    assert "confirmation half only" in capsys.readouterr().err
+    assert _main([*base, "--half", "confirmation"], monkeypatch) == 0
+    confirmation = len(pool_records(bench_dir, half="confirmation"))
+    printed = capsys.readouterr().out
+    assert f"## All architectures (n = {confirmation})" in printed
+    assert "picked on the tuning half" in printed
+    assert _main([*base, "--half", "confirmation", "--split-seed", "3"], monkeypatch) == 2
+    assert "--split-seed 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -206,6 +294,11 @@ def test_cli_correlation_on_the_pool(bench_dir, tmp_path, monkeypatch, capsys):
     (["--bench", "{bench}", "--estimators", "rwe,oracle"], "unknown estimator 'oracle'"),
     (["--along-search"], "give --bench"),
     (["--along-search", "--nb301-models", "/nonexistent"], "NAS-Bench-301"),
+    (["--bench", "{bench}", "--sources", "uniform,nope"], "unknown source(s) nope"),
+    (["--bench", "{bench}", "--tuned", "/nonexistent.json", "--half", "confirmation"],
+     "does not exist"),
+    (["--bench", "{bench}", "--seed", "-2"], "between 0"),
+    (["--bench", "{bench}", "--half", "middle"], "invalid choice"),
 ])
 def test_cli_errors_are_one_line(extra, message, bench_dir, tmp_path, monkeypatch, capsys):
     import builtins

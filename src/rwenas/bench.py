@@ -4,18 +4,31 @@ A bench is a run directory holding a :class:`~rwenas.search.store.RunStore` (``r
 Its configuration (``kind: "bench"``) names the space, the dataset and the training budget;
 every trained architecture is one evaluation keyed by its canonical key, with
 ``objectives = [test_error]`` and ``extra = {test_acc, seed, budget, kind, retest_acc,
-retest_seeds}``. The pool itself (genomes and how each was sampled) is kept in the store's
-state, so a killed or interrupted build resumes with the same pool and trains only what is
-missing; each finished training is committed at once.
+retest_seeds}`` (plus ``search_seed``, ``search_generation`` for search-visited ones). The
+pool itself (genomes and how each was drawn) is kept in the store's state, so a killed or
+interrupted build resumes with the same pool and trains only what is missing; each finished
+training is committed at once.
 
-Sampling (``sampler``): ``uniform`` draws genomes uniformly; ``mixed`` (default) interleaves
-uniform samples (1/2) with "light" cells whose operations all come from pooling and skip
-connections (1/4) and "conv" cells whose operations are all convolutions (1/4), so the pool
-spans the range a search explores. Pools are prefix-stable: a pool of ``n`` is the first
-``n`` of a pool of ``n + k`` (so ``--size`` can grow on resume).
+**Sources.** Every member of the pool has a source (its ``kind``), and studies select pools by
+source (:data:`SOURCES`; no study mixes them silently):
 
-Retest: the first ``retest`` architectures of the pool are trained twice, with two different
-seeds; their test–retest Spearman correlation is the ceiling no estimator can beat.
+* ``uniform``, ``light``, ``conv`` — the sampled pool (state ``pool``). ``sampler="uniform"``
+  draws genomes uniformly; ``mixed`` (default) interleaves uniform samples (1/2) with "light"
+  cells whose operations all come from pooling and skip connections (1/4) and "conv" cells
+  whose operations are all convolutions (1/4), so the pool spans the range a search explores.
+  Sampled pools are prefix-stable: a pool of ``n`` is the first ``n`` of a pool of ``n + k``
+  (so ``--size`` can grow on resume).
+* ``search`` — architectures that RWE-driven NSGA-II searches visit (state ``search_pool``,
+  appended by :func:`add_search` with their search seed and generation), trained by the next
+  ``bench build``.
+* ``on_demand`` — an architecture trained into this store that belongs to no pool (benches
+  made before on-demand trainings got their own cache, :class:`rwenas.study.BenchProvider`).
+  Never part of a pool unless asked for by name.
+
+Retest: the first ``retest`` architectures of the sampled pool are trained twice, with two
+different seeds. Their test–retest Spearman correlation is the truth's reliability ``r``; no
+estimator can correlate with the measured truth by more than ``sqrt(r)``. Where an
+architecture was trained twice, its ground truth (``truth``) is the mean of the two runs.
 """
 
 from __future__ import annotations
@@ -37,8 +50,11 @@ from rwenas.errors import ConfigError
 
 __all__ = [
     "SAMPLERS",
+    "SOURCES",
     "Bench",
     "BenchBudget",
+    "add_search",
+    "bench_pool",
     "bench_records",
     "bench_summary",
     "build_bench",
@@ -52,6 +68,9 @@ KIND = "bench"
 #: kinds of the mixed sampler, in the order they repeat
 MIXED_PATTERN = ("uniform", "light", "uniform", "conv")
 LIGHT_OPS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect")
+#: the sources a pool is selected from; ``on_demand`` (in no pool) only when named
+SOURCES = ("uniform", "light", "conv", "search")
+ON_DEMAND = "on_demand"
 
 
 @dataclass(frozen=True)
@@ -350,9 +369,12 @@ class Bench:
                 runs = outcome["runs"]
                 first = runs[0]
                 extra = {"test_acc": first["test_acc"], "seed": seeds[0],
-                         "budget": self.budget.to_dict(), "kind": item.get("kind", "search"),
+                         "budget": self.budget.to_dict(), "kind": item.get("kind", ON_DEMAND),
                          "retest_acc": [r["test_acc"] for r in runs[1:]],
                          "retest_seeds": list(seeds[1:])}
+                for name in ("search_seed", "search_generation"):
+                    if name in item:
+                        extra[name] = item[name]
                 self.store.add_evaluation(
                     item["key"], genome, objectives=[1.0 - first["test_acc"]],
                     generation=generation, status="ok",
@@ -425,62 +447,254 @@ def build_bench(bench_dir: str | Path, *, space: str = "micro", dataset: str = "
         if retest > old_retest:
             store.set_state("retest", retest)
         retest_keys = {p["key"] for p in pool[:retest]}
-        trained = bench.train_missing(pool, workers=workers, retest_keys=retest_keys,
+        # the sampled pool first, then the search-visited architectures added to it
+        trained = bench.train_missing(bench_pool(store), workers=workers,
+                                      retest_keys=retest_keys,
                                       progress=progress, stop_after=stop_after,
                                       on_result=on_result)
         return {"trained": trained, "trainings": bench.trainings, "size": len(pool),
+                "search_size": len(store.get_state("search_pool") or []),
                 "bench_dir": str(path)}
 
 
-# -- reading -------------------------------------------------------------------------------------
-def bench_records(bench_dir: str | Path) -> list[dict[str, Any]]:
-    """The successfully trained architectures of a bench: ``[{key, genome, test_acc, seed,
-    retest_acc, kind, seconds, params_m, madds_m}]`` in training order."""
-    with Bench.open(bench_dir) as bench:
-        out = []
-        for rec in bench.store.evaluations("ok"):
-            extra = rec["extra"] or {}
-            out.append({"key": rec["key"], "genome": rec["genome"],
-                        "test_acc": float(extra["test_acc"]), "seed": extra.get("seed"),
-                        "retest_acc": list(extra.get("retest_acc") or []),
-                        "kind": extra.get("kind"), "seconds": rec["seconds"],
-                        "params_m": rec["params_m"], "madds_m": rec["madds_m"]})
-        return out
-
-
-def retest_correlation(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Spearman/Kendall between first and second training of the retested architectures."""
-    from scipy import stats
-
-    pairs = [(r["test_acc"], r["retest_acc"][0]) for r in records if r.get("retest_acc")]
-    out = {"n": len(pairs), "spearman": math.nan, "kendall": math.nan,
-           "mean_abs_diff": math.nan}
-    if len(pairs) >= 2:
-        a, b = np.array(pairs).T
-        if np.ptp(a) > 0 and np.ptp(b) > 0:
-            out["spearman"] = float(stats.spearmanr(a, b).statistic)
-            out["kendall"] = float(stats.kendalltau(a, b).statistic)
-        out["mean_abs_diff"] = float(np.mean(np.abs(a - b)))
+# -- the search-visited source -------------------------------------------------------------------
+def bench_pool(store: Any) -> list[dict[str, Any]]:
+    """The whole pool of a bench's store: the sampled pool (sources uniform/light/conv), then
+    the search-visited architectures (source ``search``); a key is listed once."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for item in (store.get_state("pool") or []) + (store.get_state("search_pool") or []):
+        if item["key"] not in seen:
+            seen.add(item["key"])
+            out.append(item)
     return out
 
 
-def bench_summary(bench_dir: str | Path) -> dict[str, Any]:
-    """Count, accuracy range/mean/std, retest correlation, budget and time per architecture."""
+def add_search(bench_dir: str | Path, *, seeds: int | Sequence[int] = 3, per_seed: int = 20,
+               generations: int = 10, pop_size: int = 10, train_size: int | None = 2000,
+               val_size: int | None = 500, estimator_seed: int = 0,
+               rwe_options: Mapping[str, Any] | None = None, progress: bool = False
+               ) -> dict[str, Any]:
+    """Add architectures visited by RWE-driven NSGA-II searches to the bench's pool, tagged
+    ``search`` with their search seed and the generation of their first visit; the next
+    ``bench build`` trains them (nothing is trained here).
+
+    For each search seed (``seeds``: a count, meaning ``0 … seeds-1``, or a list), NSGA-II
+    over (RWE error, MAdds) runs on the search split (``train_size``/``val_size`` of the
+    bench dataset's training set; quick-profile sizes by default), pop ``pop_size`` for
+    ``generations`` generations, RWE seeded per architecture by ``estimator_seed`` as a
+    search does. Its visited architectures are ordered by
+    :func:`~rwenas.search_visits.spread_over_generations` (seeded by the bench seed and the
+    search seed) and the first ``per_seed`` not yet in the pool are appended. Deterministic
+    and resumable: running it again adds nothing; a larger ``per_seed`` extends each seed's
+    sample. Returns ``{"added", "search_size", "per_seed": {seed: count}}``."""
+    from tqdm.auto import tqdm
+
+    from rwenas.estimators.proxies import RWEEstimator
+    from rwenas.search_visits import nsga2_visits, spread_over_generations
+    from rwenas.study import ScoreCache, estimator_split
+
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list or any(s < 0 for s in seed_list):
+        raise ConfigError("add-search needs at least one non-negative search seed")
+    if isinstance(per_seed, bool) or not isinstance(per_seed, int) or per_seed < 1:
+        raise ConfigError(f"per_seed must be a positive integer, got {per_seed!r}")
+    with Bench.open(bench_dir) as bench:
+        config, space, store = bench.config, bench.space, bench.store
+        estimator = RWEEstimator(**dict(rwe_options or {}))
+        info, split = estimator_split(config["dataset"], data_dir=config.get("data_dir"),
+                                      seed=estimator_seed, train_size=train_size,
+                                      val_size=val_size)
+        cache = ScoreCache(space, split, info, seed=estimator_seed)
+        bench_seed = int(config.get("seed", 0))
+        added = 0
+        counts: dict[int, int] = {}
+        bar = tqdm(total=len(seed_list) * generations, unit="gen", desc="searches",
+                   disable=not progress, dynamic_ncols=True)
+        try:
+            for s in seed_list:
+                first: dict[str, tuple[int, tuple[int, ...]]] = {}
+                for gen, _parents, offspring in nsga2_visits(
+                        space, lambda g: cache.score("rwe", estimator, g).value, cache.madds,
+                        seed=s, generations=generations, pop_size=pop_size):
+                    for g in offspring:
+                        first.setdefault(space.key(g), (gen, g))
+                    bar.update(1)
+                order = spread_over_generations([(k, v[0]) for k, v in first.items()],
+                                                (bench_seed, s, 11))
+                search_pool = list(store.get_state("search_pool") or [])
+                in_pool = {p["key"] for p in bench_pool(store)}
+                have = sum(1 for p in search_pool if p.get("search_seed") == s)
+                new = []
+                for key in order:
+                    if have + len(new) >= per_seed:
+                        break
+                    if key in in_pool:
+                        continue
+                    gen, genome = first[key]
+                    new.append({"genome": [int(v) for v in genome], "key": key,
+                                "kind": "search", "search_seed": s, "search_generation": gen})
+                if new:
+                    store.set_state("search_pool", search_pool + new)
+                added += len(new)
+                counts[s] = have + len(new)
+        finally:
+            bar.close()
+        runs = dict(store.get_state("search_runs") or {})
+        for s in seed_list:
+            runs[str(s)] = {"generations": generations, "pop_size": pop_size,
+                            "train_size": train_size, "val_size": val_size,
+                            "estimator_seed": estimator_seed,
+                            "rwe": dict(rwe_options or {}), "per_seed": per_seed}
+        store.set_state("search_runs", runs)
+        return {"added": added, "search_size": len(store.get_state("search_pool") or []),
+                "per_seed": counts}
+
+
+# -- tuning and confirmation halves ---------------------------------------------------------------
+HALVES = ("all", "tuning", "confirmation")
+
+
+def pool_halves(pool: Sequence[Mapping[str, Any]], seed: int = 0) -> dict[str, str]:
+    """``{key: "tuning" | "confirmation"}``: a seeded split of the pool, stratified by source.
+
+    Within each source, members are paired in pool order (1st with 2nd, 3rd with 4th, …) and
+    a coin seeded by ``seed`` and the pair's first key sends one of each pair to each half.
+    So every source is split in half (±1), and the split is stable as the bench grows (the
+    pool is append-only and a pair's coin never changes): an architecture used for tuning
+    never moves to the confirmation half."""
+    from rwenas.evaluation import derive_seed
+
+    halves: dict[str, str] = {}
+    by_source: dict[str, list[str]] = {}
+    for item in pool:
+        by_source.setdefault(item.get("kind") or "uniform", []).append(item["key"])
+    for keys in by_source.values():
+        for i in range(0, len(keys), 2):
+            first_tunes = derive_seed(int(seed), keys[i]) % 2 == 0
+            halves[keys[i]] = "tuning" if first_tunes else "confirmation"
+            if i + 1 < len(keys):
+                halves[keys[i + 1]] = "confirmation" if first_tunes else "tuning"
+    return halves
+
+
+def select_half(bench_dir: str | Path, records: Sequence[Mapping[str, Any]], half: str,
+                seed: int = 0) -> list[dict[str, Any]]:
+    """The records of ``half`` (``all``, ``tuning`` or ``confirmation``; see
+    :func:`pool_halves`)."""
+    if half not in HALVES:
+        raise ConfigError(f"unknown half {half!r} (known: {', '.join(HALVES)})")
+    if half == "all":
+        return [dict(r) for r in records]
+    with Bench.open(bench_dir) as bench:
+        halves = pool_halves(bench_pool(bench.store), seed)
+    return [dict(r) for r in records if halves.get(r["key"]) == half]
+
+
+# -- reading -------------------------------------------------------------------------------------
+def _check_sources(sources: Sequence[str] | None) -> tuple[str, ...]:
+    if sources is None:
+        return SOURCES
+    out = tuple(dict.fromkeys(str(s).strip().lower() for s in sources if str(s).strip()))
+    bad = [s for s in out if s not in (*SOURCES, ON_DEMAND)]
+    if bad or not out:
+        raise ConfigError(f"unknown source(s) {', '.join(bad) or '(none given)'} "
+                          f"(known: {', '.join((*SOURCES, ON_DEMAND))})")
+    return out
+
+
+def parse_sources(text: str | None) -> tuple[str, ...]:
+    """``"uniform,light"`` → the sources; ``None``/``"all"`` → :data:`SOURCES`."""
+    if text is None or text.strip().lower() == "all":
+        return SOURCES
+    return _check_sources(text.split(","))
+
+
+def bench_records(bench_dir: str | Path, sources: Sequence[str] | None = None
+                  ) -> list[dict[str, Any]]:
+    """The successfully trained architectures of a bench's pool: ``[{key, genome, test_acc,
+    truth, seed, retest_acc, source, kind, search_seed, search_generation, seconds, params_m,
+    madds_m}]`` in training order, only those of ``sources`` (default: every pool source,
+    :data:`SOURCES`; ``on_demand`` only when named). ``truth`` is the mean test accuracy of
+    all its trainings (one, or two for a retested architecture)."""
+    wanted = _check_sources(sources)
+    with Bench.open(bench_dir) as bench:
+        source_of = {p["key"]: p.get("kind") or "uniform" for p in bench_pool(bench.store)}
+        out = []
+        for rec in bench.store.evaluations("ok"):
+            extra = rec["extra"] or {}
+            source = source_of.get(rec["key"], ON_DEMAND)
+            if source not in wanted:
+                continue
+            runs = [float(extra["test_acc"])] + [float(a) for a in extra.get("retest_acc")
+                                                  or []]
+            out.append({"key": rec["key"], "genome": rec["genome"],
+                        "test_acc": runs[0], "truth": float(np.mean(runs)),
+                        "seed": extra.get("seed"), "retest_acc": runs[1:],
+                        "source": source, "kind": extra.get("kind"),
+                        "search_seed": extra.get("search_seed"),
+                        "search_generation": extra.get("search_generation"),
+                        "seconds": rec["seconds"], "params_m": rec["params_m"],
+                        "madds_m": rec["madds_m"]})
+        return out
+
+
+def retest_correlation(records: Sequence[Mapping[str, Any]], *, resamples: int = 2000,
+                       seed: int = 0) -> dict[str, Any]:
+    """Test–retest statistics of the architectures trained twice: Spearman (with its seeded
+    bootstrap interval ``spearman_lo``/``spearman_hi``), Kendall, the
+    mean |Δacc| and the bound ``sqrt(Spearman)`` on any estimator's correlation with the
+    (noisy) truth, with the interval's bounds carried through the square root."""
+    from rwenas import stats
+
+    pairs = [(r["test_acc"], r["retest_acc"][0]) for r in records if r.get("retest_acc")]
+    n = len(pairs)
+    out: dict[str, Any] = {"n": n, "spearman": math.nan, "kendall": math.nan,
+                           "mean_abs_diff": math.nan, "spearman_lo": math.nan,
+                           "spearman_hi": math.nan, "resamples": resamples, "bound": math.nan,
+                           "bound_lo": math.nan, "bound_hi": math.nan}
+    if n >= 2:
+        a, b = np.array(pairs).T
+        out["spearman"] = stats.spearman(a, b)
+        out["kendall"] = stats.kendall(a, b)
+        out["mean_abs_diff"] = float(np.mean(np.abs(a - b)))
+        idx = stats.bootstrap_indices(n, resamples, seed)
+        ci = stats.interval(stats.spearman_rows(a[idx], b[idx]), out["spearman"], n)
+        out["spearman_lo"], out["spearman_hi"] = ci.lo, ci.hi
+        out["bound"] = stats.reliability_bound(out["spearman"])
+        out["bound_lo"] = stats.reliability_bound(ci.lo)
+        out["bound_hi"] = stats.reliability_bound(ci.hi)
+    return out
+
+
+def bench_summary(bench_dir: str | Path, sources: Sequence[str] | None = None
+                  ) -> dict[str, Any]:
+    """Size and sources (pool and trained, per source), accuracy range/mean/std of the
+    truth, reliability (test–retest Spearman with bootstrap interval, n retested, mean
+    |Δacc|, the ``sqrt`` bound), budget and time per architecture."""
+    wanted = _check_sources(sources)
     with Bench.open(bench_dir) as bench:
         config = bench.config
-        pool = bench.store.get_state("pool") or []
+        pool = bench_pool(bench.store)
         failed = len(bench.store.evaluations("failed"))
-    records = bench_records(bench_dir)
-    accs = np.array([r["test_acc"] for r in records], dtype=float)
+        in_pool = {p["key"] for p in pool}
+        on_demand = sum(1 for r in bench.store.evaluations("ok") if r["key"] not in in_pool)
+    records = bench_records(bench_dir, wanted)
+    accs = np.array([r["truth"] for r in records], dtype=float)
     secs = np.array([r["seconds"] or 0.0 for r in records], dtype=float)
     kinds: dict[str, int] = {}
     for r in records:
-        kinds[r["kind"] or "?"] = kinds.get(r["kind"] or "?", 0) + 1
+        kinds[r["source"]] = kinds.get(r["source"], 0) + 1
+    pool_sources: dict[str, int] = {}
+    for p in pool:
+        pool_sources[p.get("kind") or "uniform"] = pool_sources.get(p.get("kind") or "uniform",
+                                                                   0) + 1
     return {
         "bench_dir": str(bench_dir), "space": config["space"], "dataset": config["dataset"],
         "sampler": config.get("sampler"), "seed": config.get("seed"),
         "budget": config["budget"], "pool_size": len(pool), "trained": len(records),
-        "failed": failed, "kinds": kinds,
+        "failed": failed, "kinds": kinds, "pool_sources": pool_sources,
+        "on_demand": on_demand, "sources": list(wanted),
         "acc_min": float(accs.min()) if len(accs) else math.nan,
         "acc_max": float(accs.max()) if len(accs) else math.nan,
         "acc_mean": float(accs.mean()) if len(accs) else math.nan,
@@ -491,21 +705,41 @@ def bench_summary(bench_dir: str | Path) -> dict[str, Any]:
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
+    """``bench show``'s text: size, sources, budget, accuracy, reliability, time."""
     b = BenchBudget(**summary["budget"])
     rt = summary["retest"]
+    pool_sources = summary.get("pool_sources", {})
+    per_source = ", ".join(f"{k} {summary['kinds'].get(k, 0)}/{pool_sources.get(k, 0)}"
+                           for k in (*SOURCES, ON_DEMAND)
+                           if pool_sources.get(k) or summary["kinds"].get(k))
     lines = [
         f"bench      {summary['bench_dir']}",
         f"space      {summary['space']} on {summary['dataset']} "
         f"(sampler {summary['sampler']}, seed {summary['seed']})",
         f"budget     {b.describe()}",
         f"trained    {summary['trained']} of {summary['pool_size']} "
-        f"({', '.join(f'{k} {v}' for k, v in sorted(summary['kinds'].items())) or 'none'})"
+        f"({per_source or 'none'}: trained/pool per source)"
         + (f", {summary['failed']} failed" if summary["failed"] else ""),
-        f"test acc   {100 * summary['acc_min']:.2f}–{100 * summary['acc_max']:.2f} % "
-        f"(mean {100 * summary['acc_mean']:.2f} %, std {100 * summary['acc_std']:.2f})",
-        f"retest     {rt['n']} architectures trained twice: Spearman {rt['spearman']:.3f}, "
-        f"Kendall {rt['kendall']:.3f}, mean |Δacc| {100 * rt['mean_abs_diff']:.2f} points"
-        if rt["n"] else "retest     none (use --retest N)",
-        f"time       {summary['seconds_per_arch']:.1f} s per architecture (one training)",
     ]
+    if summary.get("on_demand"):
+        lines.append(f"on demand  {summary['on_demand']} trained outside the pool "
+                     "(source on_demand; in no pool unless named)")
+    lines.append(f"test acc   {100 * summary['acc_min']:.2f}–{100 * summary['acc_max']:.2f} % "
+                 f"(mean {100 * summary['acc_mean']:.2f} %, std {100 * summary['acc_std']:.2f};"
+                 " retested: mean of both runs)")
+    if rt["n"]:
+        from rwenas.stats import Interval
+
+        ci = Interval(rt["spearman"], rt["spearman_lo"], rt["spearman_hi"], rt["n"])
+        lines.append(f"retest     {rt['n']} architectures trained twice: Spearman "
+                     f"{ci.fmt(3)} (95 % bootstrap), Kendall {rt['kendall']:.3f}, "
+                     f"mean |Δacc| {100 * rt['mean_abs_diff']:.2f} points"
+                     + (" — too few for the interval to mean much" if rt["n"] < 10 else ""))
+        lines.append(f"bound      no estimator can exceed Spearman sqrt(reliability) = "
+                     f"{rt['bound']:.3f} [{rt['bound_lo']:.3f}, {rt['bound_hi']:.3f}] with "
+                     "this truth")
+    else:
+        lines.append("retest     none (use --retest N)")
+    lines.append(f"time       {summary['seconds_per_arch']:.1f} s per architecture "
+                 "(one training)")
     return "\n".join(lines)

@@ -47,6 +47,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < 2 ** 31:
+        raise argparse.ArgumentTypeError(f"{value} must be between 0 and 2**31 - 1")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)

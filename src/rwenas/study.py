@@ -2,14 +2,16 @@
 
 Two studies, both against a ground truth of test accuracies:
 
-* :func:`correlate_pool` — over a fixed bench pool (:mod:`rwenas.bench`): Spearman and Kendall
-  of every estimator against the bench's test accuracy, with its mean seconds per
-  architecture, next to the bench's test–retest ceiling.
+* :func:`correlate_pool` — over a fixed bench pool (:mod:`rwenas.bench`), selected by source
+  and by half (tuning or confirmation): Spearman and Kendall of every estimator against the
+  bench's ground truth with bootstrap intervals, paired differences to RWE, partial
+  correlations at equal cost and the truth's reliability (:mod:`rwenas.correlation`).
 * :func:`study_along_search` — as in the paper's Fig. 3: NSGA-II searches (one estimator, the
   *driver*, plus MAdds as objectives), and at every generation the Spearman correlation of
   every estimator over the union of parents and offspring, against a ground-truth provider
-  (:class:`BenchProvider` trains missing architectures on demand at the bench's budget and
-  caches them into the bench; :class:`NB301Provider` queries NAS-Bench-301). Mean ± std per
+  (:class:`BenchProvider` trains missing architectures on demand at the bench's budget into
+  a separate cache, never into the bench's pool; :class:`NB301Provider` queries
+  NAS-Bench-301). Mean ± std per
   generation over seeds. :func:`study_init` is the same study for RWE with the five
   initialisation methods (Fig. 4).
 
@@ -188,11 +190,18 @@ def estimator_split(dataset: str, *, data_dir: str | None = None, seed: int = 0,
 
 # -- ground truth providers -----------------------------------------------------------------------
 class BenchProvider:
-    """Test accuracies from a bench; architectures not in it are trained at its budget (on
-    ``workers`` processes) and cached into it."""
+    """Ground-truth accuracies from a bench, for studies along searches.
 
-    def __init__(self, bench_dir: str | Path, *, workers: int = 1, progress: bool = False
-                 ) -> None:
+    An architecture in the bench (any source) gets its ``truth`` there (the mean of its
+    trainings). One not in it is trained on demand at the bench's budget (on ``workers``
+    processes) into a separate *cache* bench (``cache_dir``, default ``BENCH_DIR/on-demand``;
+    same space, dataset, seed and budget), never into the bench itself: a study along
+    searches must not change the pool that other studies read (:func:`rwenas.bench.
+    bench_records`). ``trained`` counts the on-demand trainings of this provider; the cache
+    is reused by later studies."""
+
+    def __init__(self, bench_dir: str | Path, *, cache_dir: str | Path | None = None,
+                 workers: int = 1, progress: bool = False) -> None:
         from rwenas.bench import Bench
 
         self.bench = Bench.open(bench_dir)
@@ -201,24 +210,60 @@ class BenchProvider:
         self.space_name = self.bench.config["space"]
         self.dataset = self.bench.config["dataset"]
         self.data_dir = self.bench.config.get("data_dir")
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else \
+            Path(bench_dir) / "on-demand"
+        self._cache: Any = None
 
     @property
     def trained(self) -> int:
-        return self.bench.trainings
+        return 0 if self._cache is None else self._cache.trainings
+
+    def cache(self):
+        """The cache bench (created with the bench's configuration on first use)."""
+        from rwenas.bench import _FIXED, Bench
+        from rwenas.search.store import DB_NAME, RunStore
+
+        if self._cache is None:
+            config = {**self.bench.config, "cache_of": str(self.bench.store.run_dir)}
+            if (self.cache_dir / DB_NAME).is_file():
+                store = RunStore.open(self.cache_dir)
+                changed = [k for k in _FIXED if store.config.get(k) != config.get(k)]
+                if changed:
+                    store.close()
+                    raise ConfigError(f"on-demand cache {self.cache_dir} belongs to another "
+                                      f"bench (changed: {', '.join(changed)})")
+            else:
+                store = RunStore.create(self.cache_dir, config)
+            self._cache = Bench(store)
+        return self._cache
+
+    def _truth(self, bench: Any, key: str) -> float | None:
+        rec = bench.store.get_evaluation(key)
+        if rec is None or rec["status"] != "ok":
+            return None
+        extra = rec["extra"]
+        return float(np.mean([extra["test_acc"], *(extra.get("retest_acc") or [])]))
 
     def accuracies(self, genomes: Sequence[Sequence[int]]) -> list[float]:
         space = self.bench.space
-        items = [{"genome": list(g), "key": space.key(g), "kind": "search"} for g in genomes]
-        self.bench.train_missing(items, workers=self.workers, progress=self.progress,
-                                 generation=1)
+        keys = [space.key(g) for g in genomes]
+        missing = [{"genome": list(g), "key": k, "kind": "on_demand"}
+                   for g, k in zip(genomes, keys, strict=True)
+                   if self._truth(self.bench, k) is None]
+        if missing:
+            self.cache().train_missing(missing, workers=self.workers, progress=self.progress)
         out = []
-        for item in items:
-            acc = self.bench.accuracy(item["key"])
+        for k in keys:
+            acc = self._truth(self.bench, k)
+            if acc is None and self._cache is not None:
+                acc = self._truth(self._cache, k)
             out.append(math.nan if acc is None else acc)
         return out
 
     def close(self) -> None:
         self.bench.close()
+        if self._cache is not None:
+            self._cache.close()
 
 
 class NB301Provider:
@@ -249,126 +294,122 @@ class NB301Provider:
 
 
 # -- (a) a fixed pool ----------------------------------------------------------------------------
+def _sizes(est: Any, train_size: int | None, val_size: int | None
+           ) -> tuple[int | None, int | None]:
+    """The search-split sizes an estimator scores on: its own ``images`` if it has them."""
+    images = getattr(est, "images", None)
+    return (train_size, val_size) if images is None else (images[0], images[1])
+
+
+def score_pool(records: Sequence[Mapping[str, Any]], estimators: Mapping[str, Any], *,
+               space: Any, dataset: str, data_dir: str | None = None,
+               train_size: int | None = 2000, val_size: int | None = 500, seed: int = 0,
+               network: Mapping[str, Any] | None = None, progress: bool = False
+               ) -> dict[str, list[Any]]:
+    """``{label: [Score per record]}``: every estimator on every record's genome, on the
+    search split of ``dataset`` (an estimator with ``images = (train, val)`` gets a split of
+    that size), seeded per architecture by ``derive_seed(seed, key)``."""
+    from tqdm.auto import tqdm
+
+    caches: dict[tuple[int | None, int | None], ScoreCache] = {}
+    out: dict[str, list[Any]] = {}
+    bar = tqdm(total=len(estimators) * len(records), unit="score", desc="estimators",
+               disable=not progress, dynamic_ncols=True)
+    try:
+        for label, est in estimators.items():
+            sizes = _sizes(est, train_size, val_size)
+            if sizes not in caches:
+                info, split = estimator_split(dataset, data_dir=data_dir, seed=seed,
+                                              train_size=sizes[0], val_size=sizes[1])
+                caches[sizes] = ScoreCache(space, split, info, seed=seed, network=network)
+            scores = []
+            for r in records:
+                scores.append(caches[sizes].score(label, est, r["genome"]))
+                bar.update(1)
+            out[label] = scores
+    finally:
+        bar.close()
+    return out
+
+
+def pool_records(bench_dir: str | Path, *, sources: Sequence[str] | None = None,
+                 half: str = "all", split_seed: int = 0) -> list[dict[str, Any]]:
+    """The bench's records of ``sources`` (default every pool source) in ``half``."""
+    from rwenas.bench import bench_records, select_half
+
+    return select_half(bench_dir, bench_records(bench_dir, sources), half, split_seed)
+
+
 def correlate_pool(bench_dir: str | Path, estimators: Any = None, *,
                    estimator_options: Mapping[str, Mapping[str, Any]] | None = None,
                    train_size: int | None = 2000, val_size: int | None = 500, seed: int = 0,
                    network: Mapping[str, Any] | None = None, out_dir: str | Path | None = None,
-                   progress: bool = False) -> list[dict[str, Any]]:
-    """Spearman/Kendall of each estimator against the bench's test accuracy.
+                   progress: bool = False, sources: Sequence[str] | None = None,
+                   half: str = "all", split_seed: int = 0, resamples: int = 2000,
+                   bins: int = 4, reference: str = "rwe", title: str = "",
+                   note: str = "") -> dict[str, Any]:
+    """The pool study: every estimator against the bench's ground truth, with intervals.
 
-    Returns one row per estimator ``{estimator, n, spearman, kendall, seconds_mean,
-    failed}``, then a ``retest`` row (the bench's test–retest correlation, the noise
-    ceiling). Estimators score on the search split (``train_size``/``val_size`` of the
-    bench dataset's training set) at the search setting (``network`` overrides). With
-    ``out_dir``: ``correlation.csv``, ``study.md``, ``correlation.png``."""
-    from tqdm.auto import tqdm
-
-    from rwenas.bench import Bench, bench_records, retest_correlation
+    The pool is the bench's records of ``sources`` (default: uniform, light, conv, search)
+    in ``half`` (``all``, ``tuning`` or ``confirmation``, split by ``split_seed``).
+    Estimators score on the search split (``train_size``/``val_size`` of the bench
+    dataset's training set) at the search setting (``network`` overrides). Returns
+    :func:`rwenas.correlation.correlation_report` (``reference``: the estimator the
+    paired differences are taken against; the retest statistics are over the pool's
+    retested architectures), plus ``"records"`` and ``"sources"``; with ``out_dir`` also
+    writes ``study.md``, ``correlation.csv``, ``bins.csv`` and ``correlation.png``
+    (``note`` is appended to the title)."""
+    from rwenas.bench import Bench, _check_sources, retest_correlation
+    from rwenas.correlation import correlation_report, write_report
 
     with Bench.open(bench_dir) as bench:
         config = bench.config
         space = bench.space
-    records = bench_records(bench_dir)
-    if len(records) < 2:
-        raise ConfigError(f"bench {bench_dir} has {len(records)} trained architecture(s); "
-                          "need at least 2")
+    wanted = _check_sources(sources)
+    records = pool_records(bench_dir, sources=wanted, half=half, split_seed=split_seed)
+    if len(records) < 3:
+        raise ConfigError(f"bench {bench_dir} has {len(records)} trained architecture(s) of "
+                          f"sources {','.join(wanted)} in half {half!r}; need at least 3")
     ests = resolve_estimators(estimators, estimator_options)
-    info, split = estimator_split(config["dataset"], data_dir=config.get("data_dir"),
-                                  seed=seed, train_size=train_size, val_size=val_size)
-    cache = ScoreCache(space, split, info, seed=seed, network=network)
-    accs = [r["test_acc"] for r in records]
-    rows = []
-    bar = tqdm(total=len(ests) * len(records), unit="score", desc="estimators",
-               disable=not progress, dynamic_ncols=True)
-    try:
-        for label, est in ests.items():
-            scores = []
-            for r in records:
-                scores.append(cache.score(label, est, r["genome"]))
-                bar.update(1)
-            values = [s.value for s in scores]
-            rho, tau = rank_correlation(values, accs)
-            rows.append({"estimator": label, "n": len(records), "spearman": rho,
-                         "kendall": tau,
-                         "seconds_mean": float(np.mean([s.seconds for s in scores])),
-                         "failed": sum(not s.finite for s in scores)})
-    finally:
-        bar.close()
-    rt = retest_correlation(records)
-    rows.append({"estimator": "retest", "n": rt["n"], "spearman": rt["spearman"],
-                 "kendall": rt["kendall"],
-                 "seconds_mean": float(np.mean([r["seconds"] or 0.0 for r in records])),
-                 "failed": 0})
+    scores = score_pool(records, ests, space=space, dataset=config["dataset"],
+                        data_dir=config.get("data_dir"), train_size=train_size,
+                        val_size=val_size, seed=seed, network=network, progress=progress)
+    report = correlation_report(
+        {k: [s.value for s in v] for k, v in scores.items()},
+        [r["truth"] for r in records], [r["source"] for r in records],
+        [r["madds_m"] for r in records], [r["params_m"] for r in records],
+        reference=reference, resamples=resamples, seed=seed, bins=bins,
+        retest=retest_correlation(records, resamples=resamples, seed=seed),
+        seconds={k: float(np.mean([s.seconds for s in v])) for k, v in scores.items()},
+        failed={k: sum(not s.finite for s in v) for k, v in scores.items()})
+    report["records"] = len(records)
+    report["sources"] = list(wanted)
+    report["half"] = half
     if out_dir is not None:
-        write_pool_outputs(rows, out_dir, title=_pool_title(config, len(records)))
-    return rows
+        title = title or _pool_title(config, records, wanted, half, split_seed)
+        write_report(report, out_dir, title=title + (f"; {note}" if note else ""))
+    return report
 
 
-def _pool_title(config: Mapping[str, Any], n: int) -> str:
+def _pool_title(config: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
+                sources: Sequence[str], half: str, split_seed: int) -> str:
     from rwenas.bench import BenchBudget
 
-    return (f"{n} {config['space']} architectures on {config['dataset']} "
-            f"({BenchBudget(**config['budget']).describe()})")
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["source"]] = counts.get(r["source"], 0) + 1
+    which = "" if half == "all" else f", {half} half (split seed {split_seed})"
+    return (f"{len(records)} {config['space']} architectures on {config['dataset']} "
+            f"({', '.join(f'{k} {v}' for k, v in counts.items())}; sources "
+            f"{','.join(sources)}{which}); truth trained at "
+            f"{BenchBudget(**config['budget']).describe()}")
 
 
 def _fmt(x: float, digits: int = 3) -> str:
     return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
-def write_pool_outputs(rows: Sequence[Mapping[str, Any]], out_dir: str | Path,
-                       title: str = "") -> dict[str, Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    fields = ["estimator", "n", "spearman", "kendall", "seconds_mean", "failed"]
-    with open(out / "correlation.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r[k] for k in fields})
-    lines = ["# Estimator study: rank correlation with trained test accuracy", ""]
-    if title:
-        lines += [title, ""]
-    lines += ["| estimator | n | Spearman | Kendall | s / arch |", "|---|---|---|---|---|"]
-    for r in rows:
-        name = "test–retest (ceiling)" if r["estimator"] == "retest" else r["estimator"]
-        lines.append(f"| {name} | {r['n']} | {_fmt(r['spearman'])} | {_fmt(r['kendall'])} | "
-                     f"{_fmt(r['seconds_mean'], 2)} |")
-    (out / "study.md").write_text("\n".join(lines) + "\n")
-    png = out / "correlation.png"
-    _bar_plot(rows, png, title)
-    return {"csv": out / "correlation.csv", "md": out / "study.md", "png": png}
-
-
-def _bar_plot(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [r["estimator"] for r in rows]
-    x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(rows) + 2), 4))
-    sp = [r["spearman"] if math.isfinite(r["spearman"]) else 0.0 for r in rows]
-    kt = [r["kendall"] if math.isfinite(r["kendall"]) else 0.0 for r in rows]
-    ax.bar(x - 0.2, sp, 0.4, label="Spearman")
-    ax.bar(x + 0.2, kt, 0.4, label="Kendall")
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(x, names, rotation=45, ha="right")
-    ax.set_ylabel("rank correlation with test accuracy")
-    ax.set_ylim(-1, 1)
-    ax.legend()
-    if title:
-        ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 # -- (b) along NSGA-II searches --------------------------------------------------------------------
-def _worst(v: float) -> float:
-    return v if math.isfinite(v) else 1e12
-
-
 def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "rwe",
                        seeds: int | Sequence[int] = 5, generations: int = 10, pop_size: int = 10,
                        estimator_options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -386,11 +427,9 @@ def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "
     Returns rows ``{seed, generation, estimator, spearman, kendall, n}``; with ``out_dir``
     also ``along_search.csv``, ``summary.csv``, ``study.md`` and ``along_search.png``.
     ``driver`` is an estimator label of ``estimators`` or a registered name."""
-    from pymoo.core.evaluator import Evaluator
-    from pymoo.problems.static import StaticProblem
     from tqdm.auto import tqdm
 
-    from rwenas.search.nsga2 import make_algorithm
+    from rwenas.search_visits import nsga2_visits
     from rwenas.spaces import get_space
 
     ests = resolve_estimators(estimators, estimator_options)
@@ -414,24 +453,10 @@ def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "
                disable=not progress, dynamic_ncols=True)
     try:
         for s in seed_list:
-            config = {"objectives": ["driver", "madds"], "pop_size": pop_size,
-                      "generations": generations, "crossover_prob": 0.9, "mutation_eta": 3.0,
-                      "seed": s}
-            algorithm = make_algorithm(space, config)
-            fix_rng = np.random.default_rng([s, 301])
-            generation = 0
-            while algorithm.has_next():
-                parents = [] if algorithm.pop is None else [
-                    tuple(int(v) for v in x) for x in algorithm.pop.get("X")]
-                pop = algorithm.ask()
-                genomes = [tuple(int(v) for v in np.rint(x)) for x in pop.get("X")]
-                if hasattr(space, "fix"):
-                    genomes = [space.fix(g, fix_rng) for g in genomes]
-                    pop.set("X", np.array(genomes, dtype=int))
-                F = np.array([[_worst(cache.score(driver_label, driver_est, g).value),
-                               cache.madds(g)] for g in genomes], dtype=float)
-                Evaluator().eval(StaticProblem(algorithm.problem, F=F), pop)
-                algorithm.tell(infills=pop)
+            visits = nsga2_visits(space, lambda g: cache.score(driver_label, driver_est, g).value,
+                                  cache.madds, seed=s, generations=generations,
+                                  pop_size=pop_size)
+            for generation, parents, genomes in visits:
                 union: dict[str, tuple[int, ...]] = {}
                 for g in parents + genomes:
                     union.setdefault(space.key(g), g)
@@ -442,7 +467,6 @@ def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "
                     rho, tau = rank_correlation(values, accs)
                     rows.append({"seed": s, "generation": generation, "estimator": label,
                                  "spearman": rho, "kendall": tau, "n": len(members)})
-                generation += 1
                 bar.update(1)
     finally:
         bar.close()

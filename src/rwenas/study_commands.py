@@ -1,11 +1,10 @@
-"""``rwenas bench build|show`` and ``rwenas study correlation|init`` (wired into
-:data:`rwenas.cli.COMMANDS` as :func:`add_bench` and :func:`add_study`)."""
+"""``rwenas bench build|add-search|show`` and ``rwenas study correlation|tune|init`` (wired
+into :data:`rwenas.cli.COMMANDS` as :func:`add_bench` and :func:`add_study`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +42,27 @@ def cmd_bench_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_show(args: argparse.Namespace) -> int:
-    from rwenas.bench import bench_summary, format_summary
+def cmd_bench_add_search(args: argparse.Namespace) -> int:
+    from rwenas.bench import add_search
 
-    summary = bench_summary(args.bench_dir)
+    _set_threads(args)
+    if not Path(args.bench_dir).is_dir():
+        raise ConfigError(f"bench directory {args.bench_dir} does not exist")
+    result = add_search(args.bench_dir, seeds=args.seeds, per_seed=args.per_seed,
+                        generations=args.generations, pop_size=args.pop_size,
+                        train_size=args.train_size, val_size=args.val_size,
+                        estimator_seed=args.seed, progress=not args.quiet)
+    per_seed = ", ".join(f"seed {s}: {n}" for s, n in result["per_seed"].items())
+    print(f"added {result['added']} search-visited architecture(s) to the pool "
+          f"({per_seed}); {result['search_size']} of source 'search' in all. "
+          "`rwenas bench build` with the bench's settings trains them.")
+    return 0
+
+
+def cmd_bench_show(args: argparse.Namespace) -> int:
+    from rwenas.bench import bench_summary, format_summary, parse_sources
+
+    summary = bench_summary(args.bench_dir, parse_sources(args.sources))
     if args.json:
         print(json.dumps(summary, indent=2, default=lambda o: None))
     else:
@@ -91,8 +107,29 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(handler=cmd_bench_build)
 
-    s = bsub.add_parser("show", help="summarise a bench")
+    a = bsub.add_parser("add-search", help="add architectures visited by RWE-driven NSGA-II "
+                        "searches to the pool (source 'search'); bench build trains them")
+    a.add_argument("bench_dir", metavar="BENCH_DIR")
+    a.add_argument("--seeds", type=cli._positive_int, default=3,
+                   help="searches, seeds 0..N-1 (default 3)")
+    a.add_argument("--per-seed", type=cli._positive_int, default=20,
+                   help="architectures sampled across each search's generations (default 20)")
+    a.add_argument("--generations", type=cli._positive_int, default=10, help="default 10")
+    a.add_argument("--pop-size", type=cli._positive_int, default=10, help="default 10")
+    a.add_argument("--train-size", type=cli._positive_int, default=2000,
+                   help="RWE training images of the search split (default 2000)")
+    a.add_argument("--val-size", type=cli._positive_int, default=500,
+                   help="RWE validation images (default 500)")
+    a.add_argument("--seed", type=cli._nonnegative_int, default=0,
+                   help="RWE evaluation seed (default 0)")
+    a.add_argument("--threads", type=cli._positive_int, help="torch threads")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(handler=cmd_bench_add_search)
+
+    s = bsub.add_parser("show", help="summarise a bench: size, sources, budget, reliability")
     s.add_argument("bench_dir", metavar="BENCH_DIR")
+    s.add_argument("--sources", help="comma-separated sources (default all: uniform, light, "
+                   "conv, search; on_demand only when named)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(handler=cmd_bench_show)
 
@@ -115,7 +152,8 @@ def _provider(args: argparse.Namespace):
         raise ConfigError("give --bench BENCH_DIR (or --nb301-models DIR)")
     if not Path(args.bench).is_dir():
         raise ConfigError(f"bench directory {args.bench} does not exist")
-    return BenchProvider(args.bench, workers=args.workers, progress=not args.quiet)
+    return BenchProvider(args.bench, cache_dir=args.cache, workers=args.workers,
+                         progress=not args.quiet)
 
 
 def _search_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -129,31 +167,73 @@ def _print_rows(path: Path) -> None:
     print(path.read_text().rstrip())
 
 
+def _check_bench(args: argparse.Namespace) -> None:
+    if not args.bench:
+        raise ConfigError("give --bench BENCH_DIR")
+    if not Path(args.bench).is_dir():
+        raise ConfigError(f"bench directory {args.bench} does not exist")
+
+
 def cmd_study_correlation(args: argparse.Namespace) -> int:
+    from rwenas.bench import parse_sources
     from rwenas.study import correlate_pool, resolve_estimators, study_along_search
 
     _set_threads(args)
     options = _estimator_options(args)
     estimators = resolve_estimators(args.estimators, options)  # fail early on a bad name
     if args.along_search:
+        if args.tuned or args.half != "all":
+            raise ConfigError("--tuned and --half apply to the pool study, not --along-search")
         provider = _provider(args)
         try:
             study_along_search(provider, estimators, driver=args.driver,
                                estimator_options=options, **_search_kwargs(args))
+            if provider.trained:
+                print(f"trained {provider.trained} architecture(s) on demand into "
+                      f"{provider.cache_dir} (a cache outside every pool)")
         finally:
             provider.close()
     else:
-        if not args.bench:
-            raise ConfigError("give --bench BENCH_DIR")
-        if not Path(args.bench).is_dir():
-            raise ConfigError(f"bench directory {args.bench} does not exist")
-        rows = correlate_pool(args.bench, estimators, train_size=args.train_size,
-                              val_size=args.val_size, seed=args.seed, out_dir=args.out,
-                              progress=not args.quiet)
-        if not all(math.isfinite(r["spearman"]) for r in rows[:-1]):
-            print("note: some correlations are undefined (constant values)")
+        _check_bench(args)
+        sources = parse_sources(args.sources)
+        note = ""
+        if args.tuned:
+            from rwenas.tune import load_tuned
+
+            tuned, picked = load_tuned(args.tuned)
+            if args.half != "confirmation":
+                raise ConfigError("a tuned RWE is reported on the confirmation half only: "
+                                  "add --half confirmation")
+            if int(picked.get("split_seed", 0)) != args.split_seed:
+                raise ConfigError(f"{args.tuned} was tuned with --split-seed "
+                                  f"{picked.get('split_seed')}, not {args.split_seed}")
+            if "rwe" not in estimators:
+                raise ConfigError("--tuned replaces the estimator 'rwe'; include it in "
+                                  "--estimators")
+            estimators["rwe"] = tuned
+            note = (f"rwe = the variant {picked['variant']} ({picked.get('description', '')}),"
+                    f" picked on the tuning half by rwenas study tune")
+        correlate_pool(args.bench, estimators, train_size=args.train_size,
+                       val_size=args.val_size, seed=args.seed, out_dir=args.out,
+                       progress=not args.quiet, sources=sources, half=args.half,
+                       split_seed=args.split_seed, resamples=args.resamples, bins=args.bins,
+                       note=note)
     _print_rows(Path(args.out) / "study.md")
     return 0
+
+
+def cmd_study_tune(args: argparse.Namespace) -> int:
+    from rwenas.bench import parse_sources
+    from rwenas.tune import tune_rwe
+
+    _set_threads(args)
+    _check_bench(args)
+    result = tune_rwe(args.bench, args.variants, budget=args.budget,
+                      sources=parse_sources(args.sources), split_seed=args.split_seed,
+                      seed=args.seed, resamples=args.resamples, out_dir=args.out,
+                      progress=not args.quiet)
+    _print_rows(Path(args.out) / "tune.md")
+    return 0 if result["picked"] is not None else 1
 
 
 def cmd_study_init(args: argparse.Namespace) -> int:
@@ -175,14 +255,16 @@ def cmd_study_init(args: argparse.Namespace) -> int:
 def _add_study_common(p: argparse.ArgumentParser, along: bool) -> None:
     cli = _cli()
     p.add_argument("--bench", metavar="BENCH_DIR", help="ground truth: a bench (rwenas bench "
-                   "build); along a search, missing architectures are trained into it")
+                   "build); along a search, missing architectures are trained on demand into "
+                   "a cache beside it (--cache), never into its pool")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (CSV, "
                    "study.md, PNG)")
     p.add_argument("--train-size", type=cli._positive_int, default=2000,
                    help="estimator training images of the search split (default 2000)")
     p.add_argument("--val-size", type=cli._positive_int, default=500,
                    help="estimator validation images (default 500)")
-    p.add_argument("--seed", type=int, default=0, help="estimator seed (default 0)")
+    p.add_argument("--seed", type=cli._nonnegative_int, default=0,
+                   help="estimator and bootstrap seed (default 0)")
     p.add_argument("--rwe-epochs", type=cli._positive_int, help="RWE classifier epochs")
     p.add_argument("--rwe-folds", type=cli._positive_int, help="RWE ensemble folds")
     p.add_argument("--threads", type=cli._positive_int, help="torch threads")
@@ -197,6 +279,23 @@ def _add_study_common(p: argparse.ArgumentParser, along: bool) -> None:
         p.add_argument("--pop-size", type=cli._positive_int, default=10, help="default 10")
         p.add_argument("--workers", type=cli._positive_int, default=1,
                        help="processes training missing architectures (default 1)")
+        p.add_argument("--cache", metavar="DIR", help="where architectures missing from the "
+                       "bench are trained on demand (default BENCH_DIR/on-demand)")
+
+
+def _add_pool_args(p: argparse.ArgumentParser, half: bool = True) -> None:
+    from rwenas.bench import HALVES
+
+    cli = _cli()
+    p.add_argument("--sources", help="comma-separated pool sources: uniform, light, conv, "
+                   "search (default all of them; on_demand only when named)")
+    if half:
+        p.add_argument("--half", choices=HALVES, default="all", help="all (default), or the "
+                       "tuning or confirmation half (seeded, stratified by source)")
+    p.add_argument("--split-seed", type=cli._nonnegative_int, default=0,
+                   help="seed of the tuning/confirmation split (default 0)")
+    p.add_argument("--resamples", type=cli._positive_int, default=2000,
+                   help="bootstrap resamples of architectures (default 2000)")
 
 
 def add_study(sub: argparse._SubParsersAction) -> None:
@@ -216,7 +315,28 @@ def add_study(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--short-epochs", type=cli._positive_int, help="short_training epochs (10)")
     c.add_argument("--short-channels", type=cli._positive_int, help="short_training C (16)")
     c.add_argument("--short-layers", type=cli._positive_int, help="short_training layers (8)")
+    _add_pool_args(c)
+    c.add_argument("--bins", type=cli._positive_int, default=4,
+                   help="MAdds bins for Spearman at equal cost (default 4: quartiles)")
+    c.add_argument("--tuned", metavar="PICKED_JSON", help="replace 'rwe' by the variant "
+                   "rwenas study tune picked (needs --half confirmation)")
     c.set_defaults(handler=cmd_study_correlation)
+
+    t = ssub.add_parser("tune", help="measure RWE variants on the tuning half and pick the "
+                        "best Spearman within a time budget")
+    t.add_argument("--bench", metavar="BENCH_DIR", help="ground truth: a bench")
+    t.add_argument("--out", required=True, metavar="DIR", help="output directory (tune.md, "
+                   "tune.csv, picked.json)")
+    t.add_argument("--variants", default="all", help="comma-separated variant names "
+                   "(default all; see rwenas.tune.VARIANTS)")
+    t.add_argument("--budget", type=cli._positive_float, default=5.0,
+                   help="seconds per architecture a variant may take (default 5)")
+    t.add_argument("--seed", type=cli._nonnegative_int, default=0,
+                   help="estimator and bootstrap seed (default 0)")
+    t.add_argument("--threads", type=cli._positive_int, help="torch threads")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_pool_args(t, half=False)  # always the tuning half
+    t.set_defaults(handler=cmd_study_tune)
 
     i = ssub.add_parser("init", help="RWE under the 5 initialisation methods along NSGA-II "
                         "searches (Fig. 4)")

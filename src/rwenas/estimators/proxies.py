@@ -25,14 +25,26 @@ with a ``torch.Generator`` seeded by ``seed``; the loss is mean softmax cross-en
 ``grasp``    train mode; g = ∂L/∂θ, Hg by double back-propagation (∂(gᵀ·stop_grad(g))/∂θ);
     raw = Σ (−θ ⊙ Hg).
 ``fisher``   train mode; at the output a of every convolution and linear layer (per call),
-    with its gradient ∂L/∂a: raw = Σ over layers and channels of
-    ½ · mean over the batch of (Σ over spatial positions of a ⊙ ∂L/∂a)².
+    with its gradient ∂L/∂a, each output channel k scores
+    F_k = ½ · mean over the batch of (Σ over spatial positions of a ⊙ ∂L/∂a)²_k; as in the
+    reference code (SamsungLabs zero-cost-nas), that channel score is given to every weight
+    of the channel and the weights are summed, so raw = Σ over layers of
+    fan_in · Σ_k F_k, where fan_in = the number of weights per output channel
+    (in_channels/groups × kernel size for a convolution, in_features for a linear layer).
 ``jacob_cov`` train mode; J_i = ∂(Σ_c f(x)_c)/∂x_i flattened per sample; Σ = the correlation
     matrix of the J_i (``numpy.corrcoef``), λ its eigenvalues;
     raw = −Σ (log(λ + 1e-5) + 1/(λ + 1e-5)).
 ``naswot``   train mode, no gradients; binary code c of every ReLU (ReLU6) application
     (``relu(h) > 0`` per unit, functional ReLUs included); K = Σ over ReLUs of
-    c cᵀ + (1−c)(1−c)ᵀ (= N_A − Hamming distance); raw = log|det K|.
+    c cᵀ + (1−c)(1−c)ᵀ (= N_A − Hamming distance); raw = log|det K|. ReLUs are counted as
+    the network is written and as the reference code (Mellor et al.) counts them: one per
+    operation reading a state, each with its own ReLU. The micro cells' shared-ReLU speed
+    optimisation (one ``relu(state)`` for all its readers) is switched off while scoring
+    (:func:`rwenas.models.ops.unshared_relus`). One difference is kept on purpose: the
+    reference hooks every module whose type name contains "ReLU" and records the code of its
+    *input*, so a module class named e.g. ``ReLUConvBN`` (whose inner ``nn.ReLU`` is hooked
+    as well) adds the same code twice; rwenas counts ReLU applications (``nn.ReLU``,
+    ``nn.ReLU6``, functional ReLUs) only, so a cell's preprocessing counts once.
 ``params`` / ``madds`` raw = the parameter count / multiply-adds of one image
     (:mod:`rwenas.complexity`); as accuracy baselines a larger network is predicted better,
     so value = −raw.
@@ -57,6 +69,7 @@ from rwenas.data import Split
 from rwenas.errors import ConfigError
 from rwenas.estimators.base import Score, build_network, draw_batch, make_score
 from rwenas.estimators.rwe import RWEConfig, resolve_device, rwe
+from rwenas.models.ops import unshared_relus
 
 __all__ = [
     "ESTIMATORS",
@@ -205,13 +218,16 @@ def grasp_score(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def fisher_score(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Fisher (train mode): Σ over conv/linear outputs a and channels k of
-    ½ · mean_n (Σ_spatial a ⊙ ∂L/∂a)²_{n,k}."""
+    """Fisher (train mode), as the zero-cost reference sums it: Σ over conv/linear layers
+    of fan_in · Σ_k F_k, F_k = ½ · mean_n (Σ_spatial a ⊙ ∂L/∂a)²_{n,k} at the layer's
+    output ``a`` (per call), fan_in = the layer's weights per output channel."""
     net = _prepare(net, train=True)
     acts: list[torch.Tensor] = []
+    fan_ins: list[int] = []
 
     def hook(module: nn.Module, inputs: Any, out: torch.Tensor) -> torch.Tensor:
         acts.append(out)
+        fan_ins.append(module.weight[0].numel())
         return out.clone()  # the rest of the network (in-place ops too) sees a copy
 
     handles = [m.register_forward_hook(hook) for m in prunable_layers(net)]
@@ -224,12 +240,13 @@ def fisher_score(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return 0.0
     grads = torch.autograd.grad(loss, acts, allow_unused=True)
     total = 0.0
-    for a, g in zip(acts, grads, strict=True):
+    for a, g, fan_in in zip(acts, grads, fan_ins, strict=True):
         if g is None:
             continue
         prod = a.detach() * g
         g_nk = prod.sum(tuple(range(2, prod.dim()))) if prod.dim() > 2 else prod
-        total += float(g_nk.pow(2).mean(0).mul(0.5).sum())
+        # the reference gives each channel's score to each of its fan_in weights, then sums
+        total += fan_in * float(g_nk.pow(2).mean(0).mul(0.5).sum())
     return total
 
 
@@ -293,10 +310,11 @@ def naswot_kernel(codes: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def naswot_score(net: nn.Module, x: torch.Tensor) -> float:
-    """NASWOT (train mode, no gradients): log|det K_H| of the ReLU codes of the batch."""
+    """NASWOT (train mode, no gradients): log|det K_H| of the ReLU codes of the batch, one
+    ReLU per operation reading a state (shared ReLUs switched off, as the reference counts)."""
     net = _prepare(net, train=True)
     recorder = ReLUCodes(len(x))
-    with torch.no_grad(), recorder:
+    with torch.no_grad(), unshared_relus(net), recorder:
         net(x)
     if not recorder.codes:
         return -math.inf  # no ReLU: K = 0

@@ -6,6 +6,11 @@
    4/5 of the training features (SGD lr 0.25, momentum 0.9, cosine to 0, batch 512, 30 epochs).
 4. Classify the validation split by the averaged softmax; RWE = validation error rate.
 
+Two options the paper does not have, for the estimator study (defaults keep the paper's
+algorithm): ``features="all_cells"`` gives the classifiers the globally pooled output of every
+cell (stage) concatenated, instead of the last one's only; ``inits=N`` repeats steps 1–3 for
+``N`` seeded random backbones and classifies by the softmax averaged over all their ensembles.
+
 Speed: features come from large-batch, channels-last inference under ``torch.inference_mode``;
 the five classifiers train together as one batched linear model on the in-memory features, with
 the gradient of softmax cross-entropy written out (``(p - y) / B``), which equals five separate
@@ -15,6 +20,7 @@ the gradient of softmax cross-entropy written out (``(p - y) / B``), which equal
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -23,6 +29,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,6 +40,7 @@ from rwenas.models.ops import fold_batchnorm
 INIT_METHODS = ("default", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform")
 BN_MODES = ("eval", "batch", "calibrated")
 PRECISIONS = ("auto", "fp32", "bf16")
+FEATURES = ("last", "all_cells")
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,11 @@ class RWEConfig:
     channels_last: bool = True
     precision: str = "auto"
     device: str = "auto"
+    #: ``last``: the pooled output of the last cell (the network's ``features``, the paper);
+    #: ``all_cells``: the pooled outputs of every cell, concatenated
+    features: str = "last"
+    #: random backbones whose ensembles' softmax is averaged (1: the paper)
+    inits: int = 1
 
     def __post_init__(self) -> None:
         if self.init not in INIT_METHODS:
@@ -63,8 +76,12 @@ class RWEConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r} "
                               f"(known: {', '.join(PRECISIONS)})")
-        for name in ("epochs", "batch_size", "inference_batch", "calibration_size"):
-            if getattr(self, name) < 1:
+        if self.features not in FEATURES:
+            raise ConfigError(f"unknown RWE features {self.features!r} "
+                              f"(known: {', '.join(FEATURES)})")
+        for name in ("epochs", "batch_size", "inference_batch", "calibration_size", "inits"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"RWE {name} must be at least 1")
         if self.folds < 1:
             raise ConfigError("RWE folds must be at least 1")
@@ -187,21 +204,69 @@ def single_threaded():
         torch.set_num_threads(threads)
 
 
+def feature_stages(net: nn.Module) -> list[nn.Module]:
+    """The modules whose pooled outputs ``features="all_cells"`` concatenates: a micro
+    network's cells, else the non-pooling children of a ``body`` (macro phases, MobileNet
+    blocks)."""
+    cells = getattr(net, "cells", None)
+    if isinstance(cells, nn.ModuleList) and len(cells):
+        return list(cells)
+    body = getattr(net, "body", None)
+    if isinstance(body, nn.Sequential):
+        stages = [m for m in body if not isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
+        if stages:
+            return stages
+    raise ConfigError(f"RWE features='all_cells' needs a network with cells; "
+                      f"{type(net).__name__} has none")
+
+
+class AllCellFeatures:
+    """``net.features`` with the globally pooled output of every stage (:func:`feature_stages`)
+    concatenated, in the order they run. Forward hooks collect the outputs into
+    thread-local lists, so batches may run on several threads at once. ``close`` removes
+    the hooks."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net
+        self._local = threading.local()
+        self._handles = [m.register_forward_hook(self._hook) for m in feature_stages(net)]
+
+    def _hook(self, module: nn.Module, inputs: Any, out: torch.Tensor) -> None:
+        outs = getattr(self._local, "outs", None)
+        if outs is not None:
+            outs.append(torch.nn.functional.adaptive_avg_pool2d(out, 1).flatten(1))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self._local.outs = []
+        try:
+            self.net.features(x)
+            return torch.cat(self._local.outs, dim=1)
+        finally:
+            self._local.outs = None
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
 def extract_features(net: nn.Module, images: torch.Tensor, batch: int,
                      memory_format: torch.memory_format,
-                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                     dtype: torch.dtype = torch.float32,
+                     features: Callable[[torch.Tensor], torch.Tensor] | None = None
+                     ) -> torch.Tensor:
     """Backbone features of ``images`` as float32 (BatchNorm modes are set by the caller).
 
     On a CPU the batches are shared among one Python thread per core, each running
     single-threaded kernels: for these small networks that beats intra-op threading, whose
     per-operation synchronisation costs more than the operations themselves, and it makes the
-    result independent of the number of threads.
+    result independent of the number of threads. ``features`` replaces ``net.features``.
     """
     starts = list(range(0, len(images), batch))
+    forward = features or net.features
 
     def run(chunk: list[int]) -> list[torch.Tensor]:
         with torch.inference_mode():
-            return [net.features(images[s:s + batch].to(dtype).contiguous(
+            return [forward(images[s:s + batch].to(dtype).contiguous(
                 memory_format=memory_format)).float() for s in chunk]
 
     if images.device.type != "cpu":
@@ -294,29 +359,73 @@ def train_linear_ensemble(features: torch.Tensor, labels: torch.Tensor, num_clas
     return w, b
 
 
+def ensemble_probabilities(w: torch.Tensor, b: torch.Tensor, features: torch.Tensor
+                           ) -> torch.Tensor:
+    """The ensemble's averaged softmax (``N × classes``)."""
+    probs = torch.softmax(torch.einsum("nf,kfc->knc", features, w) + b[:, None, :], dim=-1)
+    return probs.mean(0)
+
+
 def ensemble_predict(w: torch.Tensor, b: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     """Class predictions of the ensemble: argmax of the averaged softmax."""
-    probs = torch.softmax(torch.einsum("nf,kfc->knc", features, w) + b[:, None, :], dim=-1)
-    return probs.mean(0).argmax(1)
+    return ensemble_probabilities(w, b, features).argmax(1)
 
 
-def rwe(network: nn.Module | Callable[[], nn.Module], split: Split,
-        config: RWEConfig | None = None, *, seed: int = 0) -> RWEResult:
-    """Random-Weight Evaluation of a network (or a zero-argument factory building one).
+def init_seed(seed: int, index: int) -> int:
+    """The seed of backbone ``index`` of ``inits``: ``seed`` itself for the first (so
+    ``inits=1`` is plain RWE), a seed derived from ``(seed, index)`` for the others."""
+    if index == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed) & 0x7FFFFFFF, index, 4]).generate_state(1)[0]
+               >> 1)
 
-    A factory is called with torch's RNG seeded by ``seed`` (in a forked RNG state, so global
-    state is untouched): the same seed gives the same random backbone and the same error.
-    """
+
+@dataclass
+class BackboneOutcome:
+    """One random backbone's part of RWE: the ensemble's validation softmax (``None`` when
+    the features or the classifiers were not finite) and where time went."""
+
+    probs: torch.Tensor | None
+    features_seconds: float
+    classifier_seconds: float
+    num_features: int
+    warning: str | None = None
+
+
+def _build(network: nn.Module | Callable[[], nn.Module], seed: int, index: int,
+           config: RWEConfig) -> nn.Module:
+    """Backbone ``index``: a factory called under ``init_seed(seed, index)``; a module given
+    directly is backbone 0 itself, and a deep copy with every layer's parameters re-drawn
+    (``reset_parameters``) under that seed for the others."""
+    import copy
+
+    s = init_seed(seed, index)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(s)
+        if callable(network) and not isinstance(network, nn.Module):
+            net = network()
+        elif index == 0:
+            net = network
+        else:
+            net = copy.deepcopy(network)
+            for m in net.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+        reinitialise(net, config.init, torch.Generator().manual_seed(s))
+    return net
+
+
+def rwe_probabilities(network: nn.Module | Callable[[], nn.Module], split: Split,
+                      config: RWEConfig | None = None, *, seed: int = 0,
+                      index: int = 0) -> BackboneOutcome:
+    """Steps 1–3 of RWE for backbone ``index`` (seeded by ``init_seed(seed, index)``), and
+    the ensemble's averaged softmax on the validation split."""
     config = config or RWEConfig()
     device = resolve_device(config.device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     num_classes = int(max(split.train_y.max(), split.val_y.max())) + 1
     t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = network() if callable(network) and not isinstance(network, nn.Module) else network
-        gen = torch.Generator().manual_seed(seed)
-        reinitialise(net, config.init, gen)
+    net = _build(network, seed, index, config)
     dtype = feature_dtype(config.precision, device)
     net = net.to(device=device, memory_format=memory_format)
     for p in net.parameters():
@@ -336,29 +445,59 @@ def rwe(network: nn.Module | Callable[[], nn.Module], split: Split,
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.momentum = 0.0  # use batch statistics, leave running ones alone
     net.to(dtype)
-    train_f = extract_features(net, train_x, config.inference_batch, memory_format, dtype)
-    val_f = extract_features(net, val_x, config.inference_batch, memory_format, dtype)
+    hooks = AllCellFeatures(net) if config.features == "all_cells" else None
+    try:
+        train_f = extract_features(net, train_x, config.inference_batch, memory_format, dtype,
+                                   hooks)
+        val_f = extract_features(net, val_x, config.inference_batch, memory_format, dtype,
+                                 hooks)
+    finally:
+        if hooks is not None:
+            hooks.close()
     if device.type == "cuda":
         torch.cuda.synchronize()
     t1 = time.perf_counter()
     n_feat = train_f.shape[1]
     if not (torch.isfinite(train_f).all() and torch.isfinite(val_f).all()):
         msg = "backbone produced NaN/inf features; RWE error set to the worst value 1.0"
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
-        return RWEResult(1.0, t1 - t0, 0.0, n_feat, finite=False, warning=msg)
+        return BackboneOutcome(None, t1 - t0, 0.0, n_feat, msg)
     if config.standardize:
         train_f, val_f = standardise(train_f, val_f)
-    gen = torch.Generator().manual_seed(seed + 1)
+    gen = torch.Generator().manual_seed(init_seed(seed, index) + 1)
     # One thread: these small products gain nothing from more, and the summation order (so
     # the result) must not depend on how many threads a worker has.
     with single_threaded() if device.type == "cpu" else nullcontext():
         w, b = train_linear_ensemble(train_f, split.train_y.to(device), num_classes, config,
                                      gen)
-        pred = ensemble_predict(w, b, val_f)
-    error = float((pred.cpu() != split.val_y).float().mean())
+        probs = ensemble_probabilities(w, b, val_f).cpu()
     t2 = time.perf_counter()
-    if not math.isfinite(error) or not torch.isfinite(w).all():
+    if not (torch.isfinite(w).all() and torch.isfinite(probs).all()):
         msg = "classifier diverged; RWE error set to the worst value 1.0"
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
-        return RWEResult(1.0, t1 - t0, t2 - t1, n_feat, finite=False, warning=msg)
-    return RWEResult(error, t1 - t0, t2 - t1, n_feat)
+        return BackboneOutcome(None, t1 - t0, t2 - t1, n_feat, msg)
+    return BackboneOutcome(probs, t1 - t0, t2 - t1, n_feat)
+
+
+def rwe(network: nn.Module | Callable[[], nn.Module], split: Split,
+        config: RWEConfig | None = None, *, seed: int = 0) -> RWEResult:
+    """Random-Weight Evaluation of a network (or a zero-argument factory building one).
+
+    A factory is called with torch's RNG seeded by ``seed`` (in a forked RNG state, so global
+    state is untouched): the same seed gives the same random backbone and the same error.
+    With ``config.inits = N`` the validation softmax is averaged over ``N`` backbones
+    (:func:`rwe_probabilities` with ``index`` 0 … N-1) before the argmax.
+    """
+    config = config or RWEConfig()
+    total = None
+    feat_s = clf_s = 0.0
+    n_feat = 0
+    for index in range(config.inits):
+        out = rwe_probabilities(network, split, config, seed=seed, index=index)
+        feat_s += out.features_seconds
+        clf_s += out.classifier_seconds
+        n_feat = out.num_features
+        if out.probs is None:
+            warnings.warn(out.warning, RuntimeWarning, stacklevel=2)
+            return RWEResult(1.0, feat_s, clf_s, n_feat, finite=False, warning=out.warning)
+        total = out.probs if total is None else total + out.probs
+    error = float((total.argmax(1) != split.val_y).float().mean())
+    return RWEResult(error, feat_s, clf_s, n_feat)

@@ -14,7 +14,14 @@ from rwenas.spaces.micro import Edge, Genotype
 
 
 class Cell(nn.Module):
-    """One normal or reduction cell: two preprocessed inputs, blocks, concat of ``concat``."""
+    """One normal or reduction cell: two preprocessed inputs, blocks, concat of ``concat``.
+
+    ``share_relu`` (default on) is a speed optimisation: operations that begin with ReLU read
+    ``relu(state)``, computed once per state, instead of each applying its own ReLU. The
+    function is the same; the number of ReLU applications is not, so ReLU counters switch
+    it off with :func:`rwenas.models.ops.unshared_relus`."""
+
+    share_relu = True
 
     def __init__(self, edges: Sequence[Edge], concat: Sequence[int], c_prev_prev: int,
                  c_prev: int, c: int, reduction: bool, reduction_prev: bool,
@@ -37,7 +44,10 @@ class Cell(nn.Module):
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0,
                 r0: torch.Tensor | None = None, r1: torch.Tensor | None = None) -> torch.Tensor:
-        """``r0``/``r1``: ``relu(s0)``/``relu(s1)`` if the caller already has them."""
+        """``r0``/``r1``: ``relu(s0)``/``relu(s1)`` if the caller already has them (only used
+        while ``share_relu``)."""
+        if not self.share_relu:
+            r0 = r1 = None
         states = [
             self.preprocess0(s0) if r0 is None else self.preprocess0.forward_activated(r0),
             self.preprocess1(s1) if r1 is None else self.preprocess1.forward_activated(r1),
@@ -47,7 +57,7 @@ class Cell(nn.Module):
             total = None
             for j in (2 * b, 2 * b + 1):
                 src = self.indices[j]
-                if self.pre_activated[j]:
+                if self.pre_activated[j] and self.share_relu:
                     if src not in rectified:
                         rectified[src] = torch.relu(states[src])
                     h = self.ops[j].forward_activated(rectified[src])
@@ -88,8 +98,11 @@ class MicroNetwork(Network):
     ``stem="cifar"``: one 3×3 conv to ``stem_multiplier·C`` channels. ``stem="imagenet"``:
     three stride-2 3×3 convs (8× down-sampling), as in the mobile ImageNet setting.
     ``increment > 0`` gives the pyramid variant: channels grow by ``increment`` after every
-    cell instead of doubling at reductions.
+    cell instead of doubling at reductions. ``share_relu``: see :class:`Cell` (each cell
+    output is rectified once for the two cells reading it).
     """
+
+    share_relu = True
 
     def __init__(self, genotype: Genotype, *, channels: int = 10, layers: int = 5,
                  num_classes: int = 10, in_channels: int = 3, auxiliary: bool = False,
@@ -152,6 +165,12 @@ class MicroNetwork(Network):
                                                                    torch.Tensor | None]:
         aux = None
         s0, s1 = self._stem(x)
+        if not self.share_relu:  # each cell's preprocessing applies its own ReLU
+            for i, cell in enumerate(self.cells):
+                s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+                if with_aux and i == self.aux_layer and self.auxiliary_head is not None:
+                    aux = self.auxiliary_head(s1)
+            return F.adaptive_avg_pool2d(s1, 1).flatten(1), aux
         # Every cell input is read through ReLU by two cells: rectify each state once.
         r1 = torch.relu(s1)
         r0 = r1 if s0 is s1 else torch.relu(s0)

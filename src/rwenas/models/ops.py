@@ -7,7 +7,8 @@ Every operation maps ``C`` channels to ``C`` channels; ``stride`` 2 halves the r
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,27 @@ class PreActivated(nn.Sequential):
         for m in modules:
             x = m(x)
         return x
+
+
+@contextmanager
+def unshared_relus(net: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block, every operation of ``net`` applies its own leading ReLU.
+
+    The shared ReLU is a speed optimisation: a micro cell computes ``relu(state)`` once for
+    all the operations that read ``state`` (and a network rectifies each cell output once for
+    the two cells that read it), which computes the same function with fewer passes, but
+    applies fewer ReLUs than the network as written — one per operation reading a state,
+    each operation starting with its own ``nn.ReLU``, as in DARTS. Anything that counts ReLU
+    applications (NASWOT) runs the network inside this block. Modules with a ``share_relu``
+    attribute (micro cells and networks) are switched, and restored afterwards."""
+    switched = [m for m in net.modules() if getattr(m, "share_relu", None) is True]
+    for m in switched:
+        m.share_relu = False
+    try:
+        yield net
+    finally:
+        for m in switched:
+            m.share_relu = True
 
 
 class ReLUConvBN(PreActivated):
