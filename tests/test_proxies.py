@@ -418,19 +418,21 @@ def ref_grad_norm(bn: str = "batch") -> float:
 
 
 def ref_fisher(bn: str = "batch", abs_first: bool = False) -> float:
-    """½ · mean over the batch of (Σ over positions of a ⊙ ∂L/∂a)², summed over channels and
-    layers; ``abs_first`` takes |a ⊙ ∂L/∂a| before the spatial sum (a wrong variant)."""
+    """½ · mean over the batch of (Σ over positions of a ⊙ ∂L/∂a)² per channel, spread over the
+    channel's fan-in weights (× fan-in, as the zero-cost-nas reference sums it), summed over
+    channels and layers; ``abs_first`` takes |a ⊙ ∂L/∂a| before the spatial sum (wrong)."""
     p = ref_params()
     x, y = bn_batch()
     logits, acts, _ = ref_forward(p, x, bn)
     grads = torch.autograd.grad(F.cross_entropy(logits, y), acts)
     total = 0.0
-    for a, g in zip(acts, grads, strict=True):
+    for a, g, name in zip(acts, grads, WEIGHTS, strict=True):
         prod = (a * g).detach()
         if abs_first:
             prod = prod.abs()
         per_channel = prod.sum((2, 3)) if prod.dim() == 4 else prod
-        total += float(0.5 * per_channel.pow(2).mean(0).sum())
+        fan_in = p[name][0].numel()
+        total += fan_in * float(0.5 * per_channel.pow(2).mean(0).sum())
     return total
 
 
@@ -518,7 +520,7 @@ def test_grasp_with_batchnorm_in_train_mode():
 
 
 def test_fisher_with_batchnorm_and_spatial_maps():
-    """Fisher squares the spatial sum of a ⊙ ∂L/∂a per channel (current definition)."""
+    """Fisher squares the spatial sum of a ⊙ ∂L/∂a per channel, weighted by fan-in."""
     x, y = bn_batch()
     expected = ref_fisher("batch")
     assert differs(expected, ref_fisher("batch", abs_first=True))

@@ -505,4 +505,5 @@ def test_config_boundaries_are_valid_and_round_trip():
     assert edge.to_dict()["momentum"] == 0.0 and edge.to_dict()["folds"] == 1
     assert set(RWEConfig().to_dict()) == {
         "init", "bn_mode", "standardize", "epochs", "lr", "momentum", "batch_size", "folds",
-        "inference_batch", "calibration_size", "channels_last", "precision", "device"}
+        "inference_batch", "calibration_size", "channels_last", "precision", "device",
+        "features", "inits"}

@@ -202,7 +202,7 @@ def test_study_along_search_and_init(bench_dir, tmp_path):
         again = BenchProvider(bench_dir, cache_dir=tmp_path / "cache")
         try:
             study_along_search(again, "params", estimator_options=FAST_RWE, seeds=1,
-                               generations=2, pop_size=4, **SIZES)
+                               generations=2, pop_size=4, **ALONG)
             assert again.trained == 0
         finally:
             again.close()
