@@ -45,6 +45,9 @@ class Evaluation:
     latency_ms: float | None = None
     latency_batch_ms: float | None = None
     memory_mb: float | None = None
+    #: False when the features or the classifier were not finite (``rwe_error`` is then 1.0
+    #: and ``warning`` says why); a search records such an evaluation as failed.
+    finite: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,5 +92,5 @@ def evaluate_genome(space: SearchSpace, genome: Any, split: Split, info: Dataset
         madds_m=cx.madds_m, params_m=cx.params_m, seconds=time.perf_counter() - t0,
         features_seconds=result.features_seconds,
         classifier_seconds=result.classifier_seconds, seed=arch_seed, warning=result.warning,
-        **extra,
+        finite=result.finite, **extra,
     )

@@ -30,7 +30,7 @@ from rwenas.report.drawing import genotype_svg
 from rwenas.search.nsga2 import pareto_front
 from rwenas.search.objectives import CONSTRAINTS, OBJECTIVES
 from rwenas.search.store import RunStore
-from rwenas.spaces import format_genome, get_space
+from rwenas.spaces import check_stored_space, format_genome, get_space
 
 REPORT_NAME = "report.html"
 
@@ -616,14 +616,19 @@ def render_report(run: RunData, *, use_graphviz: bool | None = None) -> str:
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *,
-                 use_graphviz: bool | None = None) -> Path:
+                 use_graphviz: bool | None = None, space: str | None = None,
+                 trust_plugins: bool = False) -> Path:
     """Write the HTML report of the run in ``run_dir`` (default ``RUN_DIR/report.html``) from
     its results store alone, and return its path.
 
     :class:`ConfigError` (one line) when ``run_dir`` is not an rwenas run or ``out`` cannot be
-    written. ``use_graphviz``: see :func:`rwenas.report.drawing.genotype_svg`.
+    written. ``use_graphviz``: see :func:`rwenas.report.drawing.genotype_svg`. A plugin
+    space named by the run is imported only if ``space`` names it too or ``trust_plugins``
+    (:func:`rwenas.spaces.check_stored_space`).
     """
     run = RunData.read(run_dir)
+    check_stored_space(run.config.get("space"), given=space, trust=trust_plugins,
+                       where=f"the run in {run_dir}")
     text = render_report(run, use_graphviz=use_graphviz)
     target = Path(out) if out is not None else Path(run_dir) / REPORT_NAME
     tmp = target.with_name(f".{target.name}.tmp")
