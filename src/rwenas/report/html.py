@@ -16,6 +16,7 @@ import base64
 import contextlib
 import html
 import json
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from rwenas.errors import ConfigError, RwenasError
 from rwenas.report import plots
 from rwenas.report.drawing import genotype_svg
 from rwenas.search.nsga2 import pareto_front
-from rwenas.search.objectives import CONSTRAINTS, OBJECTIVES
+from rwenas.search.objectives import CONSTRAINTS, OBJECTIVES, worst_values
 from rwenas.search.store import RunStore
 from rwenas.spaces import check_stored_space, format_genome, get_space
 
@@ -96,10 +97,29 @@ class RunData:
 
     @classmethod
     def read(cls, run_dir: str | Path) -> RunData:
-        """Read a run's store (:class:`ConfigError` if ``run_dir`` is not a run)."""
+        """Read a run's store (:class:`ConfigError` if ``run_dir`` is not a run).
+
+        A ``run.db`` may come from anyone, and SQLite keeps whatever a column is given: the
+        numbers the page computes with are checked here (a non-number becomes ``None``),
+        and every value is escaped where it is written into the page.
+        """
         with RunStore.open(run_dir) as store:
-            return cls(Path(run_dir), store.config, store.meta, store.evaluations(),
-                       store.generations(), store.get_state("hv_ref"))
+            config, meta = store.config, store.meta
+            evaluations, generations = store.evaluations(), store.generations()
+            hv_ref = store.get_state("hv_ref")
+        if not isinstance(config, dict):
+            raise ConfigError(f"{run_dir}: the stored run configuration is not a table")
+        objectives = config.get("objectives") or ["rwe", "madds"]
+        if (not isinstance(objectives, list) or len(objectives) < 2
+                or not all(isinstance(o, str) and o in OBJECTIVES for o in objectives)):
+            raise ConfigError(f"{run_dir}: the stored objectives are damaged")
+        config = {**config, "generations": _int_or_none(config.get("generations")),
+                  **{k: _number_or_none(config.get(k)) for k in CONSTRAINTS}}
+        hv = hv_ref if isinstance(hv_ref, list) and len(hv_ref) == len(objectives) else None
+        return cls(Path(run_dir), config, {k: str(v) for k, v in meta.items()},
+                   [_clean_evaluation(e, objectives) for e in evaluations],
+                   [_clean_generation(g) for g in generations],
+                   None if hv is None else [_number_or_none(v) or 0.0 for v in hv])
 
     @property
     def ok(self) -> list[Record]:
@@ -108,6 +128,58 @@ class RunData:
     @property
     def failed(self) -> list[Record]:
         return [e for e in self.evaluations if e["status"] == "failed"]
+
+
+def _number_or_none(value: Any) -> float | None:
+    """``value`` as a finite float, ``None`` if it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _clean_evaluation(e: Record, objective_names: Sequence[str]) -> Record:
+    """A stored evaluation with its numbers checked (see :meth:`RunData.read`)."""
+    out = dict(e)
+    for name in ("params_m", "madds_m", "seconds", "features_seconds", "classifier_seconds"):
+        out[name] = _number_or_none(e.get(name))
+    out["generation"] = _int_or_none(e.get("generation"))
+    if out["generation"] is None:
+        out["generation"] = -1  # shown as is, escaped; grouped apart from real generations
+    out["attempts"] = _int_or_none(e.get("attempts"))
+    objectives = e.get("objectives")
+    values = [_number_or_none(v) for v in objectives] if isinstance(objectives, list) else []
+    ok = len(values) == len(objective_names) and all(v is not None for v in values)
+    out["objectives"] = values if ok else worst_values(objective_names)
+    if not ok or e.get("status") not in ("ok", "failed"):
+        out["status"] = "failed"  # a damaged record never enters the front
+    genome = e.get("genome")
+    out["genome"] = (genome if isinstance(genome, list) and all(
+        isinstance(g, int) and not isinstance(g, bool) for g in genome) else [])
+    extra = e.get("extra") if isinstance(e.get("extra"), dict) else {}
+    out["extra"] = {**extra, **{k: _number_or_none(extra.get(k)) for k in (
+        "rwe_error", "latency_ms", "latency_batch_ms", "memory_mb") if k in extra}}
+    for name in ("key", "error", "created"):
+        if e.get(name) is not None:
+            out[name] = str(e[name])
+    return out
+
+
+def _clean_generation(g: Record) -> Record:
+    out = dict(g)
+    out["generation"] = _int_or_none(g.get("generation")) or 0
+    for name in ("n_evaluated", "cache_hits"):
+        out[name] = _int_or_none(g.get(name)) or 0
+    out["seconds"] = _number_or_none(g.get("seconds")) or 0.0
+    out["created"] = str(g.get("created"))
+    out["hypervolume"] = _number_or_none(g.get("hypervolume"))
+    for name in ("population", "front"):
+        out[name] = g.get(name) if isinstance(g.get(name), list) else []
+    return out
 
 
 # -- formatting ----------------------------------------------------------------------------------
@@ -218,8 +290,8 @@ def _summary(run: RunData) -> str:
     stats = [
         ("status", status, f"{n_gen} of {planned} generations finished" if planned
          else f"{n_gen} generations finished"),
-        ("seed", _e(config.get("seed")), "of the run"),
-        ("space", _e(config.get("space")), f"dataset {config.get('dataset')}"),
+        ("seed", config.get("seed"), "of the run"),
+        ("space", config.get("space"), f"dataset {config.get('dataset')}"),
         ("evaluations", str(len(run.evaluations)),
          f"{len(run.ok)} ok, {len(run.failed)} failed"),
         ("cache hits", str(hits), "asked again, not re-evaluated"),
@@ -229,14 +301,15 @@ def _summary(run: RunData) -> str:
         ("total time", fmt_seconds(total), "wall clock of the finished generations"),
         ("created", _fmt_time(run.meta.get("created")),
          f"last update {_fmt_time(max(created)) if created else '—'}"),
-        ("rwenas version", _e(versions), f"schema {run.meta.get('schema_version', '?')}"),
+        ("rwenas version", versions, f"schema {run.meta.get('schema_version', '?')}"),
     ]
     cards = "\n".join(
-        f'<div class="stat"><div class="k">{_e(k)}</div><div class="v">{v}</div>'
+        f'<div class="stat"><div class="k">{_e(k)}</div>'
+        f'<div class="v">{v if k == "status" else _e(v)}</div>'  # status: the badge above
         f'<div class="d">{_e(d)}</div></div>' for k, v, d in stats)
     note = ""
     if not done:
-        note = (f'<p class="note">This run has finished {n_gen} of {planned or "?"} '
+        note = (f'<p class="note">This run has finished {n_gen} of {_e(planned or "?")} '
                 "generations: it is still running, or it was stopped (continue it with "
                 f"<code>rwenas search --resume {_e(run.run_dir)}</code>). The page shows what "
                 "the store holds now.</p>")
@@ -277,7 +350,7 @@ def _front_section(run: RunData) -> str:
             + f">{t if c == 'genome' else _e(t)}</td>" for t, v, c in cells)
         rows.append(f'<tr data-key="{_e(e["key"])}" title="{_e(e["key"])}">{tds}</tr>')
     limits = [f"{CONSTRAINTS[k]} ≤ {run.config[k]:g}" for k in CONSTRAINTS
-              if run.config.get(k) is not None]
+              if run.config.get(k) is not None]  # numbers: checked in RunData.read
     bounds = f" that meets the run's constraints ({_e(', '.join(limits))})" if limits else ""
     if rows:
         table = (f'<div class="scroll"><table id="front-table" class="sortable">'
@@ -437,8 +510,9 @@ def _failures_section(run: RunData) -> str:
     failed = run.failed
     if failed:
         rows = "".join(
-            f'<tr data-key="{_e(e["key"])}"><td class="num">{e["generation"]}</td>'
-            f'<td class="num">{e["attempts"]}</td><td><pre class="error">{_e(e["error"] or "")}'
+            f'<tr data-key="{_e(e["key"])}"><td class="num">{_e(e["generation"])}</td>'
+            f'<td class="num">{_e(e["attempts"] if e["attempts"] is not None else "—")}</td>'
+            f'<td><pre class="error">{_e(e["error"] or "")}'
             f'</pre></td><td class="genome"><code>{_e(format_genome(e["genome"]))}</code></td>'
             "</tr>" for e in failed)
         body = ('<div class="scroll"><table id="failures-table"><thead><tr>'
