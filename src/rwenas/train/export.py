@@ -58,11 +58,19 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
 
 
-def load_trained(source: str | Path) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
-    """(network in eval mode with the trained weights, its architecture, the checkpoint)."""
+def load_trained(source: str | Path, *, space: str | None = None,
+                 trust_plugins: bool = False) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """(network in eval mode with the trained weights, its architecture, the checkpoint).
+
+    A plugin space named by the checkpoint is imported only if ``space`` names it too or
+    ``trust_plugins`` (:func:`rwenas.spaces.check_stored_space`)."""
+    from rwenas.spaces import check_stored_space
     from rwenas.train.loop import network_from_run
 
     ckpt = load_checkpoint(source)
+    arch = ckpt["run"].get("architecture")
+    check_stored_space(arch.get("space") if isinstance(arch, dict) else None, given=space,
+                       trust=trust_plugins, where=f"the checkpoint {ckpt['path']}")
     net, arch = network_from_run(ckpt["run"])
     try:
         net.load_state_dict(ckpt["model"])
@@ -115,16 +123,18 @@ def _export_onnx(net: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
 
 
 def export(source: str | Path, out_dir: str | Path | None = None, *, onnx: bool | None = None,
-           batch_size: int = 4, seed: int = 0, atol: float = 1e-4) -> ExportResult:
+           batch_size: int = 4, seed: int = 0, atol: float = 1e-4, space: str | None = None,
+           trust_plugins: bool = False) -> ExportResult:
     """Export the network of a training checkpoint (file, or a ``rwenas train`` output
     directory). ``out_dir`` defaults to ``export/`` next to the checkpoint. ``onnx``: ``True``
-    requires the onnx package, ``False`` skips ONNX, ``None`` exports it when installed."""
+    requires the onnx package, ``False`` skips ONNX, ``None`` exports it when installed.
+    ``space``/``trust_plugins``: see :func:`load_trained`."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
     have_onnx = importlib.util.find_spec("onnx") is not None
     if onnx and not have_onnx:
         raise ExportError(f"ONNX export needs the onnx package: {ONNX_HINT}")
-    net, arch, ckpt = load_trained(source)
+    net, arch, ckpt = load_trained(source, space=space, trust_plugins=trust_plugins)
     ckpt_path = Path(ckpt["path"])
     out = Path(out_dir) if out_dir is not None else ckpt_path.parent / "export"
     try:

@@ -16,6 +16,7 @@ from typing import Any
 
 from rwenas.build import Architecture, load_json_file, resolve_architecture
 from rwenas.errors import ConfigError, RwenasError
+from rwenas.spaces import check_stored_space
 
 __all__ = ["PICKS", "Picked", "pick_from_run", "pick_index"]
 
@@ -72,8 +73,12 @@ def pick_index(rows: list[Mapping[str, Any]], pick: str | int) -> int:
     return index % n
 
 
-def pick_from_run(run_dir: str | Path, pick: str | int) -> Picked:
-    """The architecture that ``pick`` selects from the search run in ``run_dir``."""
+def pick_from_run(run_dir: str | Path, pick: str | int, *, space: str | None = None,
+                  trust_plugins: bool = False) -> Picked:
+    """The architecture that ``pick`` selects from the search run in ``run_dir``.
+
+    A plugin space named by the run is imported only if ``space`` names it too or
+    ``trust_plugins`` (:func:`rwenas.spaces.check_stored_space`)."""
     run = Path(run_dir)
     if not run.is_dir():
         raise ConfigError(f"search run directory not found: {run}")
@@ -87,6 +92,8 @@ def pick_from_run(run_dir: str | Path, pick: str | int) -> Picked:
         if (run / "config.json").is_file() else None
     if not isinstance(config, dict) or not isinstance(config.get("space"), str):
         raise ConfigError(f"{run} has no config.json naming the search space")
+    check_stored_space(config["space"], given=space, trust=trust_plugins,
+                       where=f"the search run in {run}")
     index = pick_index(rows, pick)
     row = rows[index]
     try:
