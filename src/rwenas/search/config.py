@@ -100,7 +100,7 @@ def resolve_config(profile: str | None = None, file: str | Path | None = None,
     """Defaults < profile < file < overrides, validated."""
     config = copy.deepcopy(DEFAULTS)
     if profile is not None:
-        if profile not in PROFILES:
+        if not isinstance(profile, str) or profile not in PROFILES:
             raise ConfigError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
         _merge(config, PROFILES[profile], f"profile {profile}")
     if file is not None:

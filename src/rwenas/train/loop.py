@@ -297,7 +297,7 @@ def _check_inputs(network: nn.Module, data: TrainData, recipe: Recipe) -> None:
     x = torch.zeros(2, data.in_channels, size, size)
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
-            probe(x)
+            _forward(probe, x)  # as a training step calls it: with the auxiliary head
     except (RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
         raise ConfigError(f"this network cannot train on {size}x{size} images "
