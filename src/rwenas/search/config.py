@@ -171,14 +171,14 @@ def validate_config(config: dict[str, Any]) -> None:
 
 def validate_network(network: Any) -> dict[str, Any]:
     """The ``[network]`` table of a search: ``channels`` (C or [C1, C2, C3]) and ``layers``
-    within the bounds the CLI's flags have."""
+    within the bounds the CLI's flags have; a space's own options (numbers finite) pass on to
+    its ``build``, which checks them."""
     if not isinstance(network, Mapping):
         raise ConfigError("setting 'network' must be a table of settings")
     out = dict(network)
-    unknown = sorted(set(out) - {"channels", "layers"})
-    if unknown:
-        raise ConfigError(f"unknown network setting(s) {', '.join(map(repr, unknown))} "
-                          "(known: 'channels', 'layers')")
+    for key, value in out.items():  # other keys belong to the space (mobilenetv2: width, head)
+        if key not in ("channels", "layers") and isinstance(value, float):
+            check_number(f"network {key}", value)
     if "channels" in out:
         channels = out["channels"]
         many = isinstance(channels, list | tuple)
