@@ -127,6 +127,22 @@ def test_json_output_reads_back_as_a_genotype_file(tmp_path, capsys):
     assert rc == 0 and json.loads(out)["genotype"] == first["genotype"]
 
 
+def test_macro_nsganet_validation_setting_is_nsganets_dense_network(capsys):
+    """NSGA-Net trains its macro genome with the dense decoder: 3.37 M params, 1290 M MAdds."""
+    rc, out, _ = run(["show", "--space", "macro", "--arch", "NSGANet", "--setting",
+                      "validation", "--json"], capsys)
+    assert rc == 0
+    data = json.loads(out)
+    assert data["params_m"] == pytest.approx(3.37, rel=0.02)
+    assert data["madds_m"] == pytest.approx(1290, rel=0.02)
+    rc, out, _ = run(["show", "--space", "macro", "--arch", "NSGANet", "--setting",
+                      "validation", "--decoder", "residual", "--json"], capsys)
+    assert json.loads(out)["madds_m"] == pytest.approx(1162.49, abs=0.01)
+    rc, out, _ = run(["show", "--space", "macro", "--arch", "NSGANet", "--pad-first",
+                      "--json"], capsys)
+    assert json.loads(out)["madds_m"] == pytest.approx(193.82, abs=0.01)
+
+
 def test_macro_genotype_file_as_bit_string(tmp_path, capsys):
     bits = "".join(map(str, MACRO_ARCHS["NSGANet"].bits()))
     path = tmp_path / "macro.json"
@@ -292,6 +308,12 @@ def test_macro_rejects_micro_options(capsys, option):
     name = option[0]
     assert_user_error(["show", "--space", "macro", "--arch", "NSGANet", *option], capsys,
                       f"{name} does not apply to the macro space")
+
+
+@pytest.mark.parametrize("option", [["--decoder", "dense"], ["--pad-first"]])
+def test_micro_rejects_macro_options(capsys, option):
+    assert_user_error(["show", "--arch", "DARTS", *option], capsys,
+                      f"{option[0]} does not apply to the micro space")
 
 
 def test_macro_wrong_number_of_widths(capsys):

@@ -61,23 +61,66 @@ def test_complexity_is_in_millions():
 
 # -- networks by hand ------------------------------------------------------------------------------
 def test_macro_network_hand_computed():
-    # one phase of two nodes, 1 -> 2; C=4 on a 1x4x4 image:
+    # one phase of two nodes, 1 -> 2; C=4 on a 1x6x6 image; the unpadded 3x3 entry conv
+    # (as in NSGA-Net) leaves 4x4 = 16 positions:
     #   entry conv 1->4 3x3: 36 params, 4*9*16 = 576 MAdds
     #   two nodes conv 4->4 3x3 + BN: 2*(144 + 8) params, 2 * 16*9*16 = 4608 MAdds
     #   output BN: 8 params; classifier 4->10: 50 params, 40 MAdds
     space = MacroSpace(n_phases=1, n_nodes=2)
     net = space.build((1, 0), channels=(4,), in_channels=1)
     assert count_params(net) == 36 + 304 + 8 + 50
-    assert count_madds(net, (1, 4, 4)) == 576 + 4608 + 40
+    assert count_madds(net, (1, 6, 6)) == 576 + 4608 + 40
+    # the padded variant keeps 4x4 on a 4x4 image: the same counts
+    padded = space.build((1, 0), channels=(4,), in_channels=1, pad_first=True)
+    assert count_madds(padded, (1, 4, 4)) == 576 + 4608 + 40
     # the residual bit merges input and node 2 at the output: a 1x1 conv 8->4 (32 params,
     # 32*16 = 512 MAdds)
     res = space.build((1, 1), channels=(4,), in_channels=1)
     assert count_params(res) == 398 + 32
-    assert count_madds(res, (1, 4, 4)) == 5224 + 512
-    # without a channel change there is no entry conv
+    assert count_madds(res, (1, 6, 6)) == 5224 + 512
+    # without a channel change there is no entry conv (and no shrinking)
     same = space.build((1, 0), channels=4, in_channels=4)
     assert count_params(same) == 398 - 36
     assert count_madds(same, (4, 4, 4)) == 5224 - 576
+
+
+def test_dense_macro_network_hand_computed():
+    # the same phase with the dense decoder, growth rate 2 (bottleneck 4*2 = 8); 1x6x6 image,
+    # 16 positions after the unpadded entry conv:
+    #   entry conv 1->4 3x3: 36 params, 576 MAdds
+    #   node 1 (reads the 4-channel input): BN(4) 8, 1x1 4->8 32 (512 MAdds), BN(8) 16,
+    #     3x3 8->2 144 (2304 MAdds): 200 params, 2816 MAdds
+    #   node 2 (reads node 1's 2 channels): BN(2) 4, 1x1 2->8 16 (256), BN(8) 16, 3x3 8->2
+    #     144 (2304): 180 params, 2560 MAdds
+    #   output 1x1 2->4 8 params (128 MAdds) + BN 8; classifier 50 params, 40 MAdds
+    space = MacroSpace(n_phases=1, n_nodes=2)
+    net = space.build((1, 0), channels=(4,), in_channels=1, decoder="dense", growth=2)
+    assert count_params(net) == 36 + 200 + 180 + 16 + 50
+    assert count_madds(net, (1, 6, 6)) == 576 + 2816 + 2560 + 128 + 40
+    # residual bit: the output mixes input (4) and node 2 (2): 1x1 6->4, 24 params, 384 MAdds
+    res = space.build((1, 1), channels=(4,), in_channels=1, decoder="dense", growth=2)
+    assert count_params(res) == 482 - 8 + 24
+    assert count_madds(res, (1, 6, 6)) == 6120 - 128 + 384
+
+
+def test_nsganet_macro_matches_nsganet_counts():
+    """NSGA-Net's macro genome: the search network (residual decoder, 32/64/128 channels)
+    has NSGA-Net's 162.93 M convolution multiply-adds (its own counter adds 1.09 M of BN,
+    ReLU and pooling: 164.02 M); the trained network (dense decoder, 128 channels) is within
+    2 % of the paper's 3.37 M params / 1290 M MAdds (NSGA-Net's 3.37 M includes two 1x1
+    convolutions, 32,768 params, that it builds but never runs)."""
+    space = MacroSpace()
+    search = complexity(space.build(MACRO_ARCHS["NSGANet"]), (3, 32, 32))
+    assert search.madds_m == pytest.approx(162.928 + 0.00128, abs=1e-6)
+    assert search.params_m == pytest.approx(1.342634, abs=1e-6)
+    padded = complexity(space.build(MACRO_ARCHS["NSGANet"], pad_first=True), (3, 32, 32))
+    assert padded.madds_m == pytest.approx(193.8, abs=0.05)
+    dense = complexity(space.build(MACRO_ARCHS["NSGANet"], channels=128, decoder="dense"),
+                       (3, 32, 32))
+    assert dense.params_m == pytest.approx(3.37025 - 0.032768, abs=1e-6)
+    assert dense.params_m == pytest.approx(3.37, rel=0.02)
+    assert dense.madds_m == pytest.approx(1290, rel=0.02)
+    assert dense.madds_m == pytest.approx(1290.40128 + 0.00128, abs=1e-5)
 
 
 def test_micro_network_hand_computed():

@@ -76,10 +76,11 @@ def test_sampled_micro_genomes_build_and_run(space_name, seed):
 def test_sampled_macro_genomes_build_and_run(seed):
     genome = MacroSpace().sample(np.random.default_rng(seed))
     channels = (4, 6, 8) if seed % 2 else 5
+    decoder = {"decoder": "dense", "growth": 3} if seed % 3 == 0 else {}
     for name, shape in INPUTS.items():
         num_classes = 10 if name == "rgb32" else 3
         net = MacroSpace().build(genome, channels=channels, in_channels=shape[0],
-                                 num_classes=num_classes)
+                                 num_classes=num_classes, **decoder)
         assert isinstance(net, MacroNetwork)
         _check_network(net, shape, num_classes)
     net.train()

@@ -13,6 +13,7 @@ from rwenas.data import Split
 from rwenas.errors import ConfigError
 from rwenas.estimators.rwe import (
     RWEConfig,
+    bf16_is_native,
     calibrate_batchnorm,
     cosine_lr,
     ensemble_predict,
@@ -275,6 +276,24 @@ def test_precision_choice():
     assert feature_dtype("fp32", cpu) == torch.float32
     assert feature_dtype("bf16", cpu) == torch.bfloat16
     assert feature_dtype("auto", cpu) in (torch.float32, torch.bfloat16)
+
+
+@pytest.mark.parametrize(("capability", "native"), [((7, 5), False), ((8, 0), True),
+                                                     ((9, 0), True)])
+def test_gpu_bf16_only_where_native(monkeypatch, capability, native):
+    """A 2080 Ti (7.5) only emulates bfloat16, which torch.cuda.is_bf16_supported() counts as
+    support by default: RWE features must stay float32 there and training use float16."""
+    from rwenas.train.precision import autocast_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    gpu = torch.device("cuda")
+    assert bf16_is_native(gpu) is native
+    assert feature_dtype("auto", gpu) == (torch.bfloat16 if native else torch.float32)
+    assert autocast_dtype("auto", gpu) == (torch.bfloat16 if native else torch.float16)
+    assert autocast_dtype("fp32", gpu) is None
 
 
 @pytest.mark.parametrize("bad", [{"init": "he"}, {"bn_mode": "train"}, {"epochs": 0},

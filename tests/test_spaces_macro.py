@@ -171,7 +171,7 @@ def test_removed_phases_vanish_from_the_network():
     with torch.no_grad():
         assert one_removed(x).shape == (2, 10)
     hook.remove()
-    assert shapes == [(2, 6, 8, 8)]  # one pooling only
+    assert shapes == [(2, 6, 7, 7)]  # unpadded 3x3 entry (16 -> 14), one pooling only
 
 
 def test_dropped_nodes_have_no_modules_and_merges_have_mixers():

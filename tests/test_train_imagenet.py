@@ -1,5 +1,6 @@
 """The ImageNet transfer recipe end to end on a tiny generated ImageFolder (3 classes, 16x16
-PNGs, trained at 32x32 with the three-stride-2-conv ImageNet stem), top-1 and top-5."""
+PNGs, trained at 32x32 with the three-stride-2-conv ImageNet stem), top-1 and top-5: loaded
+whole through the API, streamed from disk through the CLI."""
 
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ def test_imagenet_recipe_cli(folder, tmp_path, run_cli):
     result = json.loads((out / "result.json").read_text())
     assert result["dataset"]["name"] == "imagefolder"
     assert result["data"]["image_size"] == 32 and result["data"]["num_classes"] == 3
+    assert result["data"]["streamed"] is True  # read from disk in worker processes
     assert result["test_top5_error"] == 0.0
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 2

@@ -18,7 +18,7 @@ from rwenas.data import make_synthetic
 from rwenas.errors import ConfigError
 from rwenas.spaces import MicroSpace, format_genome
 from rwenas.train.checkpoint import CheckpointError, load_checkpoint
-from rwenas.train.loop import fit, read_run, train
+from rwenas.train.loop import fit, network_from_run, read_run, train
 from rwenas.train.pick import pick_from_run, pick_index
 from rwenas.train.recipes import CifarRecipe
 from rwenas.train.schedules import drop_path_prob, lr_at
@@ -150,8 +150,29 @@ def test_macro_networks_train_too(data):
     macro = resolve_architecture("macro", arch="NSGANet")
     res = train(macro, CifarRecipe(epochs=1, batch_size=32, channels=(4, 4, 4)), data=data)
     assert res.completed and res.result["network"]["channels"] == [4, 4, 4]
+    # trained as NSGA-Net trains its macro networks: dense decoder, unpadded first conv
+    assert res.result["network"]["decoder"] == "dense"
+    assert res.result["network"]["pad_first"] is False
+    res = train(macro, CifarRecipe(epochs=1, batch_size=32, channels=4, decoder="residual"),
+                data=data)
+    assert res.network.decoder == "residual" and res.result["network"]["decoder"] == "residual"
     with pytest.raises(ConfigError, match="macro"):
         train(macro, CifarRecipe(epochs=1, layers=3), data=data)
+    with pytest.raises(ConfigError, match="macro"):
+        train(resolve_architecture("micro", arch="DARTS"),
+              CifarRecipe(epochs=1, decoder="dense"), data=data)
+
+
+def test_macro_runs_recorded_before_the_decoder_option_rebuild_as_trained():
+    """A run description without ``decoder``/``pad_first`` was trained with the residual
+    decoder and a padded first convolution: it rebuilds exactly that network."""
+    macro = resolve_architecture("macro", arch="NSGANet")
+    run = {"architecture": macro.to_json(),
+           "network": {"setting": "validation", "channels": [4, 4, 4], "in_channels": 3,
+                       "num_classes": 10}}
+    net, _ = network_from_run(run)
+    assert net.decoder == "residual"
+    assert net.body[0].entry.padding == (1, 1)
 
 
 # -- output directory --------------------------------------------------------------------------

@@ -67,6 +67,9 @@ class BenchBudget:
     lr: float = 0.05
     weight_decay: float = 3e-4
     device: str = "cpu"
+    #: ``auto`` (bfloat16 autocast where native), ``fp32`` or ``bf16``: see
+    #: :mod:`rwenas.train.precision`
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("channels", "layers", "epochs", "batch_size"):
@@ -79,6 +82,11 @@ class BenchBudget:
                 raise ConfigError(f"bench {name} must be a positive integer, got {v!r}")
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ConfigError(f"bench lr must be positive, got {self.lr!r}")
+        from rwenas.train.precision import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"bench precision must be one of {', '.join(PRECISIONS)}, "
+                              f"got {self.precision!r}")
 
     def recipe(self):
         from rwenas.estimators.short_training import short_recipe
@@ -156,16 +164,19 @@ def train_architecture(space: Any, genome: Sequence[int], data: Any, budget: Ben
     with ``seed``; ``{test_acc, params_m, madds_m, seconds}``."""
     from rwenas.build import build_network
     from rwenas.estimators.base import build_network as seeded
+    from rwenas.spaces import canonical_genome
     from rwenas.train.loop import fit
 
     options: dict[str, Any] = {"channels": budget.channels}
     if getattr(space, "name", "") != "macro":
         options.update(layers=budget.layers, auxiliary=False, drop_path=0.0)
     t0 = time.perf_counter()
-    net = seeded(lambda: build_network(space, tuple(genome), in_channels=data.in_channels,
+    net = seeded(lambda: build_network(space, canonical_genome(space, tuple(genome)),
+                                       in_channels=data.in_channels,
                                        num_classes=data.num_classes, setting="search",
                                        **options), seed)
-    result = fit(net, data, budget.recipe(), seed=seed, device=budget.device)
+    result = fit(net, data, budget.recipe(), seed=seed, device=budget.device,
+                 precision=budget.precision, test_every_epoch=False)
     return {"test_acc": float(result.history[-1]["test_acc"]), "params_m": result.params_m,
             "madds_m": result.madds_m, "seconds": time.perf_counter() - t0}
 

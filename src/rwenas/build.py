@@ -26,9 +26,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "imagenet": {"channels": 48, "layers": 14, "stem": "imagenet", "auxiliary": True},
     },
     "macro": {
-        "search": {"channels": (32, 64, 128)},
-        "validation": {"channels": (128, 128, 128)},
-        "imagenet": {"channels": (128, 128, 128)},
+        # NSGA-Net searches with the residual decoder and trains with the dense one; its first
+        # 3×3 convolution is unpadded (32×32 → 30×30).
+        "search": {"channels": (32, 64, 128), "decoder": "residual", "pad_first": False},
+        "validation": {"channels": (128, 128, 128), "decoder": "dense", "pad_first": False},
+        "imagenet": {"channels": (128, 128, 128), "decoder": "dense", "pad_first": False},
     },
 }
 PRESETS["nb301"] = PRESETS["micro"]

@@ -33,6 +33,8 @@ MAX_GENERATIONS = 1_000_000
 MAX_WORKERS = 1024
 MAX_THREADS = 1024
 MAX_RETRIES = 100
+#: A search's time budget: a year of minutes (more is a typo, or no budget at all).
+MAX_MINUTES = 525_600
 
 #: Integers longer than this many digits are refused before Python converts them (a
 #: 5,000-digit number takes noticeable time and means a typo, never a setting).

@@ -20,6 +20,7 @@ from rwenas.checks import (
     MAX_IMAGE_SIZE,
     MAX_INCREMENT,
     MAX_LAYERS,
+    MAX_MINUTES,
     MAX_POP_SIZE,
     MAX_RETRIES,
     MAX_SEED,
@@ -62,6 +63,10 @@ _layers = number_arg("layers", integer=True, low=1, high=MAX_LAYERS)
 _increment = number_arg("increment", integer=True, low=0, high=MAX_INCREMENT)
 _image_size = number_arg("image size", integer=True, low=1, high=MAX_IMAGE_SIZE)
 _threads = number_arg("threads", integer=True, low=1, high=MAX_THREADS)
+_minutes = number_arg("max_minutes", low=0, low_open=True, high=MAX_MINUTES)
+_stagnation = number_arg("stop_after_stagnation", integer=True, low=1, high=MAX_GENERATIONS)
+
+
 def _device(text: str) -> str:
     try:
         return check_device(text, cuda_here=False)  # CUDA itself is checked where it is used
@@ -74,11 +79,13 @@ _non_negative_float = number_arg("value", low=0)
 
 
 def add_trust_arg(p: argparse.ArgumentParser) -> None:
-    """--trust-plugins: import a plugin space named by a stored run or checkpoint."""
+    """--trust-plugins: import a plugin space (or objective function) named by a stored run
+    or checkpoint."""
     p.add_argument("--trust-plugins", action="store_true",
-                   help="import the plugin search space (package.module:Class) a stored run "
-                        "names; that runs the module's code (default: only when --space "
-                        "names it again)")
+                   help="import the plugin search space (package.module:Class) and objective "
+                        "functions (package.module:function) a stored run names; that runs "
+                        "their modules' code (default: only when --space / --objectives "
+                        "names them again)")
 
 
 def add_architecture_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -102,16 +109,22 @@ def add_network_args(p: argparse.ArgumentParser) -> None:
                    help="pyramid channel increment per cell (micro)")
     p.add_argument("--auxiliary", action="store_true", default=None, help="auxiliary head")
     p.add_argument("--se", action="store_true", default=None, help="squeeze-and-excitation")
+    p.add_argument("--decoder", choices=("residual", "dense"),
+                   help="macro phase decoder (default: residual for search, dense otherwise)")
+    p.add_argument("--pad-first", action="store_true", default=None,
+                   help="macro: pad the first 3x3 convolution (NSGA-Net does not)")
 
 
 def network_overrides(args: argparse.Namespace, space_name: str) -> dict[str, Any]:
     """The network options given on the command line (None = not given)."""
     over = {"channels": args.channels, "layers": args.layers, "increment": args.increment,
-            "auxiliary": args.auxiliary, "se": args.se}
-    if space_name == "macro":
-        for opt in ("layers", "increment", "auxiliary", "se"):
-            if over.pop(opt) is not None:
-                raise ConfigError(f"--{opt} does not apply to the macro space")
+            "auxiliary": args.auxiliary, "se": args.se, "decoder": getattr(args, "decoder", None),
+            "pad_first": getattr(args, "pad_first", None)}
+    macro_only = ("decoder", "pad_first")
+    for opt in ("layers", "increment", "auxiliary", "se") if space_name == "macro" else macro_only:
+        if over.pop(opt) is not None:
+            raise ConfigError(f"--{opt.replace('_', '-')} does not apply to the {space_name} "
+                              "space")
     return {k: v for k, v in over.items() if v is not None}
 
 
@@ -278,10 +291,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     genomes = [space.validate(parse_genome(t)) for t in texts]  # fail before loading data
     config = rwe_config(args)
     measure = [m.strip() for m in (args.measure or "").split(",") if m.strip()]
-    unknown = sorted(set(measure) - {"latency", "latency_batch", "memory"})
+    unknown = sorted(set(measure) - {"latency", "latency_batch", "memory", "latency_onnx"})
     if unknown:
         raise ConfigError(f"unknown measurement(s) {', '.join(unknown)} "
-                          "(known: latency, latency_batch, memory)")
+                          "(known: latency, latency_batch, memory, latency_onnx)")
+    if "latency_onnx" in measure:
+        from rwenas.search.objectives import check_onnx
+
+        check_onnx()
     info, split = load_split(args)
     results = []
     for g in genomes:
@@ -292,7 +309,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not args.json:
             extra = "".join(f"  {name} {getattr(ev, fld):.2f}" for name, fld in (
                 ("latency_ms", "latency_ms"), ("latency_b_ms", "latency_batch_ms"),
-                ("memory_mb", "memory_mb")) if getattr(ev, fld) is not None)
+                ("memory_mb", "memory_mb"), ("latency_onnx_ms", "latency_onnx_ms"))
+                if getattr(ev, fld) is not None)
             print(f"rwe_error {100 * ev.rwe_error:6.2f}%  madds {ev.madds_m:8.2f} M  "
                   f"params {ev.params_m:6.3f} M{extra}  {ev.seconds:6.1f} s  genome {ev.genome}",
                   flush=True)
@@ -314,9 +332,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels", type=_channels, help="network channels (default: search "
                                                       "setting)")
     p.add_argument("--layers", type=_layers, help="cells (micro; default 5)")
-    p.set_defaults(increment=None, auxiliary=None, se=None)
-    p.add_argument("--measure", help="also measure: latency, latency_batch, memory "
-                                     "(comma-separated)")
+    p.set_defaults(increment=None, auxiliary=None, se=None, decoder=None, pad_first=None)
+    p.add_argument("--measure", help="also measure: latency, latency_batch, memory, "
+                                     "latency_onnx (comma-separated)")
     p.add_argument("--latency-batch", type=_positive_int, default=64,
                    help="batch of the latency_batch measurement (default 64)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
@@ -331,7 +349,7 @@ def _search_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "space", "dataset", "data_dir", "image_size", "train_size", "val_size", "seed",
             "pop_size", "generations", "executor", "workers", "threads", "ray_address",
             "gpus_per_eval", "max_retries", "max_madds", "max_params", "max_latency_ms",
-            "latency_batch")}
+            "latency_batch", "algorithm", "max_minutes", "stop_after_stagnation")}
     over["download"] = True if args.download else None
     if args.objectives:
         over["objectives"] = [o.strip() for o in args.objectives.split(",") if o.strip()]
@@ -361,13 +379,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _run_search_command(args: argparse.Namespace, overrides: dict[str, Any]):
-    from rwenas.search.config import resolve_config
+    from rwenas.search.config import resolve_config, validate_config
+    from rwenas.search.initial import load_initial_population
     from rwenas.search.nsga2 import run_search
 
     if args.resume:
-        if args.out or args.profile or args.config:
+        if args.out or args.profile or args.config or args.initial_population:
             raise ConfigError("--resume continues a run as it was configured; drop --out, "
-                              "--profile and --config")
+                              "--profile, --config and --initial-population")
         given = {k: v for k, v in overrides.items() if v is not None}
         return run_search(resume=args.resume, overrides=given, progress=not args.quiet,
                           trust_plugins=args.trust_plugins, retry_failed=args.retry_failed)
@@ -376,6 +395,10 @@ def _run_search_command(args: argparse.Namespace, overrides: dict[str, Any]):
     if not args.out:
         raise ConfigError("give --out RUN_DIR for a new search (or --resume RUN_DIR)")
     config = resolve_config(args.profile, args.config, overrides)
+    if args.initial_population:
+        config["initial_population"] = load_initial_population(
+            args.initial_population, config["space"], config["pop_size"])
+        validate_config(config)
     return run_search(config, args.out, force=args.force, progress=not args.quiet)
 
 
@@ -384,17 +407,27 @@ def _print_search_result(result: Any) -> None:
           f"{result.cache_hits} cache hits, final hypervolume {result.hypervolume:.4g}")
     print(f"front ({len(result.front)} architectures, non-dominated over everything "
           "evaluated):")
+    objectives = list(getattr(result, "objectives", None) or [])
     for e in result.front:
         extra = e.get("extra") or {}
-        print(f"  rwe_error {100 * extra.get('rwe_error', e['objectives'][0]):6.2f}%  "
-              f"madds {e['madds_m']:8.2f} M  params {e['params_m']:6.3f} M  "
+        err = extra.get("rwe_error")
+        head = f"rwe_error {100 * err:6.2f}%" if err is not None else "  ".join(
+            f"{o} {v:.4g}" for o, v in zip(objectives, e["objectives"], strict=False)
+            if o not in ("madds", "params"))
+        print(f"  {head}  madds {e['madds_m']:8.2f} M  params {e['params_m']:6.3f} M  "
               f"genome {' '.join(map(str, e['genome']))}")
+    if getattr(result, "stopped", None):
+        print(f"stopped early ({result.stopped}); continue with: rwenas search --resume "
+              f"{result.run_dir} (give a larger --max-minutes or --stop-after-stagnation)")
     print(f"outputs: {result.run_dir}/report.html, front.json, front.csv, history.csv, "
           "front.png, hypervolume.png, run.db")
 
 
 def _add_search(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="NSGA-II over RWE error and multiply-adds")
+    from rwenas.search.algorithms import ALGORITHMS
+
+    p = sub.add_parser("search", help="NSGA-II (or another algorithm) over RWE error and "
+                                      "multiply-adds (or other objectives)")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory of a new search")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
@@ -418,8 +451,20 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generations", type=number_arg("generations", integer=True, low=1,
                                                     high=MAX_GENERATIONS),
                    help="generations (paper: 30)")
-    p.add_argument("--objectives", help="comma-separated: rwe plus madds (default), params, "
-                                        "latency, latency_batch, memory")
+    p.add_argument("--objectives",
+                   help="comma-separated, all minimised: rwe, madds (default rwe,madds), "
+                        "params, latency, latency_batch, latency_onnx, memory; a study "
+                        "estimator (jacob_cov, synflow, naswot, …); or package.module:function")
+    p.add_argument("--algorithm", choices=ALGORITHMS,
+                   help="nsga2 (default), smsemoa, agemoea, nsga3, moead, or random (random "
+                        "search at the same number of evaluations)")
+    p.add_argument("--initial-population", metavar="FILE|RUN_DIR",
+                   help="seed the first generation: a genomes file, or another run's front")
+    p.add_argument("--max-minutes", type=_minutes,
+                   help="stop at the first generation boundary after M minutes of search "
+                        "(resumable; --resume with a larger M extends it)")
+    p.add_argument("--stop-after-stagnation", type=_stagnation, metavar="K",
+                   help="stop when the hypervolume has not improved for K generations")
     p.add_argument("--max-madds", type=_positive_float,
                    help="hard constraint: multiply-adds (M) <= X")
     p.add_argument("--max-params", type=_positive_float,
@@ -450,7 +495,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from rwenas.report.html import write_report
 
-    print(write_report(args.run_dir, args.out, space=args.space,
+    print(write_report(args.run_dir, args.out, picks=args.pick or (), space=args.space,
                        trust_plugins=args.trust_plugins))
     return 0
 
@@ -462,6 +507,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", help="the run's plugin space package.module:Class, to confirm "
                                    "that it may be imported")
     add_trust_arg(p)
+    p.add_argument("--pick", action="append", metavar="BUDGET",
+                   help="also show the lowest-error member within a budget, e.g. "
+                        "'madds<=10' (repeatable; L, M, S and the knee are always shown)")
     p.set_defaults(handler=cmd_report)
 
 

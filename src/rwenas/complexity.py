@@ -82,6 +82,51 @@ def latency_ms(model: nn.Module, input_shape: tuple[int, int, int], *, batch: in
         model.train(was_training)
 
 
+def onnx_latency_ms(model: nn.Module, input_shape: tuple[int, int, int], *, warmup: int = 3,
+                    repeats: int = 15, threads: int = 1) -> float:
+    """Median milliseconds of one batch-1 inference of the eval-mode ``model`` exported to
+    ONNX (opset 17) and run by ONNX Runtime's CPU provider on ``threads`` threads, after
+    ``warmup`` runs: the latency of the model as it is usually deployed. Needs the ``onnx``
+    and ``onnxruntime`` packages (``pip install 'rwenas[onnx]'``)."""
+    import io
+    import statistics
+    import time
+    import warnings
+
+    try:
+        import onnxruntime
+    except ImportError:
+        from rwenas.errors import ConfigError
+
+        raise ConfigError("latency_onnx needs onnx and onnxruntime: "
+                          "pip install 'rwenas[onnx]'") from None
+    was_training = model.training
+    model.eval()
+    x = torch.randn(1, *input_shape)
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer chatter, not for the user
+            torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["images"],
+                              output_names=["logits"], opset_version=17)
+    finally:
+        model.train(was_training)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(buf.getvalue(), options,
+                                           providers=["CPUExecutionProvider"])
+    feed = {"images": x.numpy()}
+    times = []
+    for i in range(warmup + repeats):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
 @torch.inference_mode()
 def peak_activation_mb(model: nn.Module, input_shape: tuple[int, int, int],
                        batch: int = 1) -> float:

@@ -19,8 +19,9 @@ Supported datasets (:data:`DATASET_NAMES`):
     ``data_dir`` is verified and extracted; ``download=True`` fetches it.
 ``imagefolder``
     ``data_dir/train/<class>/<image>`` and ``data_dir/val/`` (or ``test/``), decoded with Pillow
-    and resized to ``image_size x image_size``. ImageNet is loaded this way (``imagenet`` is
-    known to :func:`dataset_info` only).
+    and resized to ``image_size x image_size``; for small folders. Training with the ImageNet
+    recipe streams the files instead (:mod:`rwenas.train.stream`; :func:`list_image_folder`
+    lists them). ``imagenet`` is known to :func:`dataset_info` only.
 ``synthetic``
     A seeded generator of class-structured images (oriented stripes and a blob at a
     class-specific position, with jitter and noise): learnable, but not trivially.
@@ -61,12 +62,14 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "Dataset",
     "DatasetInfo",
+    "ImageFolderFiles",
     "Split",
     "canonical_name",
     "channel_stats",
     "dataset_info",
     "default_data_dir",
     "download_file",
+    "list_image_folder",
     "load_dataset",
     "make_synthetic",
     "read_idx",
@@ -879,15 +882,24 @@ def _image_files(directory: Path) -> list[Path]:
     )
 
 
-def _load_image_folder(
-    data_dir: Path | None, image_size: int | None, num_classes: int | None, in_channels: int | None
-) -> Dataset:
+@dataclass(frozen=True)
+class ImageFolderFiles:
+    """The image files of an ImageFolder (``train/<class>/*``, ``val/`` or ``test/``), in
+    sorted order, with their class indices; nothing decoded."""
+
+    classes: list[str]
+    train_paths: list[Path]
+    train_labels: list[int]
+    test_paths: list[Path]
+    test_labels: list[int]
+
+
+def list_image_folder(data_dir: Path | str | None,
+                      num_classes: int | None = None) -> ImageFolderFiles:
+    """List and check an ImageFolder's files (one-line :class:`DataError` on any problem)."""
     if data_dir is None:
         raise ConfigError("imagefolder needs data_dir (containing train/ and val/ or test/)")
-    size = 32 if image_size is None else _positive_int(image_size, "image_size")
-    channels = 3 if in_channels is None else in_channels
-    if channels not in (1, 3):
-        raise ConfigError(f"imagefolder supports in_channels 1 or 3, got {channels}")
+    data_dir = Path(data_dir).expanduser()
     train_root = data_dir / "train"
     if not train_root.is_dir():
         raise DataError(
@@ -930,15 +942,28 @@ def _load_image_folder(
     if empty:
         raise DataError(f"class directories without images in {train_root}: {', '.join(empty)}")
     test_paths, test_labels = collect(test_classes, test_root)
-    train_x = _decode_images(train_paths, size, channels)
-    test_x = _decode_images(test_paths, size, channels)
+    return ImageFolderFiles(classes, train_paths, train_labels, test_paths, test_labels)
+
+
+def _load_image_folder(
+    data_dir: Path | None, image_size: int | None, num_classes: int | None, in_channels: int | None
+) -> Dataset:
+    if data_dir is None:
+        raise ConfigError("imagefolder needs data_dir (containing train/ and val/ or test/)")
+    size = 32 if image_size is None else _positive_int(image_size, "image_size")
+    channels = 3 if in_channels is None else in_channels
+    if channels not in (1, 3):
+        raise ConfigError(f"imagefolder supports in_channels 1 or 3, got {channels}")
+    files = list_image_folder(data_dir, num_classes)
+    train_x = _decode_images(files.train_paths, size, channels)
+    test_x = _decode_images(files.test_paths, size, channels)
     return Dataset.from_tensors(
         "imagefolder",
         train_x,
-        torch.tensor(train_labels, dtype=torch.int64),
+        torch.tensor(files.train_labels, dtype=torch.int64),
         test_x,
-        torch.tensor(test_labels, dtype=torch.int64),
-        classes,
+        torch.tensor(files.test_labels, dtype=torch.int64),
+        files.classes,
     )
 
 

@@ -142,7 +142,10 @@ class ScoreCache:
 
         options = dict(self.network)
         options.update(getattr(estimator, "network", None) or {})
-        genome = tuple(int(g) for g in genome)
+        from rwenas.spaces import canonical_genome
+
+        # the canonical genome: scores keyed and seeded by the key must come from its network
+        genome = canonical_genome(self.space, tuple(int(g) for g in genome))
 
         def make():
             return build_network(self.space, genome, in_channels=self.info.in_channels,

@@ -32,7 +32,8 @@ def cmd_bench_build(args: argparse.Namespace) -> int:
     _set_threads(args)
     budget = BenchBudget(channels=args.channels, layers=args.layers, epochs=args.epochs,
                          train_size=args.train_size, test_size=args.test_size,
-                         batch_size=args.batch_size, lr=args.lr, device=args.device)
+                         batch_size=args.batch_size, lr=args.lr, device=args.device,
+                         precision=args.precision)
     result = build_bench(args.bench_dir, space=args.space, dataset=args.dataset,
                          data_dir=args.data_dir, budget=budget, size=args.size,
                          retest=args.retest, sampler=args.sampler, seed=args.seed,
@@ -80,6 +81,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--batch-size", type=cli._positive_int, default=128, help="default 128")
     b.add_argument("--lr", type=float, default=0.05, help="default 0.05 (cosine to 0)")
     b.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    b.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto (default): bfloat16 autocast where native; fp32 forces float32")
     b.add_argument("--seed", type=int, default=0, help="pool, data sub-sample and weights")
     b.add_argument("--workers", type=cli._positive_int, default=1,
                    help="parallel training processes (default 1)")

@@ -100,9 +100,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def bf16_is_native(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 convolutions natively (AVX512-BF16/AMX or CUDA)."""
+    """Whether ``device`` computes bfloat16 convolutions natively (AVX512-BF16/AMX, or a GPU
+    of compute capability 8.0 or newer).
+
+    Not ``torch.cuda.is_bf16_supported()``: by default that also answers yes for older GPUs
+    (a 2080 Ti, say), which only emulate bfloat16, slowly; those train under float16 instead.
+    """
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        if not torch.cuda.is_available():
+            return False
+        if torch.version.hip:
+            return True
+        return torch.cuda.get_device_capability(device)[0] >= 8
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

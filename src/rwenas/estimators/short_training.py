@@ -63,14 +63,16 @@ class ShortTraining:
     ``epochs``, ``lr``, ``batch_size``, ``weight_decay``: the recipe; ``channels`` and
     ``layers``: the scale the network should be built at (:attr:`network`; ``None`` keeps the
     factory's own); ``train_size``: train on the first N images of the split only;
-    ``device``: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+    ``device``: ``auto`` (CUDA when present), ``cpu`` or ``cuda``; ``precision``: as in
+    :func:`rwenas.train.loop.fit`.
     """
 
     name = "short_training"
 
     def __init__(self, epochs: int = 10, channels: int | None = 16, layers: int | None = 8,
                  lr: float = 0.05, batch_size: int = 96, weight_decay: float = 3e-4,
-                 train_size: int | None = None, device: str = "auto") -> None:
+                 train_size: int | None = None, device: str = "auto",
+                 precision: str = "auto") -> None:
         self.recipe = short_recipe(epochs, batch_size=batch_size, lr=lr,
                                    weight_decay=weight_decay)
         for what, v in (("channels", channels), ("layers", layers), ("train_size", train_size)):
@@ -80,6 +82,7 @@ class ShortTraining:
         self.layers = layers
         self.train_size = train_size
         self.device = device
+        self.precision = precision
 
     @property
     def network(self) -> dict[str, Any]:
@@ -97,7 +100,8 @@ class ShortTraining:
             split = Split(split.train_x[: self.train_size], split.train_y[: self.train_size],
                           split.val_x, split.val_y)
         data = split_train_data(split)
-        result = fit(net, data, self.recipe, seed=seed, device=self.device)
+        result = fit(net, data, self.recipe, seed=seed, device=self.device,
+                     precision=self.precision, test_every_epoch=False)
         error = result.test_error
         return make_score(self.name, float("nan") if error is None else error,
                           time.perf_counter() - t0, higher_is_better=False)

@@ -28,8 +28,11 @@ from rwenas import __version__
 from rwenas.errors import ConfigError, RwenasError
 from rwenas.report import plots
 from rwenas.report.drawing import genotype_svg
+from rwenas.search.algorithms import DESCRIPTIONS as ALGORITHM_NAMES
 from rwenas.search.nsga2 import pareto_front
-from rwenas.search.objectives import CONSTRAINTS, OBJECTIVES, worst_values
+from rwenas.search.objectives import CONSTRAINTS, is_objective_name, worst_values
+from rwenas.search.objectives import label as objective_label
+from rwenas.search.picking import knee_index, record_row, select
 from rwenas.search.store import RunStore
 from rwenas.spaces import check_stored_space, format_genome, get_space
 
@@ -43,7 +46,11 @@ PICKS = {
     "L": "lowest RWE error",
     "M": "middle of the front (by {x})",
     "S": "{least} {x}",
+    "knee": "knee of the front (farthest below the line through its extremes, objectives "
+            "normalised)",
 }
+#: a budget pick, e.g. "madds<=10"
+BUDGET_PICK = "lowest {error} within {budget}"
 
 
 # -- the data ------------------------------------------------------------------------------------
@@ -64,16 +71,28 @@ def store_front(evaluations: Sequence[Record], objectives: Sequence[str],
     return sorted(front, key=lambda e: (e["objectives"][x], e["objectives"][r], e["key"]))
 
 
-def front_picks(front: Sequence[Record], objectives: Sequence[str]) -> dict[str, Record]:
+def front_picks(front: Sequence[Record], objectives: Sequence[str],
+                extra: Sequence[str] = ()) -> dict[str, Record]:
     """L (lowest RWE error), M (the middle member when sorted by the second objective, index
-    ``len // 2``) and S (smallest second objective, e.g. fewest multiply-adds) of a front;
-    empty for an empty front."""
+    ``len // 2``), S (smallest second objective, e.g. fewest multiply-adds) and the knee of a
+    front, plus the ``extra`` picks (``knee`` or budgets like ``madds<=10``, see
+    :mod:`rwenas.search.picking`); empty for an empty front. A budget no member meets is
+    :class:`ConfigError`."""
     if not front:
         return {}
     r, x = objective_axes(objectives)
     by_x = sorted(front, key=lambda e: (e["objectives"][x], e["objectives"][r], e["key"]))
     low = min(front, key=lambda e: (e["objectives"][r], e["objectives"][x], e["key"]))
-    return {"L": low, "M": by_x[len(by_x) // 2], "S": by_x[0]}
+    rows = [record_row(e, objectives) for e in front]
+    picks = {"L": low, "M": by_x[len(by_x) // 2], "S": by_x[0],
+             "knee": front[knee_index(rows, objectives)]}
+    for pick in extra:
+        index = select(rows, pick, objectives)
+        if index is None:
+            raise ConfigError(f"invalid report pick {pick!r}: give knee or a budget like "
+                              "'madds<=10'")
+        picks[str(pick).replace(" ", "")] = front[index]
+    return picks
 
 
 @dataclass
@@ -86,6 +105,10 @@ class RunData:
     evaluations: list[Record]
     generations: list[Record]
     hv_ref: list[float] | None
+    #: picks asked for besides L, M, S and the knee (budgets like ``madds<=10``)
+    extra_picks: Sequence[str] = ()
+    #: why the search stopped early (a budget), if it did
+    stopped: str | None = None
     objectives: list[str] = field(init=False)
     front: list[Record] = field(init=False)
     picks: dict[str, Record] = field(init=False)
@@ -93,33 +116,39 @@ class RunData:
     def __post_init__(self) -> None:
         self.objectives = list(self.config.get("objectives") or ["rwe", "madds"])
         self.front = store_front(self.evaluations, self.objectives, self.config)
-        self.picks = front_picks(self.front, self.objectives)
+        self.picks = front_picks(self.front, self.objectives, self.extra_picks)
 
     @classmethod
-    def read(cls, run_dir: str | Path) -> RunData:
+    def read(cls, run_dir: str | Path, picks: Sequence[str] = ()) -> RunData:
         """Read a run's store (:class:`ConfigError` if ``run_dir`` is not a run).
 
         A ``run.db`` may come from anyone, and SQLite keeps whatever a column is given: the
         numbers the page computes with are checked here (a non-number becomes ``None``),
-        and every value is escaped where it is written into the page.
+        and every value is escaped where it is written into the page. Objective functions
+        (``module:function``) are only named, never imported.
         """
         with RunStore.open(run_dir) as store:
             config, meta = store.config, store.meta
             evaluations, generations = store.evaluations(), store.generations()
             hv_ref = store.get_state("hv_ref")
+            stopped = store.get_state("stopped")
         if not isinstance(config, dict):
             raise ConfigError(f"{run_dir}: the stored run configuration is not a table")
         objectives = config.get("objectives") or ["rwe", "madds"]
         if (not isinstance(objectives, list) or len(objectives) < 2
-                or not all(isinstance(o, str) and o in OBJECTIVES for o in objectives)):
+                or not all(is_objective_name(o) for o in objectives)):
             raise ConfigError(f"{run_dir}: the stored objectives are damaged")
         config = {**config, "generations": _int_or_none(config.get("generations")),
+                  "pop_size": _int_or_none(config.get("pop_size")),
                   **{k: _number_or_none(config.get(k)) for k in CONSTRAINTS}}
         hv = hv_ref if isinstance(hv_ref, list) and len(hv_ref) == len(objectives) else None
-        return cls(Path(run_dir), config, {k: str(v) for k, v in meta.items()},
-                   [_clean_evaluation(e, objectives) for e in evaluations],
-                   [_clean_generation(g) for g in generations],
-                   None if hv is None else [_number_or_none(v) or 0.0 for v in hv])
+        run = cls(Path(run_dir), config, {k: str(v) for k, v in meta.items()},
+                  [_clean_evaluation(e, objectives) for e in evaluations],
+                  [_clean_generation(g) for g in generations],
+                  None if hv is None else [_number_or_none(v) or 0.0 for v in hv],
+                  tuple(picks))
+        run.stopped = None if stopped is None else str(stopped)
+        return run
 
     @property
     def ok(self) -> list[Record]:
@@ -162,7 +191,12 @@ def _clean_evaluation(e: Record, objective_names: Sequence[str]) -> Record:
         isinstance(g, int) and not isinstance(g, bool) for g in genome) else [])
     extra = e.get("extra") if isinstance(e.get("extra"), dict) else {}
     out["extra"] = {**extra, **{k: _number_or_none(extra.get(k)) for k in (
-        "rwe_error", "latency_ms", "latency_batch_ms", "memory_mb") if k in extra}}
+        "rwe_error", "latency_ms", "latency_batch_ms", "memory_mb", "latency_onnx_ms")
+        if k in extra}}
+    for name in ("objectives", "raw"):  # estimator and function values, by objective name
+        if name in extra:
+            values_by_name = extra[name] if isinstance(extra[name], dict) else {}
+            out["extra"][name] = {str(k): _number_or_none(v) for k, v in values_by_name.items()}
     for name in ("key", "error", "created"):
         if e.get(name) is not None:
             out[name] = str(e[name])
@@ -254,7 +288,7 @@ def _png(fig: Any, alt: str, name: str) -> str:
 
 
 def _objective_name(name: str) -> str:
-    return OBJECTIVES[name][1] if name in OBJECTIVES else name
+    return objective_label(name)
 
 
 _SHORT_NAMES = {"rwe": "RWE error", "madds": "multiply-adds", "params": "parameters",
@@ -287,7 +321,10 @@ def _summary(run: RunData) -> str:
     versions = run.meta.get("rwenas_version", "?")
     if versions != __version__:
         versions += f" (report by {__version__})"
+    algorithm = str(config.get("algorithm", "nsga2"))
     stats = [
+        ("algorithm", ALGORITHM_NAMES.get(algorithm, algorithm),
+         f"population {config.get('pop_size')}, {planned} generations"),
         ("status", status, f"{n_gen} of {planned} generations finished" if planned
          else f"{n_gen} generations finished"),
         ("seed", config.get("seed"), "of the run"),
@@ -308,7 +345,11 @@ def _summary(run: RunData) -> str:
         f'<div class="v">{v if k == "status" else _e(v)}</div>'  # status: the badge above
         f'<div class="d">{_e(d)}</div></div>' for k, v, d in stats)
     note = ""
-    if not done:
+    if run.stopped and not done:
+        note = (f'<p class="note" id="stopped">Stopped early: {_e(run.stopped)}. Continue '
+                f"with <code>rwenas search --resume {_e(run.run_dir)}</code> and a larger "
+                "<code>--max-minutes</code> or <code>--stop-after-stagnation</code>.</p>")
+    elif not done:
         note = (f'<p class="note">This run has finished {n_gen} of {_e(planned or "?")} '
                 "generations: it is still running, or it was stopped (continue it with "
                 f"<code>rwenas search --resume {_e(run.run_dir)}</code>). The page shows what "
@@ -388,10 +429,11 @@ def _picks_section(run: RunData, use_graphviz: bool | None) -> str:
         space_problem = str(exc)
     cards = []
     first_of: dict[str, str] = {}
-    for name, e in run.picks.items():
-        what = PICKS[name].format(x=xname, least=_least(run.objectives[x]))
-        values = dict(zip(run.objectives, e["objectives"], strict=False))
-        facts = [f"RWE error {_fmt_objective('rwe', values.get('rwe', e['objectives'][r]))}",
+    error = "RWE error" if "rwe" in run.objectives else _short_name(run.objectives[r])
+    for n, (name, e) in enumerate(run.picks.items()):
+        what = (PICKS[name].format(x=xname, least=_least(run.objectives[x])) if name in PICKS
+                else BUDGET_PICK.format(error=error, budget=name))
+        facts = [f"{error} {_fmt_objective(run.objectives[r], e['objectives'][r])}",
                  f"{_fmt_number(e['madds_m'])} M multiply-adds",
                  f"{_fmt_number(e['params_m'])} M parameters",
                  f"generation {e['generation']}"]
@@ -401,19 +443,24 @@ def _picks_section(run: RunData, use_graphviz: bool | None) -> str:
                        "(drawn above).</p>")
         else:
             first_of[e["key"]] = name
-            drawing = _drawing(space, e, name, use_graphviz, space_problem)
+            drawing = _drawing(space, e, name if name in PICKS else f"b{n}", use_graphviz,
+                               space_problem)
+        anchor = name if name in PICKS else f"budget-{n}"
         cards.append(
-            f'<article class="pick" id="pick-{name}" data-key="{_e(e["key"])}">'
-            f'<h3><span class="letter">{name}</span> {_e(what)}</h3>'
+            f'<article class="pick" id="pick-{anchor}" data-key="{_e(e["key"])}">'
+            f'<h3><span class="letter">{_e(name)}</span> {_e(what)}</h3>'
             f'<ul class="facts">{facts_html}</ul>'
             f'<p class="genome"><code>{_e(format_genome(e["genome"]))}</code></p>'
             f"{drawing}</article>")
     kind = ("phases" if run.config.get("space") == "macro" else "normal and reduction cells")
     least = _least(run.objectives[x])
     return (f'<section id="picks"><h2>L, M and S architectures</h2><p class="muted">The '
-            f"{kind} of three members of the front, as in the paper's Fig. 2: L has the lowest "
-            f"RWE error, S the {least} {_e(xname)}, M is the middle one when the front is "
-            f"sorted by {_e(xname)}.</p>{''.join(cards)}</section>")
+            f"{kind} of members of the front, as in the paper's Fig. 2: L has the lowest "
+            f"{_e(error)}, S the {least} {_e(xname)}, M is the middle one when the front is "
+            f"sorted by {_e(xname)}; the knee is the member farthest below the line through "
+            "the front's extremes (objectives normalised to [0, 1]), and a budget pick "
+            f"(<code>rwenas report --pick</code>) the lowest {_e(error)} within it."
+            f"</p>{''.join(cards)}</section>")
 
 
 def _drawing(space: Any, e: Record, name: str, use_graphviz: bool | None,
@@ -690,17 +737,18 @@ def render_report(run: RunData, *, use_graphviz: bool | None = None) -> str:
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *,
-                 use_graphviz: bool | None = None, space: str | None = None,
-                 trust_plugins: bool = False) -> Path:
+                 use_graphviz: bool | None = None, picks: Sequence[str] = (),
+                 space: str | None = None, trust_plugins: bool = False) -> Path:
     """Write the HTML report of the run in ``run_dir`` (default ``RUN_DIR/report.html``) from
     its results store alone, and return its path.
 
     :class:`ConfigError` (one line) when ``run_dir`` is not an rwenas run or ``out`` cannot be
-    written. ``use_graphviz``: see :func:`rwenas.report.drawing.genotype_svg`. A plugin
-    space named by the run is imported only if ``space`` names it too or ``trust_plugins``
-    (:func:`rwenas.spaces.check_stored_space`).
+    written. ``use_graphviz``: see :func:`rwenas.report.drawing.genotype_svg`. ``picks``:
+    budgets (``madds<=10``) shown next to L, M, S and the knee. A plugin space named by the
+    run is imported only if ``space`` names it too or ``trust_plugins``
+    (:func:`rwenas.spaces.check_stored_space`); objective functions are never imported.
     """
-    run = RunData.read(run_dir)
+    run = RunData.read(run_dir, picks)
     check_stored_space(run.config.get("space"), given=space, trust=trust_plugins,
                        where=f"the run in {run_dir}")
     text = render_report(run, use_graphviz=use_graphviz)

@@ -19,6 +19,7 @@ from rwenas.checks import (
     MAX_GENERATIONS,
     MAX_IMAGE_SIZE,
     MAX_LAYERS,
+    MAX_MINUTES,
     MAX_POP_SIZE,
     MAX_RETRIES,
     MAX_SEED,
@@ -43,6 +44,10 @@ DEFAULTS: dict[str, Any] = {
     "pop_size": 20,
     "generations": 30,
     "objectives": ["rwe", "madds"],
+    "algorithm": "nsga2",
+    "initial_population": None,
+    "max_minutes": None,
+    "stop_after_stagnation": None,
     "crossover_prob": 0.9,
     "mutation_eta": 3.0,
     "executor": "local",
@@ -134,6 +139,9 @@ NUMBERS: dict[str, dict[str, Any]] = {
     "max_madds": {"low": 0, "low_open": True, "optional": True},
     "max_params": {"low": 0, "low_open": True, "optional": True},
     "max_latency_ms": {"low": 0, "low_open": True, "optional": True},
+    "max_minutes": {"low": 0, "low_open": True, "high": MAX_MINUTES, "optional": True},
+    "stop_after_stagnation": {"integer": True, "low": 1, "high": MAX_GENERATIONS,
+                              "optional": True},
 }
 TEXTS = {"space": False, "dataset": False, "data_dir": True, "ray_address": True,
          "executor": False}
@@ -154,6 +162,14 @@ def validate_config(config: dict[str, Any]) -> None:
     if config["executor"] not in EXECUTORS:
         raise ConfigError(f"unknown executor {config['executor']!r} "
                           f"(known: {', '.join(EXECUTORS)})")
+    from rwenas.search.algorithms import ALGORITHMS
+
+    check_text("setting 'algorithm'", config["algorithm"])
+    if config["algorithm"] not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm {config['algorithm']!r} "
+                          f"(known: {', '.join(ALGORITHMS)})")
+    config["initial_population"] = check_initial_population(config["initial_population"],
+                                                            config["pop_size"])
     objectives = config["objectives"]
     if isinstance(objectives, str):
         objectives = config["objectives"] = [o.strip() for o in objectives.split(",") if o]
@@ -167,6 +183,27 @@ def validate_config(config: dict[str, Any]) -> None:
         raise ConfigError(f"invalid rwe settings: {exc}") from None
     check_rwe(rwe)
     check_device(rwe.device, cuda_here=config["executor"] != "ray")
+
+
+def check_initial_population(initial: Any, pop_size: int) -> list[list[int]] | None:
+    """The ``initial_population`` setting: ``None`` or a non-empty list of at most
+    ``pop_size`` genomes, each a list of integers (checked against the space when the search
+    starts)."""
+    if initial is None:
+        return None
+    if (not isinstance(initial, list | tuple) or not initial
+            or not all(isinstance(g, list | tuple) for g in initial)):
+        raise ConfigError("initial_population must be a non-empty list of genomes")
+    if len(initial) > pop_size:
+        raise ConfigError(f"initial_population holds {len(initial)} genomes, more than "
+                          f"pop_size {pop_size}")
+    out = []
+    for i, genome in enumerate(initial):
+        if len(genome) > 10_000 or any(isinstance(v, str) for v in genome):
+            raise ConfigError(f"initial_population genome {i + 1} is not a list of integers")
+        out.append([check_number(f"initial_population genome {i + 1}", v, integer=True,
+                                 low=-2**31, high=2**31) for v in genome])
+    return out
 
 
 def validate_network(network: Any) -> dict[str, Any]:

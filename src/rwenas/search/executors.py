@@ -43,15 +43,20 @@ class EvalContext:
     network: dict[str, Any] = field(default_factory=dict)
     measure: tuple[str, ...] = ()
     latency_batch: int = 64
+    #: estimator and ``module:function`` objectives, computed besides the measurements
+    objectives: tuple[str, ...] = ()
+    with_rwe: bool = True
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> EvalContext:
-        from rwenas.search.objectives import measurements
+        from rwenas.search.objectives import custom_objectives, measurements
 
         return cls(**{k: config[k] for k in (
             "space", "dataset", "data_dir", "download", "image_size", "train_size",
             "val_size", "seed", "rwe", "network", "latency_batch")},
-            measure=tuple(measurements(config["objectives"], config)))
+            measure=tuple(measurements(config["objectives"], config)),
+            objectives=tuple(custom_objectives(config["objectives"])),
+            with_rwe="rwe" in config["objectives"])
 
     def load(self) -> Loaded:
         """Load the dataset and build the search split (done once per worker)."""
@@ -82,7 +87,9 @@ class Loaded:
         return evaluate_genome(self.space, genome, self.split, self.info, config=self.config,
                                seed=self.context.seed, network=network,
                                measure=self.context.measure,
-                               latency_batch=self.context.latency_batch).to_dict()
+                               latency_batch=self.context.latency_batch,
+                               objectives=self.context.objectives,
+                               with_rwe=self.context.with_rwe).to_dict()
 
 
 @dataclass

@@ -8,9 +8,11 @@ is committed to the run's SQLite store at once, so a killed search resumes where
 and ends with the same front.
 
 The algorithm's state is never stored as code: a resumed search rebuilds it by replaying the
-recorded generations from the run's seed, every evaluation answered from the store (pymoo
-draws from its own seeded generator, so the replay is exact and takes milliseconds). Nothing
-in ``run.db`` is unpickled, so a run directory from someone else cannot run code.
+recorded generations from the run's seed, every evaluation answered from the store (each
+algorithm of :mod:`rwenas.search.algorithms` draws from its own seeded generator, so the
+replay is exact and takes milliseconds). Nothing in ``run.db`` is unpickled, so a run
+directory from someone else cannot run code. The budgets of :mod:`rwenas.search.stopping`
+are checked before each new generation, not during the replay.
 """
 
 from __future__ import annotations
@@ -19,64 +21,38 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.evaluator import Evaluator
-from pymoo.core.problem import Problem
 from pymoo.indicators.hv import HV
-from pymoo.operators.crossover.pntx import TwoPointCrossover
-from pymoo.operators.mutation.pm import PolynomialMutation
-from pymoo.operators.repair.rounding import RoundingRepair
-from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from pymoo.problems.static import StaticProblem
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from rwenas.errors import ConfigError
+from rwenas.errors import ConfigError, RwenasError
+from rwenas.search.algorithms import ArchitectureProblem, make_algorithm
 from rwenas.search.config import validate_config
 from rwenas.search.executors import Failure, make_executor
 from rwenas.search.objectives import (
     active_constraints,
+    check_stored_objectives,
     constraint_values,
     objective_values,
+    primary,
     worst_values,
 )
+from rwenas.search.stopping import LIMITS, apply_limits, stop_reason, stored_limits
 from rwenas.search.store import RunStore
 from rwenas.spaces import SearchSpace, check_stored_space, format_genome, get_space
 
 #: settings that may change when a run is resumed (they do not change any result)
-RESUMABLE = ("executor", "workers", "threads", "ray_address", "gpus_per_eval", "max_retries")
+RESUMABLE = ("executor", "workers", "threads", "ray_address", "gpus_per_eval", "max_retries",
+             *LIMITS)
 
-
-class ArchitectureProblem(Problem):
-    """The search problem as pymoo sees it: integer genomes within the space's bounds, with
-    ``n_constr`` inequality constraints. Nothing is computed here (ask-and-tell)."""
-
-    def __init__(self, n_var: int, n_obj: int, lower: np.ndarray, upper: np.ndarray,
-                 n_constr: int = 0) -> None:
-        super().__init__(n_var=n_var, n_obj=n_obj, n_ieq_constr=n_constr, xl=lower, xu=upper,
-                         vtype=int)
-
-
-def make_algorithm(space: SearchSpace, config: dict[str, Any]) -> NSGA2:
-    """NSGA-II with the paper's operators, set up for ``config["generations"]`` generations
-    (the initial population counts as the first, as in pymoo and the paper)."""
-    problem = ArchitectureProblem(space.n_var, len(config["objectives"]), space.lower,
-                                  space.upper, len(active_constraints(config)))
-    algorithm = NSGA2(
-        pop_size=config["pop_size"],
-        sampling=IntegerRandomSampling(),
-        crossover=TwoPointCrossover(prob=float(config["crossover_prob"])),
-        mutation=PolynomialMutation(prob=1.0, eta=float(config["mutation_eta"]),
-                                    repair=RoundingRepair()),
-        eliminate_duplicates=True,
-    )
-    algorithm.setup(problem, termination=("n_gen", config["generations"]),
-                    seed=config["seed"], verbose=False)
-    return algorithm
+__all__ = ["ArchitectureProblem", "Search", "SearchResult", "hypervolume", "make_algorithm",
+           "non_dominated", "pareto_front", "run_search", "write_outputs"]
 
 
 def non_dominated(points: np.ndarray) -> np.ndarray:
@@ -103,6 +79,9 @@ class SearchResult:
     evaluations: int
     cache_hits: int
     hypervolume: float
+    #: why the search stopped before its last generation (a budget), ``None`` if it did not
+    stopped: str | None = None
+    objectives: list[str] = field(default_factory=list)
 
 
 class Search:
@@ -145,7 +124,8 @@ class Search:
                 classifier_seconds=outcome["classifier_seconds"],
                 extra={k: outcome.get(k) for k in (
                     "rwe_error", "seed", "warning", "latency_ms", "latency_batch_ms",
-                    "memory_mb")})
+                    "memory_mb", "latency_onnx_ms", "objectives", "raw")
+                    if k not in ("objectives", "raw") or outcome.get(k)})
         record = self.store.get_evaluation(key)
         assert record is not None
         self.cache[key] = record
@@ -174,17 +154,23 @@ class Search:
 
         recorded = {g["generation"]: g for g in self.store.generations()}
         done = (max(recorded) + 1) if recorded else 0
-        algorithm = make_algorithm(self.space, self.config)
+        algorithm = make_algorithm(self.space, self.config, len(active_constraints(self.config)),
+                                   initial=self.config.get("initial_population") or ())
         generation = 0
         diverged = False  # an answer changed during the replay (--retry-failed)
         pop_size, n_gen = self.config["pop_size"], self.config["generations"]
         hv_ref = self.store.get_state("hv_ref")
         bar = tqdm(total=pop_size * n_gen, initial=min(done, n_gen) * pop_size,
                    unit="arch", desc="search", disable=not self.progress, dynamic_ncols=True)
+        stopped = None
         try:
             while algorithm.has_next():
-                t0 = time.perf_counter()
                 replaying = generation < done
+                if not replaying:  # the budgets apply to new generations (not to a replay)
+                    stopped = stop_reason(self.config, self.store.generations())
+                    if stopped is not None:
+                        break
+                t0 = time.perf_counter()
                 pop = algorithm.ask()
                 genomes = self._genomes(pop, generation)
                 keys = [self.space.key(g) for g in genomes]
@@ -233,11 +219,13 @@ class Search:
                 self._postfix(bar, generation - 1, hits, hv)
         finally:
             bar.close()
+        self.store.set_state("stopped", stopped)
         front = self.archive_front()
         gens = self.store.generations()
         return SearchResult(self.store.run_dir, front, self.store.count_evaluations(),
                             sum(g["cache_hits"] for g in gens),
-                            gens[-1]["hypervolume"] if gens else 0.0)
+                            gens[-1]["hypervolume"] if gens else 0.0, stopped,
+                            list(self.objectives))
 
     def _genomes(self, pop: Any, generation: int) -> list[tuple[int, ...]]:
         """Integer genomes of the asked population, repaired by the space's fix operation
@@ -252,16 +240,15 @@ class Search:
         return [tuple(int(v) for v in x) for x in X]
 
     def _reference_point(self, keys: Sequence[str]) -> list[float]:
-        """Fixed for the run: 1.0 for errors, 2 × the worst initial value otherwise (room for
-        later architectures, and for timing noise in measured latencies)."""
-        F = self._objective_matrix(keys)
-        ok = np.array([self.cache[k]["status"] == "ok" for k in keys])
-        F = F[ok] if ok.any() else F
-        return [1.0 if name == "rwe" else float(2.0 * F[:, i].max())
-                for i, name in enumerate(self.objectives)]
+        """Fixed for the run: 1.0 for errors, otherwise the worst initial value plus the larger
+        of its magnitude and the initial range (2 × the worst for a positive cost, room for
+        later architectures and for timing noise; negated proxy scores are negative)."""
+        return reference_point(self._objective_matrix(keys),
+                               [self.cache[k]["status"] == "ok" for k in keys], self.objectives)
 
     def _postfix(self, bar: Any, generation: int, hits: int, hv: float | None = None) -> None:
-        ok = [e["objectives"][0] for e in self.cache.values() if e["status"] == "ok"]
+        i = primary(self.objectives)
+        ok = [e["objectives"][i] for e in self.cache.values() if e["status"] == "ok"]
         post = {"gen": generation, "evals": len(self.cache), "hits": hits}
         if ok:
             post["best_err"] = f"{min(ok):.4f}"
@@ -283,6 +270,27 @@ def _unusable(outcome: dict[str, Any], objectives: Sequence[str]) -> str | None:
     if bad:
         return f"non-finite objective value(s): {', '.join(bad)}"
     return None
+
+
+def reference_point(F: np.ndarray, ok: Sequence[bool], objectives: Sequence[str]
+                    ) -> list[float]:
+    """The hypervolume reference point of a run from its first generation's objectives ``F``
+    (see :meth:`Search._reference_point`); failed rows (``ok`` false) and non-finite values
+    are left out."""
+    ok_rows = np.asarray(ok, dtype=bool)
+    F = F[ok_rows] if ok_rows.any() else F
+    ref = []
+    for i, name in enumerate(objectives):
+        if name == "rwe":
+            ref.append(1.0)
+            continue
+        col = F[:, i][np.isfinite(F[:, i]) & (np.abs(F[:, i]) < 1e12)]
+        if len(col) == 0:
+            ref.append(1e12)
+            continue
+        worst, best = float(col.max()), float(col.min())
+        ref.append(worst + max(abs(worst), worst - best) or 1.0)
+    return ref
 
 
 def flat_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -309,10 +317,11 @@ def front_rows(space: SearchSpace, front: Sequence[dict[str, Any]],
         rows.append({
             "genome": format_genome(e["genome"]),
             "key": e["key"],
-            "rwe_error": e["extra"]["rwe_error"],
+            "rwe_error": e["extra"].get("rwe_error"),
             "madds_m": e["madds_m"],
             "params_m": e["params_m"],
-            **{k: e["extra"][k] for k in ("latency_ms", "latency_batch_ms", "memory_mb")
+            **{k: e["extra"][k] for k in ("latency_ms", "latency_batch_ms", "memory_mb",
+                                          "latency_onnx_ms", "raw")
                if e["extra"].get(k) is not None},
             "objectives": dict(zip(objectives, e["objectives"], strict=True)),
             "generation": e["generation"],
@@ -378,10 +387,15 @@ def run_search(config: dict[str, Any] | None = None, run_dir: str | Path | None 
     if resume is not None:
         store = RunStore.open(resume, lock=True)
         try:
+            given = overrides or {}
             config = store.config
-            check_stored_space(config.get("space"), given=(overrides or {}).get("space"),
+            check_stored_space(config.get("space"), given=given.get("space"),
                                trust=trust_plugins, where=f"the run in {resume}")
-            changed = {k: v for k, v in (overrides or {}).items()
+            check_stored_objectives(config.get("objectives"), given=given.get("objectives"),
+                                    trust=trust_plugins, where=f"the run in {resume}")
+            # the budgets of an earlier resume, then the ones given now (see stopping.py)
+            config = {**config, **stored_limits(store)}
+            changed = {k: v for k, v in given.items()
                        if v is not None and config.get(k) != v}
             bad = [k for k in changed if k not in RESUMABLE]
             if bad:
@@ -389,6 +403,7 @@ def run_search(config: dict[str, Any] | None = None, run_dir: str | Path | None 
                                   f"(only {', '.join(RESUMABLE)})")
             config = {**config, **changed}
             validate_config(config)
+            config = apply_limits(store, config, {k: config[k] for k in changed})
         except BaseException:
             store.close()
             raise
@@ -397,7 +412,12 @@ def run_search(config: dict[str, Any] | None = None, run_dir: str | Path | None 
             raise ConfigError("a new search needs a config and a run directory (--out)")
         if retry_failed:
             raise ConfigError("retry_failed applies to a resumed search")
-        get_space(config["space"])  # unknown space: fail before creating anything
+        space = get_space(config["space"])  # unknown space: fail before creating anything
+        for i, genome in enumerate(config.get("initial_population") or ()):
+            try:
+                space.validate(genome)
+            except RwenasError as exc:
+                raise ConfigError(f"initial_population genome {i + 1}: {exc}") from None
         store = RunStore.create(run_dir, config, force=force, lock=True)
     try:
         if config.get("threads"):

@@ -6,7 +6,14 @@ import importlib
 from typing import Any
 
 from rwenas.errors import ConfigError
-from rwenas.spaces.base import Genome, SearchSpace, check_integers, format_genome, parse_genome
+from rwenas.spaces.base import (
+    Genome,
+    SearchSpace,
+    canonical_genome,
+    check_integers,
+    format_genome,
+    parse_genome,
+)
 from rwenas.spaces.macro import MacroGenotype, MacroSpace
 from rwenas.spaces.micro import MICRO_OPS, Genotype, MicroSpace
 from rwenas.spaces.mobilenet import MobileNetSpace
@@ -17,8 +24,8 @@ BUILTIN_SPACES = {"micro": MicroSpace, "macro": MacroSpace, "nb301": NB301Space,
 
 __all__ = [
     "BUILTIN_SPACES", "MICRO_OPS", "Genome", "Genotype", "MacroGenotype", "MacroSpace",
-    "MicroSpace", "MobileNetSpace", "NB301Space", "SearchSpace", "check_integers",
-    "check_stored_space", "format_genome", "get_space", "parse_genome",
+    "MicroSpace", "MobileNetSpace", "NB301Space", "SearchSpace", "canonical_genome",
+    "check_integers", "check_stored_space", "format_genome", "get_space", "parse_genome",
 ]
 
 

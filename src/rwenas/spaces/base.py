@@ -56,6 +56,14 @@ class SearchSpace(Protocol):
         """The PyTorch network (with ``features``/``classifier``) for this genome."""
 
 
+def canonical_genome(space: SearchSpace, genome: Sequence[Any]) -> Genome:
+    """The genome a network of ``genome`` is built from: ``space.canonical(genome)`` — a
+    representative equal for all genomes of one key — for spaces that define it (optional
+    in the protocol), else the validated genome itself."""
+    canonical = getattr(space, "canonical", None)
+    return tuple(canonical(genome)) if canonical is not None else space.validate(genome)
+
+
 def parse_genome(text: str) -> Genome:
     """Parse a genome written as integers separated by spaces and/or commas.
 

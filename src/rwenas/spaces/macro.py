@@ -89,6 +89,36 @@ def canonical_phase(graph: PhaseGraph, n_nodes: int) -> str:
     return ",".join(f"{s}>{d}" for s, d in best)
 
 
+def canonical_phase_bits(bits: Sequence[int], n_nodes: int) -> tuple[int, ...]:
+    """The smallest bits of the phases isomorphic to ``bits`` (one phase, residual bit last):
+    its active nodes renumbered ``1..m`` in every topological order, isolated nodes last and
+    unconnected, the residual bit kept; all zeros for a removed phase. Equal exactly for the
+    phases :func:`canonical_phase` gives one key."""
+    n_bits = n_nodes * (n_nodes - 1) // 2 + 1
+    graph = phase_graph(bits, n_nodes)
+    if graph is None:
+        return (0,) * n_bits
+    out = n_nodes + 1
+    active = sorted(k for k in graph if k != out)
+    # node-to-node edges (the repairs only add input->node and node->output edges, which the
+    # bits imply again)
+    edges = [(s, d) for d, srcs in graph.items() if d != out for s in srcs if s != 0]
+    best: tuple[int, ...] | None = None
+    for perm in itertools.permutations(range(1, len(active) + 1)):
+        relabel = dict(zip(active, perm, strict=True))
+        if any(relabel[s] >= relabel[d] for s, d in edges):
+            continue
+        cand = [0] * n_bits
+        for s, d in edges:
+            i, j = relabel[s], relabel[d]
+            cand[(j - 1) * (j - 2) // 2 + i - 1] = 1  # bit of edge i -> j (see the layout)
+        cand[-1] = int(bits[-1])
+        if best is None or tuple(cand) < best:
+            best = tuple(cand)
+    assert best is not None
+    return best
+
+
 class MacroSpace:
     """Genetic-CNN/NSGA-Net macro search space: ``n_phases`` phases of ``n_nodes`` nodes."""
 
@@ -131,6 +161,15 @@ class MacroSpace:
     def graphs(self, genome: Sequence[int]) -> list[PhaseGraph | None]:
         """The repaired graph of every phase (None for a removed phase)."""
         return [phase_graph(bits, self.n_nodes) for bits in self.decode(genome).phases]
+
+    def canonical(self, genome: Sequence[int]) -> Genome:
+        """The representative genome of ``genome``'s key: active phases first (they take the
+        first channel widths anyway), each as :func:`canonical_phase_bits`, removed phases all
+        zeros. Building from it makes a network a function of the key alone."""
+        phases = [canonical_phase_bits(b, self.n_nodes) for b in self.decode(genome).phases]
+        active = [p for p in phases if any(p)]
+        rest = [(0,) * self.phase_bits] * (self.n_phases - len(active))
+        return tuple(b for p in active + rest for b in p)
 
     def key(self, genome: Sequence[int]) -> str:
         """Active phases in order, each by its canonical graph; inactive phases vanish."""

@@ -145,6 +145,32 @@ def canonical_cell(edges: Sequence[Edge], concat: Sequence[int] | None = None) -
     return text + (f"|cat={','.join(map(str, cat))}" if cat else "")
 
 
+def canonical_cell_genome(cell: Sequence[int]) -> tuple[int, ...]:
+    """The smallest genome (``[op_a, in_a, op_b, in_b]`` per block) of the cells isomorphic to
+    ``cell``: over every renumbering of the intermediate nodes that keeps each block after its
+    inputs (so the result is a valid genome), with each block's two operands sorted.
+
+    Every renumbering of an isomorphic cell is a renumbering of this one, so the result is
+    the same for exactly the cells :func:`canonical_cell` gives one key.
+    """
+    n_blocks = len(cell) // 4
+    blocks = [tuple(cell[4 * b: 4 * b + 4]) for b in range(n_blocks)]
+    best: tuple[int, ...] | None = None
+    for perm in itertools.permutations(range(2, n_blocks + 2)):
+        relabel = {0: 0, 1: 1, **{b + 2: new for b, new in enumerate(perm)}}
+        if any(relabel[blk[i]] >= relabel[b + 2] for b, blk in enumerate(blocks) for i in (1, 3)):
+            continue  # a block would come before one of its inputs
+        ordered: list[tuple[int, ...]] = [()] * n_blocks
+        for b, (op_a, in_a, op_b, in_b) in enumerate(blocks):
+            first, second = sorted(((op_a, relabel[in_a]), (op_b, relabel[in_b])))
+            ordered[relabel[b + 2] - 2] = first + second
+        cand = tuple(v for blk in ordered for v in blk)
+        if best is None or cand < best:
+            best = cand
+    assert best is not None  # the identity renumbering is always valid
+    return best
+
+
 class MicroSpace:
     """NASNet/NSGA-Net micro (cell) search space with ``n_blocks`` blocks per cell."""
 
@@ -221,6 +247,14 @@ class MicroSpace:
                     raise GenomeError(f"operation {op!r} is not in the {self.name} space")
                 genome += [self.ops.index(op), idx]
         return self.validate(genome)
+
+    def canonical(self, genome: Sequence[int]) -> Genome:
+        """The representative genome of ``genome``'s equivalence class: equal exactly when the
+        keys are equal, so a network built from it depends on the key alone (an isomorphic
+        twin would otherwise put differently seeded weights on different operations)."""
+        g = self.validate(genome)
+        half = 4 * self.n_blocks
+        return self.validate(canonical_cell_genome(g[:half]) + canonical_cell_genome(g[half:]))
 
     def key(self, genome: Sequence[int]) -> str:
         """Canonical key (see :func:`canonical_cell`) of both cells."""

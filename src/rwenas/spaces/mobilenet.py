@@ -94,6 +94,11 @@ class MobileNetSpace:
                 genome += [KERNELS.index(k), EXPANSIONS.index(e)]
         return self.validate(genome)
 
+    def canonical(self, genome: Sequence[int]) -> Genome:
+        """The genome with the choices of unused blocks (beyond a stage's depth) zeroed, so
+        that a network is a function of the key alone."""
+        return self.encode(self.decode(genome))
+
     def key(self, genome: Sequence[int]) -> str:
         gt = self.decode(genome)
         return f"{self.name}:" + "|".join(",".join(f"k{k}e{e}" for k, e in stage)

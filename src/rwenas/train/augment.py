@@ -12,7 +12,9 @@ Order of the pipelines (as torchvision-based DARTS/NSGA-Net training applies the
 * CIFAR: pixels in [0, 1] → padded random crop (zero = black padding) → horizontal flip →
   per-channel normalisation → cutout (zeroes a square of the normalised image).
 * ImageNet: pixels in [0, 1] → random resized crop → horizontal flip → colour jitter
-  (brightness, contrast, saturation, in that order) → normalisation.
+  (brightness, contrast, saturation, in that order) → normalisation. A streamed image folder
+  crops each original image while decoding it (:mod:`rwenas.train.stream`) and applies the
+  rest here (:meth:`Augmenter.train_cropped`).
 """
 
 from __future__ import annotations
@@ -241,6 +243,16 @@ class Augmenter:
                 x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                                   antialias=True)
             x = random_crop(x, r.crop_padding, generator)
+        return self._after_crop(x, generator)
+
+    def train_cropped(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The training transforms after the crop, for batches already cropped where they
+        were decoded (streamed image folders, :mod:`rwenas.train.stream`): flip, colour
+        jitter, normalisation, cutout."""
+        return self._after_crop(self.to_float(images), generator)
+
+    def _after_crop(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        r = self.recipe
         if r.flip:
             x = random_flip(x, generator)
         if r.color_jitter > 0:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rwenas.errors import ConfigError
+from rwenas.train.precision import PRECISIONS
 
 #: ``rwenas train`` flag (dest) → recipe field.
 RECIPE_FLAGS = {
@@ -21,7 +22,7 @@ RECIPE_FLAGS = {
     "label_smoothing": "label_smoothing", "warmup_epochs": "warmup_epochs",
     "final_lr": "final_lr", "crop_padding": "crop_padding", "color_jitter": "color_jitter",
     "flip": "flip", "channels": "channels", "layers": "layers", "increment": "increment",
-    "image_size": "image_size",
+    "image_size": "image_size", "decoder": "decoder",
 }
 
 
@@ -64,8 +65,9 @@ def _resolve_new(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None, 
         raise ConfigError("--pick selects from a search run: give --from-run RUN_DIR too")
     if args.from_run is not None:
         if args.pick is None:
-            raise ConfigError("give --pick L|M|S|INDEX with --from-run (L: lowest RWE error, "
-                              "M: middle, S: fewest multiply-adds)")
+            raise ConfigError("give --pick L|M|S|knee|BUDGET|INDEX with --from-run (L: lowest "
+                              "RWE error, M: middle, S: fewest multiply-adds, knee, or e.g. "
+                              "'madds<=10')")
         picked = pick_from_run(args.from_run, args.pick, space=args.space,
                                trust_plugins=args.trust_plugins)
         if args.space is not None and args.space != picked.config["space"]:
@@ -73,7 +75,8 @@ def _resolve_new(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None, 
                               f"{picked.config['space']}")
         return picked.architecture, picked.source(), picked.config
     if not _architecture_flags(args):
-        raise ConfigError("give an architecture: --from-run RUN_DIR --pick L|M|S|INDEX, "
+        raise ConfigError("give an architecture: --from-run RUN_DIR --pick "
+                          "L|M|S|knee|BUDGET|INDEX, "
                           "--arch NAME, --genotype FILE or --genome '...'")
     arch = resolve_architecture(args.space or "micro", genome=args.genome,
                                 genotype_file=args.genotype, arch=args.arch)
@@ -133,6 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_size = args.train_size if args.train_size is not None else data.get("train_size")
         test_size = args.test_size if args.test_size is not None else data.get("test_size")
         seed = args.seed if args.seed is not None else stored.get("seed", 0)
+        precision = args.precision or stored.get("precision", "auto")
     else:
         arch, source, search = _resolve_new(args)
         recipe = get_recipe(args.recipe or "cifar", **overrides)
@@ -144,6 +148,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             data_dir = search.get("data_dir")
         train_size, test_size = args.train_size, args.test_size
         seed = args.seed if args.seed is not None else 0
+        precision = args.precision or "auto"
+    if not isinstance(precision, str) or precision not in PRECISIONS:  # a stored value
+        raise ConfigError(f"the run in {out} stores an unknown precision {str(precision)[:40]!r}"
+                          f" (known: {', '.join(PRECISIONS)}); give --precision")
 
     last = {"epoch": 0}
 
@@ -154,9 +162,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(arch, recipe, out_dir=out, dataset=dataset, data_dir=data_dir,
                        download=args.download, train_size=train_size, test_size=test_size,
                        seed=seed, device=args.device or "auto",
-                       amp=False if args.no_amp else None, resume=args.resume,
+                       precision=precision, resume=args.resume,
                        force=args.force, progress=not args.quiet, on_epoch_end=note,
-                       source=source)
+                       source=source, workers=args.workers)
     except KeyboardInterrupt:
         if last["epoch"] or args.resume:
             done = f"after epoch {last['epoch']}" if last["epoch"] else "again"
@@ -177,7 +185,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
-    from rwenas.checks import MAX_IMAGE_SIZE, number_arg
+    from rwenas.checks import MAX_IMAGE_SIZE, MAX_WORKERS, number_arg
     from rwenas.cli import (
         _channels,
         _device,
@@ -205,9 +213,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--genotype", metavar="FILE", help="genotype JSON file")
     group.add_argument("--arch", metavar="NAME",
                        help="published architecture: NASNet, AmoebaNet, DARTS, ENAS, NSGANet")
-    arch.add_argument("--pick", metavar="L|M|S|INDEX",
+    arch.add_argument("--pick", metavar="L|M|S|knee|BUDGET|INDEX",
                       help="front member of --from-run: L lowest RWE error, S fewest "
-                           "multiply-adds, M middle by multiply-adds, or a front.json row")
+                           "multiply-adds, M middle by multiply-adds, knee (the knee of the "
+                           "front), a budget like 'madds<=10' (lowest RWE error within it, "
+                           "over any stored objective), or a front.json row")
     arch.add_argument("--space", help="micro, macro, nb301 or package.module:Class (default "
                                       "micro; --from-run: the run's)")
     data = p.add_argument_group("data")
@@ -224,6 +234,10 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                       "training set")
     data.add_argument("--test-size", type=_positive_int, help="seeded sub-sample of the test "
                       "set")
+    data.add_argument("--workers", type=number_arg("workers", integer=True, low=0,
+                                                   high=MAX_WORKERS),
+                      help="processes decoding a streamed image folder (imagenet recipe; "
+                           "default one per core, at most 8; 0: in the training process)")
     rec = p.add_argument_group("recipe (defaults: the recipe's; cifar = the paper's "
                                "validation setting)")
     rec.add_argument("--recipe", choices=("cifar", "imagenet"), help="default cifar")
@@ -257,12 +271,19 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     net.add_argument("--layers", type=_layers, help="cells (cifar 20, imagenet 14)")
     net.add_argument("--increment", type=_increment,
                      help="pyramid channel increment per cell (cifar 4, imagenet 0)")
+    net.add_argument("--decoder", choices=("residual", "dense"),
+                     help="macro phase decoder (default dense, as NSGA-Net trains)")
     run = p.add_argument_group("run")
     run.add_argument("--seed", type=_seed, help="seed of weights, shuffling, augmentation and "
                      "sub-samples (default 0)")
     run.add_argument("--device", type=_device, help="auto (CUDA when present), cpu or cuda[:N]")
-    run.add_argument("--no-amp", action="store_true",
-                     help="no mixed precision on GPU (it is never used on the CPU)")
+    run.add_argument("--precision", choices=PRECISIONS,
+                     help="auto (default): bfloat16 autocast where the device computes it "
+                     "natively (AMX/AVX512-BF16 CPUs, CUDA), else float32; fp32 forces float32")
+    run.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
+                     help="same as --precision fp32")
+    run.add_argument("--no-amp", dest="precision", action="store_const", const="fp32",
+                     help=argparse.SUPPRESS)  # the old spelling of --fp32
     run.add_argument("--threads", type=_threads, help="torch CPU threads")
     add_trust_arg(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -270,11 +291,22 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from rwenas.train.export import export
+    from rwenas.train.export import export, export_from_run
 
-    res = export(args.source, args.out, onnx=args.onnx, batch_size=args.batch_size,
-                 seed=args.seed, atol=args.atol, space=args.space,
-                 trust_plugins=args.trust_plugins)
+    if args.from_run is not None or args.pick is not None:
+        if args.source is not None or args.from_run is None or args.pick is None:
+            raise ConfigError("export either a trained CHECKPOINT|DIR, or --from-run RUN_DIR "
+                              "--pick L|M|S|knee|BUDGET|INDEX (the searched network)")
+        res = export_from_run(args.from_run, args.pick, args.out, onnx=args.onnx,
+                              batch_size=args.batch_size, seed=args.seed, atol=args.atol,
+                              space=args.space, trust_plugins=args.trust_plugins)
+    elif args.source is None:
+        raise ConfigError("give a CHECKPOINT|DIR of `rwenas train`, or --from-run RUN_DIR "
+                          "--pick …")
+    else:
+        res = export(args.source, args.out, onnx=args.onnx, batch_size=args.batch_size,
+                     seed=args.seed, atol=args.atol, space=args.space,
+                     trust_plugins=args.trust_plugins)
     ts = res.max_abs_diff.get("torchscript")
     print(f"torchscript: {res.torchscript}  (max |diff| {ts:.3g} on a batch of "
           f"{args.batch_size})")
@@ -293,9 +325,15 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     from rwenas.cli import _positive_int, _seed, add_trust_arg
 
     p = sub.add_parser("export", help="export a trained network (TorchScript, ONNX, genotype)")
-    p.add_argument("source", metavar="CHECKPOINT|DIR",
+    p.add_argument("source", metavar="CHECKPOINT|DIR", nargs="?",
                    help="checkpoint.pt or a `rwenas train` output directory")
-    p.add_argument("--out", metavar="DIR", help="where to write (default: DIR/export/)")
+    p.add_argument("--from-run", metavar="RUN_DIR",
+                   help="instead: export a search run's architecture as it was evaluated "
+                        "(search setting, random weights), with --pick")
+    p.add_argument("--pick", metavar="L|M|S|knee|BUDGET|INDEX",
+                   help="front member of --from-run (as for `rwenas train`)")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: DIR/export/, or "
+                                                "RUN_DIR/export-PICK/)")
     onnx = p.add_mutually_exclusive_group()
     onnx.add_argument("--onnx", dest="onnx", action="store_const", const=True, default=None,
                       help="require ONNX (default: exported when the onnx package is "

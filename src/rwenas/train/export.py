@@ -36,9 +36,9 @@ from rwenas.train.checkpoint import (
     load_checkpoint,
 )
 
-__all__ = ["ExportError", "ExportResult", "export", "load_trained"]
+__all__ = ["ExportError", "ExportResult", "export", "export_from_run", "load_trained"]
 
-ONNX_HINT = "pip install 'rwenas[onnx]', plus onnxruntime to compare its outputs"
+ONNX_HINT = "pip install 'rwenas[onnx]' (onnx and onnxruntime)"
 
 
 class ExportError(RwenasError):
@@ -122,6 +122,18 @@ def _export_onnx(net: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _check_batch(batch_size: Any) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
+
+
+def _make_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output directory {out}: {exc.strerror}") from None
+
+
 def export(source: str | Path, out_dir: str | Path | None = None, *, onnx: bool | None = None,
            batch_size: int = 4, seed: int = 0, atol: float = 1e-4, space: str | None = None,
            trust_plugins: bool = False) -> ExportResult:
@@ -129,26 +141,83 @@ def export(source: str | Path, out_dir: str | Path | None = None, *, onnx: bool 
     directory). ``out_dir`` defaults to ``export/`` next to the checkpoint. ``onnx``: ``True``
     requires the onnx package, ``False`` skips ONNX, ``None`` exports it when installed.
     ``space``/``trust_plugins``: see :func:`load_trained`."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
-    have_onnx = importlib.util.find_spec("onnx") is not None
-    if onnx and not have_onnx:
+    _check_batch(batch_size)
+    if onnx and importlib.util.find_spec("onnx") is None:
         raise ExportError(f"ONNX export needs the onnx package: {ONNX_HINT}")
     net, arch, ckpt = load_trained(source, space=space, trust_plugins=trust_plugins)
     ckpt_path = Path(ckpt["path"])
     out = Path(out_dir) if out_dir is not None else ckpt_path.parent / "export"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create output directory {out}: {exc.strerror}") from None
+    _make_out(out)
+    return _write_exports(net, arch, _input_shape(ckpt["run"]), out, onnx=onnx,
+                          batch_size=batch_size, seed=seed, atol=atol,
+                          network=ckpt["run"].get("network"),
+                          summary={"checkpoint": str(ckpt_path), "epoch": ckpt["epoch"],
+                                   "epochs": ckpt.get("epochs")})
 
+
+def export_from_run(run_dir: str | Path, pick: str, out_dir: str | Path | None = None, *,
+                    onnx: bool | None = None, batch_size: int = 4, seed: int = 0,
+                    atol: float = 1e-4, space: str | None = None,
+                    trust_plugins: bool = False) -> ExportResult:
+    """Export the architecture ``pick`` selects from a search run's front (L, M, S, knee, a
+    budget like ``madds<=10``, or a row): the network exactly as the search evaluated it (the
+    search setting, random weights seeded by the run seed and its canonical key), so that it
+    can be measured where it will run, and its genotype. ``out_dir`` defaults to
+    ``RUN_DIR/export-PICK/``. A plugin space named by the run is imported only if ``space``
+    names it too or ``trust_plugins`` (:func:`rwenas.spaces.check_stored_space`)."""
+    from rwenas.build import build_network
+    from rwenas.checks import MAX_IMAGE_SIZE, MAX_SEED, check_number, check_text
+    from rwenas.data import dataset_info
+    from rwenas.evaluation import derive_seed
+    from rwenas.search.config import validate_network
+    from rwenas.spaces import canonical_genome
+    from rwenas.train.pick import pick_from_run
+
+    _check_batch(batch_size)
+    if onnx and importlib.util.find_spec("onnx") is None:
+        raise ExportError(f"ONNX export needs the onnx package: {ONNX_HINT}")
+    picked = pick_from_run(run_dir, pick, space=space, trust_plugins=trust_plugins)
+    arch, config = picked.architecture, picked.config
+    if arch.genome is None:
+        raise ConfigError(f"front.json row {picked.index} of {run_dir} has no genome")
+    # config.json may come from anyone: its settings are checked as a search's are
+    where = f"{picked.run_dir / 'config.json'}:"
+    dataset = check_text(f"{where} dataset", config.get("dataset", "fashion-mnist"))
+    image_size = check_number(f"{where} image_size", config.get("image_size"), integer=True,
+                              low=1, high=MAX_IMAGE_SIZE, optional=True)
+    run_seed = check_number(f"{where} seed", config.get("seed", 0), integer=True, low=0,
+                            high=MAX_SEED)
+    info = dataset_info(dataset, image_size=image_size)
+    network = {k: tuple(v) if isinstance(v, list) else v
+               for k, v in validate_network(config.get("network") or {}).items()}
+    key = arch.space.key(arch.genome)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(int(run_seed), key))
+        net = build_network(arch.space, canonical_genome(arch.space, arch.genome),
+                            in_channels=info.in_channels, num_classes=info.num_classes,
+                            setting="search", **network)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in picked.pick)
+    out = Path(out_dir) if out_dir is not None else picked.run_dir / f"export-{safe}"
+    _make_out(out)
+    return _write_exports(net, arch, (info.in_channels, info.image_size, info.image_size), out,
+                          onnx=onnx, batch_size=batch_size, seed=seed, atol=atol,
+                          network={"setting": "search", **network},
+                          summary={"search_run": str(picked.run_dir), "pick": picked.pick,
+                                   "front_index": picked.index, "weights": "random (as "
+                                   "evaluated by the search)"})
+
+
+def _write_exports(net: torch.nn.Module, arch: Any, shape: tuple[int, int, int], out: Path, *,
+                   onnx: bool | None, batch_size: int, seed: int, atol: float,
+                   network: Any, summary: dict[str, Any]) -> ExportResult:
+    """Write and check TorchScript (+ ONNX) of ``net`` and the genotype into ``out``."""
+    have_onnx = importlib.util.find_spec("onnx") is not None
     # The auxiliary head only serves training; the exported forward is images → logits.
     if getattr(net, "auxiliary_head", None) is not None:
         net.auxiliary_head = None
     if hasattr(net, "drop_path_prob"):
         net.drop_path_prob = 0.0
     net.eval()
-    shape = _input_shape(ckpt["run"])
     x = torch.randn(batch_size, *shape, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         reference = net(x)
@@ -202,12 +271,10 @@ def export(source: str | Path, out_dir: str | Path | None = None, *, onnx: bool 
 
     genotype = {**arch.to_json(),
                 "key": arch.space.key(arch.genome) if arch.genome is not None else None,
-                "network": ckpt["run"].get("network")}
+                "network": network}
     atomic_write_text(result.genotype, json.dumps(genotype, indent=2) + "\n")
     summary = {
-        "checkpoint": str(ckpt_path),
-        "epoch": ckpt["epoch"],
-        "epochs": ckpt.get("epochs"),
+        **summary,
         "input_shape": [None, *shape],
         "torchscript": result.torchscript.name,
         "onnx": result.onnx.name if result.onnx else None,

@@ -24,7 +24,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,11 @@ from rwenas.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from rwenas.train.precision import (
+    autocast_dtype,
+    grouped_convs_in_fp32,
+    to_channels_last,
+)
 from rwenas.train.recipes import CifarRecipe, Recipe
 from rwenas.train.schedules import drop_path_prob, lr_at
 
@@ -58,6 +63,7 @@ __all__ = [
     "build_for_recipe",
     "classification_loss",
     "evaluate",
+    "evaluate_batches",
     "fit",
     "network_from_run",
     "read_run",
@@ -145,17 +151,6 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor,
     return [int(hit[:, : min(k, classes)].any(dim=1).sum()) for k in ks]
 
 
-def _amp_dtype(amp: bool | None, device: torch.device) -> torch.dtype | None:
-    """Mixed precision on CUDA only: bfloat16 where supported, else float16."""
-    if amp is None:
-        amp = device.type == "cuda"
-    if not amp:
-        return None
-    if device.type != "cuda":
-        raise ConfigError("mixed precision (amp) needs a CUDA device")
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def _forward(network: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     with_aux = getattr(network, "forward_with_aux", None)
     if with_aux is None:
@@ -163,21 +158,33 @@ def _forward(network: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return with_aux(x)
 
 
-@torch.no_grad()
 def evaluate(network: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              augmenter: Augmenter, *, device: torch.device | str = "cpu", batch_size: int = 256,
              amp_dtype: torch.dtype | None = None) -> dict[str, float]:
-    """Loss (plain cross-entropy), top-1 and top-5 accuracy of ``network`` in eval mode."""
+    """Loss (plain cross-entropy), top-1 and top-5 accuracy of ``network`` in eval mode
+    (channels-last batches, under ``autocast`` with ``amp_dtype`` when given)."""
+    n = int(labels.shape[0])
+    batches = ((images[start:start + batch_size], labels[start:start + batch_size])
+               for start in range(0, n, batch_size))
+    return evaluate_batches(network, batches, augmenter, device=device, amp_dtype=amp_dtype)
+
+
+@torch.inference_mode()
+def evaluate_batches(network: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                     augmenter: Augmenter, *, device: torch.device | str = "cpu",
+                     amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """:func:`evaluate` over ``(uint8 images, labels)`` batches (e.g. a streamed loader)."""
     device = torch.device(device)
     was_training = network.training
     network.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = [0, 0]
-    n = int(labels.shape[0])
+    n = 0
     try:
-        for start in range(0, n, batch_size):
-            x = augmenter.test(images[start:start + batch_size].to(device, non_blocking=True))
-            y = labels[start:start + batch_size].to(device, non_blocking=True)
+        for images, labels in batches:
+            x = to_channels_last(augmenter.test(images.to(device, non_blocking=True)))
+            y = labels.to(device, non_blocking=True)
+            n += int(y.shape[0])
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                                 enabled=amp_dtype is not None):
                 logits = network(x)
@@ -376,16 +383,23 @@ class _Run:
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
+        #: Whether batches are decoded from disk (:class:`rwenas.train.stream.StreamData`).
+        self.streamed = bool(getattr(data, "streamed", False))
+        if self.streamed:
+            pin = device.type == "cuda"
+            self.loader, self.sampler = data.train_loader(recipe.batch_size,
+                                                          _derived_seed(seed, 4), recipe, pin)
+            self.test_loader = data.test_loader(max(256, recipe.batch_size), pin)
         # Keep the uint8 images on the GPU when they fit comfortably (CIFAR: 150 MB).
-        on_device = device.type == "cuda" and (
+        on_device = not self.streamed and device.type == "cuda" and (
             data.train_images.numel() + data.test_images.numel()) < 4 * 2**30
-        self.images = {
+        self.images = {} if self.streamed else {
             "train": data.train_images.to(device) if on_device else data.train_images,
             "test": data.test_images.to(device) if on_device else data.test_images,
         }
-        self.labels = {"train": data.train_labels.to(device) if on_device
-                       else data.train_labels,
-                       "test": data.test_labels.to(device) if on_device else data.test_labels}
+        self.labels = {} if self.streamed else {
+            "train": data.train_labels.to(device) if on_device else data.train_labels,
+            "test": data.test_labels.to(device) if on_device else data.test_labels}
         n = int(data.train_labels.shape[0])
         bs = recipe.batch_size
         # A last batch of a single sample is dropped (BatchNorm needs two).
@@ -440,28 +454,52 @@ class _Run:
         self.history = [dict(r) for r in ckpt["history"]]
         self.elapsed = float(ckpt["elapsed"])
 
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This epoch's augmented training batches on the device, with their labels."""
+        dev = self.device
+        if self.streamed:
+            self.sampler.epoch = self.epoch  # the loader's crops and order depend on it
+            for images, labels in self.loader:
+                yield (self.augmenter.train_cropped(images.to(dev, non_blocking=True),
+                                                    self.generator),
+                       labels.to(dev, non_blocking=True))
+            return
+        bs = self.recipe.batch_size
+        images, labels = self.images["train"], self.labels["train"]
+        perm = torch.randperm(int(self.data.train_labels.shape[0]), generator=self.generator)
+        for step in range(self.steps):
+            idx = perm[step * bs:(step + 1) * bs]
+            if images.device != idx.device:
+                idx = idx.to(images.device)
+            yield (self.augmenter.train(images[idx].to(dev, non_blocking=True), self.generator),
+                   labels[idx].to(dev, non_blocking=True))
+
+    def evaluate(self) -> dict[str, float]:
+        """Loss, top-1 and top-5 accuracy on the test images."""
+        if self.streamed:
+            return evaluate_batches(self.net, self.test_loader, self.augmenter,
+                                    device=self.device, amp_dtype=self.amp_dtype)
+        return evaluate(self.net, self.images["test"], self.labels["test"], self.augmenter,
+                        device=self.device, batch_size=max(256, self.recipe.batch_size),
+                        amp_dtype=self.amp_dtype)
+
     # one epoch
     def train_epoch(self, bar: Any) -> dict[str, float]:
         r, net, dev = self.recipe, self.net, self.device
         net.train()
         if hasattr(net, "drop_path_prob"):
             net.drop_path_prob = drop_path_prob(r.drop_path, self.epoch, r.epochs)
-        n = int(self.data.train_labels.shape[0])
-        perm = torch.randperm(n, generator=self.generator)
-        images, labels = self.images["train"], self.labels["train"]
+        batches = self._batches()
         loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
         correct = torch.zeros((), dtype=torch.int64, device=dev)
         count = 0
         params = [p for p in net.parameters() if p.requires_grad]
         for step in range(self.steps):
-            idx = perm[step * r.batch_size:(step + 1) * r.batch_size]
-            if images.device != idx.device:
-                idx = idx.to(images.device)
             lr = self.lr(self.epoch + step / self.steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            x = self.augmenter.train(images[idx].to(dev, non_blocking=True), self.generator)
-            y = labels[idx].to(dev, non_blocking=True)
+            x, y = next(batches)
+            x = to_channels_last(x)
             with torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
                 logits, aux = _forward(net, x)
@@ -499,11 +537,11 @@ class _Run:
 
 
 def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, seed: int = 0,
-        device: str | torch.device = "auto", amp: bool | None = None,
+        device: str | torch.device = "auto", precision: str = "auto",
         out_dir: str | Path | None = None, run: Mapping[str, Any] | None = None,
         resume: bool = False, force: bool = False, progress: bool = False,
         stop_after: int | None = None, on_epoch_end: EpochCallback | None = None,
-        title: str = "") -> TrainResult:
+        test_every_epoch: bool = True, title: str = "") -> TrainResult:
     """Train ``network`` on ``data`` with ``recipe``; evaluate on the test images every epoch.
 
     ``out_dir`` makes the run resumable (see the module docstring); ``run`` is a JSON-able
@@ -511,7 +549,14 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
     from the checkpoint in ``out_dir`` when there is one (else start). ``stop_after``: stop
     after this many epochs of this call (the checkpoint is kept). ``on_epoch_end(row)`` is
     called after each epoch's checkpoint is written (raising ``KeyboardInterrupt`` from it
-    interrupts the run cleanly). ``amp``: mixed precision, default on CUDA only.
+    interrupts the run cleanly).
+
+    ``precision``: ``auto`` trains under bfloat16 autocast where the device computes it
+    natively (CUDA; CPUs with AVX512-BF16/AMX), float16 on older GPUs, float32 elsewhere;
+    ``fp32`` forces float32; ``bf16`` insists (see :mod:`rwenas.train.precision`). The
+    network and every batch are channels-last. ``test_every_epoch=False`` evaluates on the
+    test images only after the last epoch (the other epochs' test columns are NaN): for
+    trainings whose only product is the final accuracy.
     """
     from tqdm.auto import tqdm
 
@@ -527,9 +572,9 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
         raise ConfigError(f"unknown device {device!r}: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device cuda requested but CUDA is not available")
-    amp_dtype = _amp_dtype(amp, device)
+    amp_dtype = autocast_dtype(precision, device)
     run_info = _json_round({"recipe": recipe.to_dict(), "seed": int(seed),
-                            "data": data.describe(), **(run or {})})
+                            "data": data.describe(), "precision": precision, **(run or {})})
     out = Path(out_dir) if out_dir is not None else None
     _check_inputs(network, data, recipe)  # before anything is written
     ckpt = _prepare_out_dir(out, resume, force) if out is not None else None
@@ -544,8 +589,12 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
     cx = complexity(network, (data.in_channels, recipe.image_size or data.image_size,
                               recipe.image_size or data.image_size))
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    network.to(device)
+        # Bit-exact resume needs the same convolution algorithms in every process: no timed
+        # (benchmark-mode) choice, which can differ from run to run, and no algorithm that
+        # sums with atomics.
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    network.to(device=device, memory_format=torch.channels_last)
     state = _Run(network, data, recipe, seed=seed, device=device, amp_dtype=amp_dtype)
     if ckpt is None:
         _seed_all(seed)
@@ -556,11 +605,10 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
         state.restore(ckpt)
 
     r = recipe
-    eval_batch = max(256, r.batch_size)
     start = state.epoch
     bar = tqdm(total=r.epochs * state.steps, initial=start * state.steps, disable=not progress,
                unit="step", dynamic_ncols=True, leave=True)
-    try:
+    with bar, grouped_convs_in_fp32(network, device, amp_dtype):
         while state.epoch < r.epochs:
             if stop_after is not None and state.epoch - start >= stop_after:
                 break
@@ -569,8 +617,10 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
             lr0 = state.lr(state.epoch)
             dp = drop_path_prob(r.drop_path, state.epoch, r.epochs)
             tr = state.train_epoch(bar)
-            te = evaluate(network, state.images["test"], state.labels["test"], state.augmenter,
-                          device=device, batch_size=eval_batch, amp_dtype=amp_dtype)
+            if test_every_epoch or state.epoch + 1 == r.epochs:
+                te = state.evaluate()
+            else:
+                te = {"loss": math.nan, "acc": math.nan, "top5": math.nan}
             seconds = time.perf_counter() - t0
             state.epoch += 1
             state.elapsed += seconds
@@ -591,8 +641,6 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
             bar.set_postfix(post)
             if on_epoch_end is not None:
                 on_epoch_end(dict(row))
-    finally:
-        bar.close()
 
     result = TrainResult(network, state.history, state.epoch, r.epochs, cx.params_m,
                          cx.madds_m, state.elapsed, out)
@@ -635,8 +683,8 @@ def build_for_recipe(architecture: Any, recipe: Recipe, *, in_channels: int,
     """The network of ``architecture`` at ``recipe.setting`` with the recipe's overrides, and
     the resolved network options (JSON-able; :func:`network_from_run` rebuilds from them).
 
-    Macro networks take only ``channels``; they have no auxiliary head and no drop path, so
-    those recipe values do not apply to them.
+    Macro networks take only ``channels`` and ``decoder``; they have no auxiliary head and no
+    drop path, so those recipe values do not apply to them.
     """
     from rwenas.build import build_network, preset
 
@@ -647,8 +695,10 @@ def build_for_recipe(architecture: Any, recipe: Recipe, *, in_channels: int,
         if given:
             raise ConfigError(f"{', '.join('--' + g for g in given)} does not apply to the "
                               "macro space")
-        overrides: dict[str, Any] = {"channels": recipe.channels}
+        overrides: dict[str, Any] = {"channels": recipe.channels, "decoder": recipe.decoder}
     else:
+        if recipe.decoder is not None:
+            raise ConfigError("--decoder applies to the macro space only")
         overrides = {"channels": recipe.channels, "layers": recipe.layers,
                      "increment": recipe.increment,
                      "auxiliary": recipe.auxiliary_weight > 0, "drop_path": 0.0}
@@ -679,6 +729,11 @@ def network_from_run(run: Mapping[str, Any]) -> tuple[nn.Module, Any]:
         raise CheckpointError(f"the run description lacks the network ({exc})") from None
     if isinstance(options.get("channels"), list):
         options["channels"] = tuple(options["channels"])
+    if space.name == "macro":
+        # Runs recorded before these options existed trained the residual decoder with a
+        # padded first convolution; rebuild exactly that.
+        options.setdefault("decoder", "residual")
+        options.setdefault("pad_first", True)
     net = build_network(space, genotype, in_channels=in_channels, num_classes=num_classes,
                         setting=setting, **options)
     genome = arch.get("genome")
@@ -695,10 +750,11 @@ def read_run(out_dir: str | Path) -> dict[str, Any]:
 def train(architecture: Any, recipe: Recipe | None = None, *, out_dir: str | Path | None = None,
           dataset: str = "cifar10", data_dir: str | Path | None = None, download: bool = False,
           train_size: int | None = None, test_size: int | None = None, seed: int = 0,
-          device: str | torch.device = "auto", amp: bool | None = None, resume: bool = False,
+          device: str | torch.device = "auto", precision: str = "auto", resume: bool = False,
           force: bool = False, progress: bool = False, stop_after: int | None = None,
           on_epoch_end: EpochCallback | None = None, data: Any = None,
-          source: Mapping[str, Any] | None = None) -> TrainResult:
+          source: Mapping[str, Any] | None = None, stream: bool | None = None,
+          workers: int | None = None) -> TrainResult:
     """Train ``architecture`` (a :class:`rwenas.build.Architecture`) from scratch.
 
     The dataset (``cifar10``, ``cifar100``, ``fashion-mnist``, ``imagefolder`` or
@@ -707,29 +763,49 @@ def train(architecture: Any, recipe: Recipe | None = None, *, out_dir: str | Pat
     and is evaluated on the test set (``test_size``) every epoch. ``imagefolder`` and
     ``synthetic`` images are loaded at ``recipe.image_size``. ``source`` (e.g. the search run
     and front row it was picked from) is recorded. See :func:`fit` for the rest.
+
+    ``stream``: read an ``imagefolder`` from disk batch by batch in ``workers`` processes
+    (default one per core, at most 8) instead of loading it whole
+    (:class:`rwenas.train.stream.StreamData`: bounded memory, random resized crops of the
+    original images, resize + centre-crop evaluation). The default streams exactly when an
+    ``imagefolder`` is trained with a random-resized-crop recipe (the ImageNet recipe).
     """
-    from rwenas.data import load_dataset
+    from rwenas.data import canonical_name, load_dataset
 
     recipe = recipe if recipe is not None else CifarRecipe()
-    if data is None:
-        from rwenas.data import canonical_name
+    if stream is None:
+        stream = data is None and canonical_name(dataset) == "imagefolder" \
+            and recipe.resized_crop
+    if stream:
+        from rwenas.train.stream import StreamData
 
-        shaped = canonical_name(dataset) in ("imagefolder", "synthetic")
-        data = load_dataset(dataset, data_dir, download=download, seed=seed,
-                            image_size=recipe.image_size if shaped else None)
-    train_data = TrainData.from_dataset(data, train_size=train_size, test_size=test_size,
-                                        seed=seed)
+        if data is not None or canonical_name(dataset) != "imagefolder":
+            raise ConfigError("only an imagefolder given by its directory can be streamed")
+        if data_dir is None:
+            raise ConfigError("imagefolder needs data_dir (containing train/ and val/ or "
+                              "test/)")
+        train_data: Any = StreamData.from_folder(
+            data_dir, image_size=recipe.image_size or 224, train_size=train_size,
+            test_size=test_size, seed=seed, workers=workers)
+    else:
+        if data is None:
+            shaped = canonical_name(dataset) in ("imagefolder", "synthetic")
+            data = load_dataset(dataset, data_dir, download=download, seed=seed,
+                                image_size=recipe.image_size if shaped else None)
+        train_data = TrainData.from_dataset(data, train_size=train_size, test_size=test_size,
+                                            seed=seed)
     _seed_all(seed)
     net, network = build_for_recipe(architecture, recipe, in_channels=train_data.in_channels,
                                     num_classes=train_data.num_classes)
     run = {
         "architecture": {**architecture.to_json(), "source": dict(source) if source else None},
         "network": network,
-        "dataset": {"name": data.name,
+        "dataset": {"name": train_data.name,
                     "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
                     "train_size": train_size, "test_size": test_size},
     }
-    title = f"{architecture.label} on {data.name} ({recipe.name} recipe)"
-    return fit(net, train_data, recipe, seed=seed, device=device, amp=amp, out_dir=out_dir,
+    title = f"{architecture.label} on {train_data.name} ({recipe.name} recipe)"
+    return fit(net, train_data, recipe, seed=seed, device=device, precision=precision,
+               out_dir=out_dir,
                run=run, resume=resume, force=force, progress=progress, stop_after=stop_after,
                on_epoch_end=on_epoch_end, title=title)

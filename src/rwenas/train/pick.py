@@ -2,8 +2,10 @@
 
 ``L``: the lowest RWE error (ties: fewer multiply-adds); ``S``: the fewest multiply-adds (ties:
 lower error); ``M``: the middle of the front sorted by multiply-adds (index ``len // 2``);
-an integer: that row of ``front.json`` (0-based, in file order; negative counts from the end).
-The run's search space comes from its ``config.json``.
+an integer: that row of ``front.json`` (0-based, in file order; negative counts from the end);
+``knee``: the knee of the front over all the run's objectives; a budget such as
+``"madds<=10"``: the lowest RWE error among the members within it, over any stored objective
+(see :mod:`rwenas.search.picking`). The run's search space comes from its ``config.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from rwenas.build import Architecture, load_json_file, resolve_architecture
 from rwenas.errors import ConfigError, RwenasError
+from rwenas.search.picking import error_of, is_budget, select
 from rwenas.spaces import check_stored_space
 
 __all__ = ["PICKS", "Picked", "pick_from_run", "pick_index"]
@@ -48,15 +51,29 @@ def _number(row: Mapping[str, Any], key: str, index: int) -> float:
     return float(value)
 
 
-def pick_index(rows: list[Mapping[str, Any]], pick: str | int) -> int:
-    """The front.json row that ``pick`` (L, M, S or an index) selects."""
+def _objectives(rows: list[Mapping[str, Any]]) -> list[str]:
+    first = rows[0].get("objectives") if rows else None
+    return list(first) if isinstance(first, Mapping) else ["rwe", "madds"]
+
+
+def pick_index(rows: list[Mapping[str, Any]], pick: str | int,
+               objectives: list[str] | None = None) -> int:
+    """The front.json row that ``pick`` (L, M, S, knee, a budget or an index) selects;
+    ``objectives``: the run's (default: those of the rows)."""
     n = len(rows)
     if n == 0:
         raise ConfigError("the front is empty")
     text = str(pick).strip()
+    chosen = select(rows, text, objectives or _objectives(rows))
+    if chosen is not None:
+        return chosen
     if text.upper() in PICKS:
         which = text.upper()
-        err = [_number(r, "rwe_error", i) for i, r in enumerate(rows)]
+        if which == "L" and any(r.get("rwe_error") is None for r in rows):
+            objs = objectives or _objectives(rows)
+            return min(range(n), key=lambda i: (error_of(rows[i], objs), i))
+        err = [_number(r, "rwe_error", i) if which == "L" else 0.0
+               for i, r in enumerate(rows)]
         madds = [_number(r, "madds_m", i) for i, r in enumerate(rows)]
         if which == "L":
             return min(range(n), key=lambda i: (err[i], madds[i], i))
@@ -65,8 +82,8 @@ def pick_index(rows: list[Mapping[str, Any]], pick: str | int) -> int:
     try:
         index = int(text)
     except ValueError:
-        raise ConfigError(f"invalid --pick {pick!r}: give L, M, S or a front row index"
-                          ) from None
+        raise ConfigError(f"invalid --pick {pick!r}: give L, M, S, knee, a budget like "
+                          "'madds<=10' or a front row index") from None
     if not -n <= index < n:
         raise ConfigError(f"--pick {index} is out of range: the front has {n} architectures "
                           f"(0..{n - 1})")
@@ -94,7 +111,14 @@ def pick_from_run(run_dir: str | Path, pick: str | int, *, space: str | None = N
         raise ConfigError(f"{run} has no config.json naming the search space")
     check_stored_space(config["space"], given=space, trust=trust_plugins,
                        where=f"the search run in {run}")
-    index = pick_index(rows, pick)
+    objectives = config.get("objectives")
+    try:
+        index = pick_index(rows, pick, [str(o) for o in objectives]
+                           if isinstance(objectives, list) else None)
+    except RwenasError:
+        raise
+    except (TypeError, ValueError, AttributeError) as exc:  # front.json may come from anyone
+        raise ConfigError(f"front.json of {run} is malformed: {exc}") from None
     row = rows[index]
     try:
         if row.get("genome") is not None:
@@ -109,7 +133,14 @@ def pick_from_run(run_dir: str | Path, pick: str | int, *, space: str | None = N
         raise ConfigError(f"front.json row {index} of {run}: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"front.json row {index} of {run} is malformed: {exc}") from None
-    label = f"{run.name}:{str(pick).upper()}" if str(pick).upper() in PICKS \
-        else f"{run.name}:{index}"
-    arch = Architecture(arch.space, arch.genotype, arch.genome, label)
-    return Picked(arch, index, dict(row), run.resolve(), str(pick).upper(), config)
+    text = str(pick).strip()
+    if text.upper() in PICKS:
+        name = text.upper()
+    elif text.lower() == "knee":
+        name = "knee"
+    elif is_budget(text):
+        name = text.replace(" ", "")
+    else:
+        name = str(index)
+    arch = Architecture(arch.space, arch.genotype, arch.genome, f"{run.name}:{name}")
+    return Picked(arch, index, dict(row), run.resolve(), name, config)

@@ -37,6 +37,8 @@ class Recipe:
     channels: int | tuple[int, ...] | None = None
     layers: int | None = None
     increment: int | None = None
+    #: Macro phase decoder, ``residual`` or ``dense`` (``None``: the setting's, dense).
+    decoder: str | None = None
     # optimisation
     epochs: int = 600
     batch_size: int = 96
@@ -121,6 +123,8 @@ class Recipe:
         number("drop_path", 0.0, 1.0, high_open=True)
         number("label_smoothing", 0.0, 1.0, high_open=True)
         number("warmup_epochs", 0.0, float(self.epochs), high_open=True)
+        if self.decoder not in (None, "residual", "dense"):
+            raise ConfigError(f"recipe decoder must be residual or dense, got {self.decoder!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r} (known: "
                               f"{', '.join(SCHEDULES)})")
