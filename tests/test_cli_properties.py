@@ -32,14 +32,22 @@ from rwenas.search.config import DEFAULTS
 from rwenas.search.nsga2 import SearchResult
 from rwenas.search.store import RunStore
 
-COMMANDS = ("show", "evaluate", "search", "train", "report", "export")
+COMMANDS = ("show", "evaluate", "search", "train", "report", "export", "bench build")
 
 #: Options whose value is a path to write (kept inside the output directory) or to read.
 WRITES = {"--out", "--draw"}
-READS = {"--config", "--genotype", "--genomes", "--data-dir", "--from-run", "--resume"}
+READS = {"--config", "--genotype", "--genomes", "--data-dir", "--from-run", "--resume",
+         "--initial-population"}
 #: A plugin path imports a module: only these, never a random name (``antigravity:X``).
 SPACES = ["micro", "macro", "nb301", "mobilenetv2", "nope", "os:system", "json:loads", ":",
           "no_such_module_q:X", "rwenas.spaces:MicroSpace"]
+#: Objectives: built-ins, estimators and ``module:function`` (which imports: only these).
+OBJECTIVES = ["rwe,madds", "rwe,params,latency", "rwe,latency_onnx", "jacob_cov,madds",
+              "rwe,synflow,madds", "rwe,rwe", "rwe", "rwe,nope", "rwe,no_such_module_q:f",
+              "rwe,json:nope", "rwe,json:dumps", "rwe,:f", "rwe,a b:c", ",", ""]
+#: Picks: L/M/S, rows, the knee and budgets, well-formed or not.
+PICKS = ["L", "M", "S", "knee", "0", "-1", "99", "madds<=10", "madds < 1e9", "rwe<0.5,madds<=3",
+         "madds<=nan", "madds=<3", "flops<=1", "<=", "json:dumps<=1", "knee,L"]
 
 NUMBERS = st.one_of(
     st.integers(-10**6, 10**6).map(str),
@@ -59,9 +67,12 @@ WORDS = st.one_of(
 
 
 def _options(command: str) -> list[argparse.Action]:
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return [a for a in sub.choices[command]._actions
+    """The options of ``command`` (``"bench build"``: of a sub-sub-command)."""
+    parser: argparse.ArgumentParser = cli.build_parser()
+    for name in command.split():
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return [a for a in parser._actions
             if a.option_strings and not isinstance(a, argparse._HelpAction)]
 
 
@@ -73,17 +84,23 @@ def _value(draw: Any, flag: str, work: Path, inputs: Path) -> str:
                                          inputs / "genotype.json", inputs])))
     if flag == "--space":
         return draw(st.sampled_from(SPACES))
+    if flag == "--objectives":
+        return draw(st.one_of(st.sampled_from(OBJECTIVES), NUMBERS))
+    if flag == "--pick":
+        return draw(st.one_of(st.sampled_from(PICKS), NUMBERS, WORDS))
     return draw(st.one_of(NUMBERS, WORDS))
 
 
 @st.composite
 def command_lines(draw: Any, work: Path, inputs: Path) -> list[str]:
     command = draw(st.sampled_from(COMMANDS))
-    argv = [command]
+    argv = command.split()
     if command == "report":
         argv.append(str(work / "out" / "run"))
-    if command == "export":
+    if command == "export" and draw(st.booleans()):
         argv.append(str(inputs / "missing"))
+    if command == "bench build":
+        argv.append(str(work / "out" / "bench"))
     options = _options(command)
     for action in draw(st.lists(st.sampled_from(options), max_size=6, unique_by=id)):
         flag = action.option_strings[-1]
@@ -113,6 +130,19 @@ def _fake_train(*_: Any, **__: Any) -> SimpleNamespace:
     return SimpleNamespace(result={}, params_m=0.0, madds_m=0.0, epochs=0, seconds=0.0)
 
 
+def _fake_build_bench(bench_dir, *, space="micro", size=30, retest=0, sampler="mixed",
+                      budget=None, dataset="fashion-mnist", data_dir=None, seed=0,
+                      **_: Any) -> dict[str, Any]:
+    """The checks :func:`rwenas.bench.build_bench` makes before it trains anything."""
+    from rwenas.bench import BenchBudget, bench_config
+    from rwenas.spaces import get_space
+
+    get_space(space)
+    bench_config(space, dataset, budget or BenchBudget(), data_dir=data_dir, seed=seed,
+                 sampler=sampler)
+    return {"trained": 0, "size": size, "bench_dir": str(bench_dir)}
+
+
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file()}
@@ -129,6 +159,9 @@ def _run(argv: list[str], work: Path, inputs: Path) -> None:
         mp.setattr("rwenas.cli.load_split", lambda args: (SimpleNamespace(), None))
         mp.setattr("rwenas.evaluation.evaluate_genome", _fake_evaluation)
         mp.setattr("rwenas.train.loop.train", _fake_train)
+        mp.setattr("rwenas.bench.build_bench", _fake_build_bench)
+        mp.setattr("rwenas.bench.bench_summary", lambda *a, **k: {})
+        mp.setattr("rwenas.bench.format_summary", lambda *a, **k: "")
         mp.setattr("rwenas.build.build_network", lambda *a, **k: torch.nn.Identity())
         mp.setattr("rwenas.complexity.complexity",
                    lambda *a, **k: SimpleNamespace(params_m=0.0, madds_m=0.0))
