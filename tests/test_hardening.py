@@ -541,3 +541,156 @@ def test_resume_replay_is_fast_and_exact(finished_run, tmp_path, run_cli):
         assert len(store.generations()) == TINY["generations"]
         assert store.count_evaluations() == n
     assert (finished_run / "front.json").read_text() == front
+
+
+# -- the options of issues 13, 14 and 16 under the same rules ----------------------------------
+EVIL_OBJECTIVE = textwrap.dedent("""
+    import os
+    from pathlib import Path
+    Path(os.environ["EVIL_MARKER"]).write_text("imported")
+    raise RuntimeError("an objective module that runs code on import")
+""")
+
+
+def test_stored_objective_functions_need_the_users_word(tmp_path, monkeypatch, run_cli):
+    """A stored ``module:function`` objective imports code: only with the user's word, as a
+    stored plugin space; the report only reads its stored values and never imports it."""
+    (tmp_path / "evil_objective.py").write_text(EVIL_OBJECTIVE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    marker = tmp_path / "IMPORTED"
+    monkeypatch.setenv("EVIL_MARKER", str(marker))
+    objectives = ["rwe", "madds", "evil_objective:score"]
+    run_dir = tmp_path / "theirs"
+    RunStore.create(run_dir, {**resolve_config(None, None, TINY),
+                              "objectives": objectives}).close()
+    rc, out, err = run_cli("search", "--resume", str(run_dir), "--quiet")
+    one_line_error(rc, out, err, "module 'evil_objective'", "--trust-plugins", "--objectives")
+    assert not marker.exists()
+    rc, out, err = run_cli("report", str(run_dir))
+    assert rc == 0, err
+    assert not marker.exists()
+    for vouch in (["--objectives", ",".join(objectives)], ["--trust-plugins"]):
+        rc, out, err = run_cli("search", "--resume", str(run_dir), "--quiet", *vouch)
+        one_line_error(rc, out, err, "cannot import objective module 'evil_objective'",
+                       "RuntimeError")
+        assert marker.exists(), vouch  # imported: the user vouched for it
+        marker.unlink()
+        sys.modules.pop("evil_objective", None)
+
+
+def test_resumable_settings_hold_both_sides():
+    from rwenas.search.nsga2 import RESUMABLE
+
+    assert {"executor", "workers", "threads", "ray_address", "gpus_per_eval", "max_retries",
+            "max_minutes", "stop_after_stagnation"} <= set(RESUMABLE)
+    assert not {"algorithm", "objectives", "seed", "pop_size", "initial_population",
+                "space"} & set(RESUMABLE)
+
+
+def test_damaged_stored_budgets_are_one_line(finished_run, tmp_path, run_cli):
+    run_dir = tmp_path / "copy"
+    run_dir.mkdir()
+    (run_dir / "run.db").write_bytes((finished_run / "run.db").read_bytes())
+    with RunStore.open(run_dir) as store:
+        store.set_state("limits", {"max_minutes": "<b>1</b>", "other": 1})
+    rc, out, err = run_cli("search", "--resume", str(run_dir), "--quiet")
+    one_line_error(rc, out, err, "max_minutes")
+    rc, out, err = run_cli("search", "--resume", str(run_dir), "--quiet", "--max-minutes", "9")
+    assert rc == 0, err  # a limit given now replaces the damaged one, and is kept
+    with RunStore.open(run_dir) as store:
+        assert store.get_state("limits") == {"max_minutes": 9.0}
+    rc, out, err = run_cli("search", "--resume", str(run_dir), "--quiet", "--algorithm",
+                           "random")
+    one_line_error(rc, out, err, "cannot change algorithm")
+
+
+NEW_BAD_TOML = {
+    "max_minutes = nan": "max_minutes",
+    "max_minutes = -1": "max_minutes",
+    'max_minutes = "5"': "max_minutes",
+    "stop_after_stagnation = 1.5": "stop_after_stagnation",
+    "stop_after_stagnation = 0": "stop_after_stagnation",
+    "algorithm = 5": "algorithm",
+    'algorithm = "cmaes"': "unknown algorithm",
+    "initial_population = [[1, [2]]]": "initial_population",
+    'initial_population = "x"': "initial_population",
+    'initial_population = [["1"]]': "initial_population",
+    'objectives = ["rwe", ":f"]': "names no module",
+    'objectives = ["rwe", "os:nope"]': "no objective function",
+}
+
+
+@pytest.mark.parametrize("line", list(NEW_BAD_TOML))
+def test_toml_values_of_the_new_settings(line, tmp_path, run_cli):
+    config = _write(tmp_path / "c.toml", line + "\n")
+    rc, out, err = run_cli("search", "--config", config, "--out", str(tmp_path / "r"))
+    one_line_error(rc, out, err, NEW_BAD_TOML[line])
+    assert not (tmp_path / "r").exists()
+
+
+def new_bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    """name → (argv, a fragment of the error), for the options of issues 13, 14 and 16."""
+    nested = tmp / "deep.json"
+    nested.write_text("[" * 100_000 + "]" * 100_000)
+    out = ["--out", str(tmp / "r")]
+    return {
+        "--max-minutes nan": (["search", "--max-minutes", "nan", *out], "max_minutes"),
+        "--max-minutes 0": (["search", "--max-minutes", "0", *out], "max_minutes"),
+        "--stop-after-stagnation 0": (["search", "--stop-after-stagnation", "0", *out],
+                                      "stop_after_stagnation"),
+        "--algorithm cmaes": (["search", "--algorithm", "cmaes", *out], "invalid choice"),
+        "--objectives rwe,:f": (["search", "--objectives", "rwe,:f", *out], "names no module"),
+        "--initial-population nested": (["search", "--initial-population", str(nested),
+                                          "--dataset", "synthetic", *out],
+                                         "not a list of genomes"),
+        "--initial-population missing": (["search", "--initial-population",
+                                          str(tmp / "none"), *out], "no such file"),
+        "--pick without --from-run": (["export", "--pick", "knee"], "--from-run"),
+        "report --pick madds<=nan": (["report", str(tmp / "none"), "--pick", "madds<=nan"],
+                                     "not an rwenas run"),
+        "train --workers -1": (["train", "--arch", "DARTS", "--workers", "-1", *out],
+                               "workers"),
+        "train --precision fp16": (["train", "--arch", "DARTS", "--precision", "fp16", *out],
+                                   "invalid choice"),
+        "show --decoder dense on micro": (["show", "--arch", "DARTS", "--decoder", "dense"],
+                                          "--decoder does not apply to the micro space"),
+        "bench build --lr nan": (["bench", "build", str(tmp / "b"), "--lr", "nan"], "lr"),
+        "bench build --seed -1": (["bench", "build", str(tmp / "b"), "--seed", "-1"], "seed"),
+        "bench build --device tpu": (["bench", "build", str(tmp / "b"), "--device", "tpu"],
+                                     "tpu"),
+        "bench build --precision fp16": (["bench", "build", str(tmp / "b"), "--precision",
+                                          "fp16"], "invalid choice"),
+        "bench build --channels 99999": (["bench", "build", str(tmp / "b"), "--channels",
+                                          "99999"], "2048"),
+    }
+
+
+@pytest.mark.parametrize("name", [
+    "--max-minutes nan", "--max-minutes 0", "--stop-after-stagnation 0", "--algorithm cmaes",
+    "--objectives rwe,:f", "--initial-population nested", "--initial-population missing",
+    "--pick without --from-run", "report --pick madds<=nan", "train --workers -1",
+    "train --precision fp16", "show --decoder dense on micro", "bench build --lr nan",
+    "bench build --seed -1", "bench build --device tpu", "bench build --precision fp16",
+    "bench build --channels 99999"])
+def test_bad_input_of_the_new_options_is_one_line(name, tmp_path, run_cli):
+    argv, fragment = new_bad_inputs(tmp_path)[name]
+    before = tree(tmp_path)
+    rc, out, err = run_cli(*argv)
+    one_line_error(rc, out, err, fragment)
+    assert tree(tmp_path) == before  # no run.db, no config.json, nothing
+
+
+
+def test_a_bad_pick_is_one_line_and_writes_nothing(finished_run, tmp_path, run_cli):
+    kept = {n: (finished_run / n).read_bytes() for n in ("report.html", "front.json")}
+    for pick in ("madds<=nan", "madds=<3", "flops<=1", "madds<=0", "<b>knee</b>"):
+        rc, out, err = run_cli("report", str(finished_run), "--pick", pick)
+        one_line_error(rc, out, err)
+        rc, out, err = run_cli("train", "--from-run", str(finished_run), "--pick", pick,
+                               "--out", str(tmp_path / "t"), "--quiet")
+        one_line_error(rc, out, err)
+        rc, out, err = run_cli("export", "--from-run", str(finished_run), "--pick", pick,
+                               "--out", str(tmp_path / "e"))
+        one_line_error(rc, out, err)
+    assert not (tmp_path / "t").exists() and not (tmp_path / "e").exists()
+    assert {n: (finished_run / n).read_bytes() for n in kept} == kept
