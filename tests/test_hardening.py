@@ -694,3 +694,25 @@ def test_a_bad_pick_is_one_line_and_writes_nothing(finished_run, tmp_path, run_c
         one_line_error(rc, out, err)
     assert not (tmp_path / "t").exists() and not (tmp_path / "e").exists()
     assert {n: (finished_run / n).read_bytes() for n in kept} == kept
+
+
+def test_a_run_made_before_the_new_settings_resumes(finished_run, tmp_path, run_cli):
+    """A run whose stored configuration predates --algorithm, --initial-population and the
+    budgets resumes with their defaults (NSGA-II, no warm start, no budget)."""
+    run_dir = tmp_path / "old"
+    run_dir.mkdir()
+    (run_dir / "run.db").write_bytes((finished_run / "run.db").read_bytes())
+    with sqlite3.connect(run_dir / "run.db") as conn:
+        (text,) = conn.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+        old = {k: v for k, v in json.loads(text).items()
+               if k not in ("algorithm", "initial_population", "max_minutes",
+                            "stop_after_stagnation")}
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(old),))
+    conn.close()
+    rc, _out, err = run_cli("search", "--resume", str(run_dir), "--quiet")
+    assert rc == 0, err
+    assert (run_dir / "front.json").read_text() == (finished_run / "front.json").read_text()
+    with sqlite3.connect(run_dir / "run.db") as conn:
+        (text,) = conn.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+    conn.close()
+    assert "algorithm" not in json.loads(text)  # the store itself is left as it was

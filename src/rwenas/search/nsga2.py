@@ -17,6 +17,7 @@ are checked before each new generation, not during the replay.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -33,7 +34,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from rwenas.errors import ConfigError, RwenasError
 from rwenas.search.algorithms import ArchitectureProblem, make_algorithm
-from rwenas.search.config import validate_config
+from rwenas.search.config import DEFAULTS, validate_config
 from rwenas.search.executors import Failure, make_executor
 from rwenas.search.objectives import (
     active_constraints,
@@ -389,6 +390,10 @@ def run_search(config: dict[str, Any] | None = None, run_dir: str | Path | None 
         try:
             given = overrides or {}
             config = store.config
+            if not isinstance(config, dict):
+                raise ConfigError(f"the run in {resume} stores no valid configuration")
+            # settings added since the run was made take their defaults (nsga2, no budgets)
+            config = {**copy.deepcopy(DEFAULTS), **config}
             check_stored_space(config.get("space"), given=given.get("space"),
                                trust=trust_plugins, where=f"the run in {resume}")
             check_stored_objectives(config.get("objectives"), given=given.get("objectives"),
