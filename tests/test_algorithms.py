@@ -141,7 +141,9 @@ def test_every_algorithm_resumes_to_the_same_front(algorithm, tmp_path, monkeypa
     run_interrupted(cfg, tmp_path / "resumed", 6 + 2, monkeypatch)
     with RunStore.open(tmp_path / "resumed") as store:
         assert store.last_generation() == 0 and store.count_evaluations() == 8
-    resumed = run_search(resume=tmp_path / "resumed", progress=False)
+    # the run names a plugin space: the user vouches for it, as the CLI's --space does
+    resumed = run_search(resume=tmp_path / "resumed", progress=False,
+                         overrides={"space": SPACE})
     assert front(tmp_path / "resumed") == front(tmp_path / "straight")
     assert evaluated(tmp_path / "resumed") == evaluated(tmp_path / "straight")
     assert resumed.hypervolume == straight.hypervolume
@@ -308,9 +310,10 @@ def test_max_minutes_stops_and_a_larger_limit_resumes_to_the_same_front(tmp_path
         assert store.last_generation() == 0
     assert 'id="stopped"' in (tmp_path / "budget" / "report.html").read_text()
     # resuming with the same limit stops again at once; a larger one finishes the run
-    assert run_search(resume=tmp_path / "budget", progress=False).stopped is not None
-    rc, out, err = run_cli("search", "--resume", str(tmp_path / "budget"), "--max-minutes",
-                           "60", "--quiet")
+    assert run_search(resume=tmp_path / "budget", progress=False,
+                      trust_plugins=True).stopped is not None
+    rc, out, err = run_cli("search", "--resume", str(tmp_path / "budget"), "--space", SPACE,
+                           "--max-minutes", "60", "--quiet")
     assert rc == 0, err
     assert "stopped early" not in out
     assert front(tmp_path / "budget") == front(tmp_path / "straight")
@@ -363,24 +366,24 @@ def test_picks_in_train_export_and_report(tmp_path, run_cli):
     assert len(rows) >= 2
     budget = sorted(r["objectives"][USER_OBJECTIVE] for r in rows)[len(rows) // 2]
     expr = f"{USER_OBJECTIVE}<={budget:g}"
-    picked = pick_from_run(tmp_path / "p", expr)
+    picked = pick_from_run(tmp_path / "p", expr, space=SPACE)
     within = [r for r in rows if r["objectives"][USER_OBJECTIVE] <= budget]
     assert picked.row["rwe_error"] == min(r["rwe_error"] for r in within)
     assert picked.architecture.label.endswith(expr)
-    knee = pick_from_run(tmp_path / "p", "knee")
+    knee = pick_from_run(tmp_path / "p", "knee", trust_plugins=True)
     assert knee.index == knee_index(rows, cfg["objectives"])
     rc, _, err = run_cli("export", "--from-run", str(tmp_path / "p"), "--pick", "knee",
-                           "--no-onnx", "--out", str(tmp_path / "exp"))
+                         "--space", SPACE, "--no-onnx", "--out", str(tmp_path / "exp"))
     assert rc == 0, err
     genotype = json.loads((tmp_path / "exp" / "genotype.json").read_text())
     assert genotype["key"] == knee.row["key"]
     ts = torch.jit.load(str(tmp_path / "exp" / "model.torchscript.pt"))
     assert ts(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
-    rc, _, err = run_cli("report", str(tmp_path / "p"), "--pick", expr)
+    rc, _, err = run_cli("report", str(tmp_path / "p"), "--pick", expr, "--trust-plugins")
     assert rc == 0, err
     text = (tmp_path / "p" / "report.html").read_text()
     assert f'id="pick-knee" data-key="{escape(knee.row["key"])}"' in text
     assert f'id="pick-budget-4" data-key="{escape(picked.row["key"])}"' in text
     assert escape(expr) in text
-    rc, _, err = run_cli("report", str(tmp_path / "p"), "--pick", "madds<=0")
+    rc, _, err = run_cli("report", str(tmp_path / "p"), "--pick", "madds<=0", "--space", SPACE)
     assert rc == 2 and "no front member has madds <= 0" in err

@@ -311,7 +311,11 @@ def test_empty_run_then_failures_and_a_plugin_space(tmp_path):
         conn.execute("UPDATE meta SET value = ? WHERE key = 'config'",
                      ('{"space": "no_such_pkg.spaces:Mine", "seed": 5, "generations": 1}',))
     conn.close()
-    text = write_report(run_dir).read_text()
+    with pytest.raises(ConfigError, match=r"module 'no_such_pkg\.spaces'"):
+        write_report(run_dir)  # a stored plugin name is not imported unasked
+    text = write_report(run_dir, trust_plugins=True).read_text()
+    assert "no drawing for this space" in pick_block(text, "L")
+    text = write_report(run_dir, space="no_such_pkg.spaces:Mine").read_text()
     assert "no drawing for this space" in pick_block(text, "L")
 
 

@@ -415,9 +415,19 @@ def test_checkpoint_writes_are_atomic(tmp_path, data, arch, monkeypatch):
     assert done.completed
 
 
-def test_cli_resume_without_a_checkpoint_starts_the_run(tmp_path, run_cli):
+def test_cli_resume_without_a_checkpoint_refuses_and_touches_nothing(tmp_path, run_cli):
     out = tmp_path / "fresh"
-    rc, _, e = run_cli("train", "--arch", "DARTS", "--epochs", "1", "--out", str(out),
+    rc, o, e = run_cli("train", "--arch", "DARTS", "--epochs", "1", "--out", str(out),
                        "--resume", *CLI_TINY)
-    assert rc == 0, e
-    assert load_checkpoint(out)["epoch"] == 1
+    assert_one_line_error(rc, o, e, "nothing to resume", "no checkpoint.pt")
+    assert not out.exists()
+    foreign = tmp_path / "foreign"  # someone's files, no checkpoint
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"mine": 1}')
+    (foreign / "metrics.csv").write_text("precious")
+    rc, o, e = run_cli("train", "--arch", "DARTS", "--epochs", "1", "--out", str(foreign),
+                       "--resume", *CLI_TINY)
+    assert_one_line_error(rc, o, e, "nothing to resume", "config.json, metrics.csv")
+    assert sorted(p.name for p in foreign.iterdir()) == ["config.json", "metrics.csv"]
+    assert (foreign / "config.json").read_text() == '{"mine": 1}'
+    assert (foreign / "metrics.csv").read_text() == "precious"

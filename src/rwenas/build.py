@@ -93,6 +93,10 @@ def load_json_file(path: str | Path, what: str) -> Any:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{what} file {p} is not valid JSON (line {exc.lineno}: "
                           f"{exc.msg})") from None
+    except RecursionError:
+        raise ConfigError(f"{what} file {p} is nested too deeply to be a {what}") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise ConfigError(f"{what} file {p} is not valid JSON ({exc})") from None
 
 
 def resolve_architecture(space: SearchSpace | str, *, genome: str | Sequence[int] | None = None,

@@ -8,11 +8,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from rwenas import __version__
+from rwenas.checks import (
+    MAX_CHANNELS,
+    MAX_GENERATIONS,
+    MAX_IMAGE_SIZE,
+    MAX_INCREMENT,
+    MAX_LAYERS,
+    MAX_MINUTES,
+    MAX_POP_SIZE,
+    MAX_RETRIES,
+    MAX_SEED,
+    MAX_THREADS,
+    MAX_WORKERS,
+    check_device,
+    check_number,
+    number_arg,
+)
 from rwenas.errors import ConfigError, RwenasError
 from rwenas.study_commands import add_bench, add_study
 from rwenas.train.commands import add_export, add_train
@@ -28,43 +45,47 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _channels(text: str) -> int | tuple[int, ...]:
+    parts = text.split(",")
+    if len(parts) > 8:
+        raise argparse.ArgumentTypeError(f"invalid channels {text[:40]!r}: give C or C1,C2,C3")
     try:
-        parts = tuple(int(p) for p in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid channels {text!r}: give C or C1,C2,C3") from None
-    if any(p < 1 for p in parts):
-        raise argparse.ArgumentTypeError("channels must be positive")
-    return parts[0] if len(parts) == 1 else parts
+        values = tuple(int(check_number("channels", p, integer=True, low=1,
+                                        high=MAX_CHANNELS)) for p in parts)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (give C or C1,C2,C3)") from None
+    return values[0] if len(values) == 1 else values
 
 
-def _positive_int(text: str) -> int:
+#: argparse types of the numbers every command shares (see :mod:`rwenas.checks`).
+_positive_int = number_arg("value", integer=True, low=1)
+_seed = number_arg("seed", integer=True, low=0, high=MAX_SEED)
+_layers = number_arg("layers", integer=True, low=1, high=MAX_LAYERS)
+_increment = number_arg("increment", integer=True, low=0, high=MAX_INCREMENT)
+_image_size = number_arg("image size", integer=True, low=1, high=MAX_IMAGE_SIZE)
+_threads = number_arg("threads", integer=True, low=1, high=MAX_THREADS)
+_minutes = number_arg("max_minutes", low=0, low_open=True, high=MAX_MINUTES)
+_stagnation = number_arg("stop_after_stagnation", integer=True, low=1, high=MAX_GENERATIONS)
+
+
+def _device(text: str) -> str:
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+        return check_device(text, cuda_here=False)  # CUDA itself is checked where it is used
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value < 2 ** 31:
-        raise argparse.ArgumentTypeError(f"{value} must be between 0 and 2**31 - 1")
-    return value
+_positive_float = number_arg("value", low=0, low_open=True)
+_non_negative_float = number_arg("value", low=0)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
-    return value
+def add_trust_arg(p: argparse.ArgumentParser) -> None:
+    """--trust-plugins: import a plugin space (or objective function) named by a stored run
+    or checkpoint."""
+    p.add_argument("--trust-plugins", action="store_true",
+                   help="import the plugin search space (package.module:Class) and objective "
+                        "functions (package.module:function) a stored run names; that runs "
+                        "their modules' code (default: only when --space / --objectives "
+                        "names them again)")
 
 
 def add_architecture_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -83,8 +104,9 @@ def add_network_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--setting", choices=("search", "validation", "imagenet"),
                    help="named network scale (default: search; imagenet for --dataset imagenet)")
     p.add_argument("--channels", type=_channels, help="initial channels (macro: C or C1,C2,C3)")
-    p.add_argument("--layers", type=_positive_int, help="number of cells (micro)")
-    p.add_argument("--increment", type=int, help="pyramid channel increment per cell (micro)")
+    p.add_argument("--layers", type=_layers, help="number of cells (micro)")
+    p.add_argument("--increment", type=_increment,
+                   help="pyramid channel increment per cell (micro)")
     p.add_argument("--auxiliary", action="store_true", default=None, help="auxiliary head")
     p.add_argument("--se", action="store_true", default=None, help="squeeze-and-excitation")
     p.add_argument("--decoder", choices=("residual", "dense"),
@@ -173,11 +195,11 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                                       "./data)")
     p.add_argument("--download", action="store_true", help="download missing CIFAR/"
                                                            "Fashion-MNIST files (md5-checked)")
-    p.add_argument("--image-size", type=_positive_int, help="image size (imagefolder)")
+    p.add_argument("--image-size", type=_image_size, help="image size (imagefolder)")
     p.add_argument("--train-size", type=_positive_int, help="sub-sample the training split")
     p.add_argument("--val-size", type=_positive_int, help="sub-sample the validation split")
-    p.add_argument("--seed", type=int, default=0, help="seed of split, weights, classifiers")
-    p.add_argument("--threads", type=_positive_int, help="torch threads (default: all cores)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of split, weights, classifiers")
+    p.add_argument("--threads", type=_threads, help="torch threads (default: all cores)")
 
 
 def add_rwe_args(p: argparse.ArgumentParser) -> None:
@@ -189,10 +211,11 @@ def add_rwe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-standardize", dest="standardize", action="store_false", default=None,
                    help="do not standardise features before the classifier")
     p.add_argument("--epochs", type=_positive_int, help="classifier epochs (default 30)")
-    p.add_argument("--lr", type=float, help="classifier learning rate (default 0.25)")
+    p.add_argument("--lr", type=_positive_float,
+                   help="classifier learning rate (default 0.25)")
     p.add_argument("--batch-size", type=_positive_int, help="classifier batch (default 512)")
     p.add_argument("--folds", type=_positive_int, help="ensemble folds (default 5)")
-    p.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--device", type=_device, help="auto (CUDA when present), cpu or cuda")
 
 
 def rwe_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
@@ -205,9 +228,14 @@ def rwe_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     try:
-        return RWEConfig(**values)
+        config = RWEConfig(**values)
     except TypeError as exc:
         raise ConfigError(f"invalid RWE settings: {exc}") from None
+    from rwenas.search.config import check_rwe
+
+    check_rwe(config)
+    check_device(config.device)
+    return config
 
 
 def load_split(args: argparse.Namespace):
@@ -238,9 +266,17 @@ def read_genomes(path: str) -> list[str]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"genomes file {path} is not valid JSON: {exc.msg}") from None
-        return [" ".join(map(str, g)) if isinstance(g, list) else str(g) for g in data]
-    lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
-    genomes = [ln for ln in lines if ln]
+        except (ValueError, RecursionError):  # a huge integer, or nesting without end
+            raise ConfigError(f"genomes file {path} is not a list of genomes") from None
+        if not isinstance(data, list) or not all(
+                isinstance(g, str | int) or (isinstance(g, list) and all(
+                    isinstance(v, int | str) for v in g)) for g in data):
+            raise ConfigError(f"genomes file {path} must hold a list of genomes (lists of "
+                              "integers or strings)")
+        genomes = [" ".join(map(str, g)) if isinstance(g, list) else str(g) for g in data]
+    else:
+        lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
+        genomes = [ln for ln in lines if ln]
     if not genomes:
         raise ConfigError(f"genomes file {path} holds no genome")
     return genomes
@@ -251,7 +287,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rwenas.spaces import get_space, parse_genome
 
     space = get_space(args.space)
-    texts = [args.genome] if args.genome else read_genomes(args.genomes)
+    texts = [args.genome] if args.genome is not None else read_genomes(args.genomes)
     genomes = [space.validate(parse_genome(t)) for t in texts]  # fail before loading data
     config = rwe_config(args)
     measure = [m.strip() for m in (args.measure or "").split(",") if m.strip()]
@@ -295,7 +331,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     add_rwe_args(p)
     p.add_argument("--channels", type=_channels, help="network channels (default: search "
                                                       "setting)")
-    p.add_argument("--layers", type=_positive_int, help="cells (micro; default 5)")
+    p.add_argument("--layers", type=_layers, help="cells (micro; default 5)")
     p.set_defaults(increment=None, auxiliary=None, se=None, decoder=None, pad_first=None)
     p.add_argument("--measure", help="also measure: latency, latency_batch, memory, "
                                      "latency_onnx (comma-separated)")
@@ -352,7 +388,10 @@ def _run_search_command(args: argparse.Namespace, overrides: dict[str, Any]):
             raise ConfigError("--resume continues a run as it was configured; drop --out, "
                               "--profile, --config and --initial-population")
         given = {k: v for k, v in overrides.items() if v is not None}
-        return run_search(resume=args.resume, overrides=given, progress=not args.quiet)
+        return run_search(resume=args.resume, overrides=given, progress=not args.quiet,
+                          trust_plugins=args.trust_plugins, retry_failed=args.retry_failed)
+    if args.retry_failed:
+        raise ConfigError("--retry-failed applies to --resume RUN_DIR")
     if not args.out:
         raise ConfigError("give --out RUN_DIR for a new search (or --resume RUN_DIR)")
     config = resolve_config(args.profile, args.config, overrides)
@@ -392,6 +431,9 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="RUN_DIR", help="run directory of a new search")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="with --resume: evaluate the failed architectures again")
+    add_trust_arg(p)
     p.add_argument("--profile", choices=("paper", "quick"),
                    help="paper: SPEC settings on the full split; quick: a 2-core demo")
     p.add_argument("--config", metavar="FILE.toml", help="settings file (flags override it)")
@@ -399,12 +441,16 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="fashion-mnist, cifar10, cifar100, imagefolder, synthetic")
     p.add_argument("--data-dir", help="where dataset files are")
     p.add_argument("--download", action="store_true", help="download missing dataset files")
-    p.add_argument("--image-size", type=_positive_int, help="image size (imagefolder)")
+    p.add_argument("--image-size", type=_image_size, help="image size (imagefolder)")
     p.add_argument("--train-size", type=_positive_int, help="sub-sample the training split")
     p.add_argument("--val-size", type=_positive_int, help="sub-sample the validation split")
-    p.add_argument("--seed", type=int, help="run seed (default 0)")
-    p.add_argument("--pop-size", type=_positive_int, help="population size (paper: 20)")
-    p.add_argument("--generations", type=_positive_int, help="generations (paper: 30)")
+    p.add_argument("--seed", type=_seed, help="run seed (default 0)")
+    p.add_argument("--pop-size", type=number_arg("pop_size", integer=True, low=2,
+                                                 high=MAX_POP_SIZE),
+                   help="population size (paper: 20)")
+    p.add_argument("--generations", type=number_arg("generations", integer=True, low=1,
+                                                    high=MAX_GENERATIONS),
+                   help="generations (paper: 30)")
     p.add_argument("--objectives",
                    help="comma-separated, all minimised: rwe, madds (default rwe,madds), "
                         "params, latency, latency_batch, latency_onnx, memory; a study "
@@ -414,26 +460,33 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
                         "search at the same number of evaluations)")
     p.add_argument("--initial-population", metavar="FILE|RUN_DIR",
                    help="seed the first generation: a genomes file, or another run's front")
-    p.add_argument("--max-minutes", type=_positive_float,
+    p.add_argument("--max-minutes", type=_minutes,
                    help="stop at the first generation boundary after M minutes of search "
                         "(resumable; --resume with a larger M extends it)")
-    p.add_argument("--stop-after-stagnation", type=_positive_int, metavar="K",
+    p.add_argument("--stop-after-stagnation", type=_stagnation, metavar="K",
                    help="stop when the hypervolume has not improved for K generations")
-    p.add_argument("--max-madds", type=float, help="hard constraint: multiply-adds (M) <= X")
-    p.add_argument("--max-params", type=float, help="hard constraint: parameters (M) <= X")
-    p.add_argument("--max-latency-ms", type=float, help="hard constraint: batch-1 latency")
+    p.add_argument("--max-madds", type=_positive_float,
+                   help="hard constraint: multiply-adds (M) <= X")
+    p.add_argument("--max-params", type=_positive_float,
+                   help="hard constraint: parameters (M) <= X")
+    p.add_argument("--max-latency-ms", type=_positive_float,
+                   help="hard constraint: batch-1 latency")
     p.add_argument("--latency-batch", type=_positive_int,
                    help="batch size of the latency_batch objective (default 64)")
     p.add_argument("--executor", choices=("local", "process", "ray"),
                    help="local (in-process), process (--workers N processes) or ray")
-    p.add_argument("--workers", type=_positive_int, help="parallel evaluations")
-    p.add_argument("--threads", type=_positive_int, help="torch threads per evaluation")
+    p.add_argument("--workers", type=number_arg("workers", integer=True, low=1,
+                                                high=MAX_WORKERS), help="parallel evaluations")
+    p.add_argument("--threads", type=_threads, help="torch threads per evaluation")
     p.add_argument("--ray-address", help="join a Ray cluster: auto or HOST:PORT")
-    p.add_argument("--gpus-per-eval", type=float, help="GPUs per Ray evaluation (e.g. 0.25)")
-    p.add_argument("--max-retries", type=int, help="retries of a failed evaluation (default 2)")
+    p.add_argument("--gpus-per-eval", type=_non_negative_float,
+                   help="GPUs per Ray evaluation (e.g. 0.25)")
+    p.add_argument("--max-retries", type=number_arg("max_retries", integer=True, low=0,
+                                                    high=MAX_RETRIES),
+                   help="retries of a failed evaluation (default 2)")
     add_rwe_args(p)
     p.add_argument("--channels", type=_channels, help="search-network channels")
-    p.add_argument("--layers", type=_positive_int, help="search-network cells (micro)")
+    p.add_argument("--layers", type=_layers, help="search-network cells (micro)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_search)
 
@@ -442,7 +495,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from rwenas.report.html import write_report
 
-    print(write_report(args.run_dir, args.out, picks=args.pick or ()))
+    print(write_report(args.run_dir, args.out, picks=args.pick or (), space=args.space,
+                       trust_plugins=args.trust_plugins))
     return 0
 
 
@@ -450,6 +504,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="rebuild a run's self-contained HTML report from run.db")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (holds run.db)")
     p.add_argument("--out", metavar="FILE.html", help="default: RUN_DIR/report.html")
+    p.add_argument("--space", help="the run's plugin space package.module:Class, to confirm "
+                                   "that it may be imported")
+    add_trust_arg(p)
     p.add_argument("--pick", action="append", metavar="BUDGET",
                    help="also show the lowest-error member within a budget, e.g. "
                         "'madds<=10' (repeatable; L, M, S and the knee are always shown)")
@@ -471,20 +528,77 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _OutputError(RwenasError):
+    """Standard output cannot be written (a closed pipe, a full disk)."""
+
+
+class _GuardedStdout:
+    """Standard output whose failed writes raise :class:`_OutputError`: ``rwenas ... | head
+    -1`` or ``> /dev/full`` end with one error line, not an ``OSError`` traceback."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise _OutputError(f"cannot write to standard output: "
+                               f"{exc.strerror or exc}") from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise _OutputError(f"cannot write to standard output: "
+                               f"{exc.strerror or exc}") from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _silence_stdout(stream: Any) -> None:
+    """Point a failed standard output at /dev/null, so that the interpreter's last flush of
+    what is still buffered does not print a second error."""
+    try:
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (AttributeError, OSError, ValueError):
+        return
+    try:
+        os.dup2(devnull, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return int(exc.code or 0)
+    real_stdout = sys.stdout
+    if real_stdout is not None:
+        sys.stdout = _GuardedStdout(real_stdout)  # type: ignore[assignment]
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        if real_stdout is not None:
+            sys.stdout.flush()
+        return code
+    except _OutputError as exc:
+        print(f"rwenas: error: {exc}", file=sys.stderr)
+        _silence_stdout(real_stdout)
+        return 2
     except RwenasError as exc:
         print(f"rwenas: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rwenas: interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout = real_stdout
 
 
 if __name__ == "__main__":  # pragma: no cover

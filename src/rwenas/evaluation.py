@@ -54,6 +54,9 @@ class Evaluation:
     #: estimators, the raw score as its paper defines it
     objectives: dict[str, float] = field(default_factory=dict)
     raw: dict[str, float] = field(default_factory=dict)
+    #: False when the features or the classifier were not finite (``rwe_error`` is then 1.0
+    #: and ``warning`` says why); a search records such an evaluation as failed.
+    finite: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,17 +110,17 @@ def evaluate_genome(space: SearchSpace, genome: Any, split: Split, info: Dataset
         values, raw = score_objectives(objectives, space, genome, copy.deepcopy(net), split,
                                        info, seed=arch_seed, setting=setting,
                                        network=network)
-    error, features_s, classifier_s, warning = None, 0.0, 0.0, None
+    error, features_s, classifier_s, warning, finite = None, 0.0, 0.0, None, True
     if with_rwe:
         result = rwe(net, split, config, seed=arch_seed)
         error, features_s, classifier_s = (result.error, result.features_seconds,
                                            result.classifier_seconds)
-        warning = result.warning
+        warning, finite = result.warning, result.finite
     return Evaluation(
         genome=format_genome(genome), key=key, rwe_error=error,
         madds_m=cx.madds_m, params_m=cx.params_m, seconds=time.perf_counter() - t0,
         features_seconds=features_s, classifier_seconds=classifier_s, seed=arch_seed,
-        warning=warning, objectives=values, raw=raw, **extra,
+        warning=warning, objectives=values, raw=raw, finite=finite, **extra,
     )
 
 

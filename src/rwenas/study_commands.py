@@ -27,7 +27,9 @@ def _set_threads(args: argparse.Namespace) -> None:
 # -- bench -----------------------------------------------------------------------------------------
 def cmd_bench_build(args: argparse.Namespace) -> int:
     from rwenas.bench import BenchBudget, bench_summary, build_bench, format_summary
+    from rwenas.checks import check_device
 
+    check_device(args.device)  # CUDA asked for where there is none: before anything is written
     _set_threads(args)
     budget = BenchBudget(channels=args.channels, layers=args.layers, epochs=args.epochs,
                          train_size=args.train_size, test_size=args.test_size,
@@ -75,34 +77,46 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="a trained ground truth: build or summarise a bench")
     bsub = p.add_subparsers(dest="bench_command", required=True, parser_class=cli._Parser)
 
+    from rwenas.checks import MAX_CHANNELS, MAX_WORKERS, number_arg
+    from rwenas.train.precision import PRECISIONS
+
     b = bsub.add_parser("build", help="train a sample of architectures (resumable)")
     b.add_argument("bench_dir", metavar="BENCH_DIR", help="bench directory (holds run.db); "
                    "an existing bench with the same settings is resumed")
     b.add_argument("--space", default="micro", help="micro, nb301, macro (default micro)")
     b.add_argument("--dataset", default="fashion-mnist", help="dataset (default fashion-mnist)")
     b.add_argument("--data-dir", help="where dataset files are")
-    b.add_argument("--size", type=cli._positive_int, default=30,
-                   help="architectures in the pool (default 30; may grow on resume)")
+    b.add_argument("--size", type=number_arg("size", integer=True, low=1, high=10**6),
+                   default=30, help="architectures in the pool (default 30; may grow on resume)")
     b.add_argument("--sampler", choices=("uniform", "mixed"), default="mixed",
                    help="mixed: uniform + pooling/skip-heavy + convolution-heavy cells")
-    b.add_argument("--retest", type=int, default=5,
-                   help="train the first N architectures twice (default 5)")
-    b.add_argument("--channels", type=cli._positive_int, default=8, help="default 8")
-    b.add_argument("--layers", type=cli._positive_int, default=5, help="default 5")
-    b.add_argument("--epochs", type=cli._positive_int, default=3, help="default 3")
+    b.add_argument("--retest", type=number_arg("retest", integer=True, low=0, high=10**6),
+                   default=5, help="train the first N architectures twice (default 5)")
+    b.add_argument("--channels", type=number_arg("channels", integer=True, low=1,
+                                                 high=MAX_CHANNELS),
+                   default=8, help="default 8")
+    b.add_argument("--layers", type=cli._layers, default=5, help="default 5")
+    b.add_argument("--epochs", type=number_arg("epochs", integer=True, low=1, high=10**6),
+                   default=3, help="default 3")
     b.add_argument("--train-size", type=cli._positive_int,
                    help="training images (default all of the training set)")
     b.add_argument("--test-size", type=cli._positive_int,
                    help="test images (default the whole test set)")
-    b.add_argument("--batch-size", type=cli._positive_int, default=128, help="default 128")
-    b.add_argument("--lr", type=float, default=0.05, help="default 0.05 (cosine to 0)")
-    b.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    b.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+    b.add_argument("--batch-size", type=number_arg("batch size", integer=True, low=1,
+                                                   high=10**6),
+                   default=128, help="default 128")
+    b.add_argument("--lr", type=number_arg("lr", low=0, low_open=True, high=1e6), default=0.05,
+                   help="default 0.05 (cosine to 0)")
+    b.add_argument("--device", type=cli._device, default="cpu",
+                   help="cpu, cuda or auto (default cpu)")
+    b.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto (default): bfloat16 autocast where native; fp32 forces float32")
-    b.add_argument("--seed", type=int, default=0, help="pool, data sub-sample and weights")
-    b.add_argument("--workers", type=cli._positive_int, default=1,
-                   help="parallel training processes (default 1)")
-    b.add_argument("--threads", type=cli._positive_int, help="torch threads (workers=1)")
+    b.add_argument("--seed", type=cli._seed, default=0,
+                   help="pool, data sub-sample and weights")
+    b.add_argument("--workers", type=number_arg("workers", integer=True, low=1,
+                                                high=MAX_WORKERS),
+                   default=1, help="parallel training processes (default 1)")
+    b.add_argument("--threads", type=cli._threads, help="torch threads (workers=1)")
     b.add_argument("--force", action="store_true", help="start an existing bench over")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(handler=cmd_bench_build)
@@ -120,7 +134,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                    help="RWE training images of the search split (default 2000)")
     a.add_argument("--val-size", type=cli._positive_int, default=500,
                    help="RWE validation images (default 500)")
-    a.add_argument("--seed", type=cli._nonnegative_int, default=0,
+    a.add_argument("--seed", type=cli._seed, default=0,
                    help="RWE evaluation seed (default 0)")
     a.add_argument("--threads", type=cli._positive_int, help="torch threads")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -263,7 +277,7 @@ def _add_study_common(p: argparse.ArgumentParser, along: bool) -> None:
                    help="estimator training images of the search split (default 2000)")
     p.add_argument("--val-size", type=cli._positive_int, default=500,
                    help="estimator validation images (default 500)")
-    p.add_argument("--seed", type=cli._nonnegative_int, default=0,
+    p.add_argument("--seed", type=cli._seed, default=0,
                    help="estimator and bootstrap seed (default 0)")
     p.add_argument("--rwe-epochs", type=cli._positive_int, help="RWE classifier epochs")
     p.add_argument("--rwe-folds", type=cli._positive_int, help="RWE ensemble folds")
@@ -292,7 +306,7 @@ def _add_pool_args(p: argparse.ArgumentParser, half: bool = True) -> None:
     if half:
         p.add_argument("--half", choices=HALVES, default="all", help="all (default), or the "
                        "tuning or confirmation half (seeded, stratified by source)")
-    p.add_argument("--split-seed", type=cli._nonnegative_int, default=0,
+    p.add_argument("--split-seed", type=cli._seed, default=0,
                    help="seed of the tuning/confirmation split (default 0)")
     p.add_argument("--resamples", type=cli._positive_int, default=2000,
                    help="bootstrap resamples of architectures (default 2000)")
@@ -331,7 +345,7 @@ def add_study(sub: argparse._SubParsersAction) -> None:
                    "(default all; see rwenas.tune.VARIANTS)")
     t.add_argument("--budget", type=cli._positive_float, default=5.0,
                    help="seconds per architecture a variant may take (default 5)")
-    t.add_argument("--seed", type=cli._nonnegative_int, default=0,
+    t.add_argument("--seed", type=cli._seed, default=0,
                    help="estimator and bootstrap seed (default 0)")
     t.add_argument("--threads", type=cli._positive_int, help="torch threads")
     t.add_argument("--quiet", action="store_true", help="no progress bars")

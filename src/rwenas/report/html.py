@@ -16,6 +16,7 @@ import base64
 import contextlib
 import html
 import json
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,11 +30,11 @@ from rwenas.report import plots
 from rwenas.report.drawing import genotype_svg
 from rwenas.search.algorithms import DESCRIPTIONS as ALGORITHM_NAMES
 from rwenas.search.nsga2 import pareto_front
-from rwenas.search.objectives import CONSTRAINTS
+from rwenas.search.objectives import CONSTRAINTS, is_objective_name, worst_values
 from rwenas.search.objectives import label as objective_label
 from rwenas.search.picking import knee_index, record_row, select
 from rwenas.search.store import RunStore
-from rwenas.spaces import format_genome, get_space
+from rwenas.spaces import check_stored_space, format_genome, get_space
 
 REPORT_NAME = "report.html"
 
@@ -119,12 +120,35 @@ class RunData:
 
     @classmethod
     def read(cls, run_dir: str | Path, picks: Sequence[str] = ()) -> RunData:
-        """Read a run's store (:class:`ConfigError` if ``run_dir`` is not a run)."""
+        """Read a run's store (:class:`ConfigError` if ``run_dir`` is not a run).
+
+        A ``run.db`` may come from anyone, and SQLite keeps whatever a column is given: the
+        numbers the page computes with are checked here (a non-number becomes ``None``),
+        and every value is escaped where it is written into the page. Objective functions
+        (``module:function``) are only named, never imported.
+        """
         with RunStore.open(run_dir) as store:
-            run = cls(Path(run_dir), store.config, store.meta, store.evaluations(),
-                      store.generations(), store.get_state("hv_ref"), tuple(picks))
-            run.stopped = store.get_state("stopped")
-            return run
+            config, meta = store.config, store.meta
+            evaluations, generations = store.evaluations(), store.generations()
+            hv_ref = store.get_state("hv_ref")
+            stopped = store.get_state("stopped")
+        if not isinstance(config, dict):
+            raise ConfigError(f"{run_dir}: the stored run configuration is not a table")
+        objectives = config.get("objectives") or ["rwe", "madds"]
+        if (not isinstance(objectives, list) or len(objectives) < 2
+                or not all(is_objective_name(o) for o in objectives)):
+            raise ConfigError(f"{run_dir}: the stored objectives are damaged")
+        config = {**config, "generations": _int_or_none(config.get("generations")),
+                  "pop_size": _int_or_none(config.get("pop_size")),
+                  **{k: _number_or_none(config.get(k)) for k in CONSTRAINTS}}
+        hv = hv_ref if isinstance(hv_ref, list) and len(hv_ref) == len(objectives) else None
+        run = cls(Path(run_dir), config, {k: str(v) for k, v in meta.items()},
+                  [_clean_evaluation(e, objectives) for e in evaluations],
+                  [_clean_generation(g) for g in generations],
+                  None if hv is None else [_number_or_none(v) or 0.0 for v in hv],
+                  tuple(picks))
+        run.stopped = None if stopped is None else str(stopped)
+        return run
 
     @property
     def ok(self) -> list[Record]:
@@ -133,6 +157,63 @@ class RunData:
     @property
     def failed(self) -> list[Record]:
         return [e for e in self.evaluations if e["status"] == "failed"]
+
+
+def _number_or_none(value: Any) -> float | None:
+    """``value`` as a finite float, ``None`` if it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _clean_evaluation(e: Record, objective_names: Sequence[str]) -> Record:
+    """A stored evaluation with its numbers checked (see :meth:`RunData.read`)."""
+    out = dict(e)
+    for name in ("params_m", "madds_m", "seconds", "features_seconds", "classifier_seconds"):
+        out[name] = _number_or_none(e.get(name))
+    out["generation"] = _int_or_none(e.get("generation"))
+    if out["generation"] is None:
+        out["generation"] = -1  # shown as is, escaped; grouped apart from real generations
+    out["attempts"] = _int_or_none(e.get("attempts"))
+    objectives = e.get("objectives")
+    values = [_number_or_none(v) for v in objectives] if isinstance(objectives, list) else []
+    ok = len(values) == len(objective_names) and all(v is not None for v in values)
+    out["objectives"] = values if ok else worst_values(objective_names)
+    if not ok or e.get("status") not in ("ok", "failed"):
+        out["status"] = "failed"  # a damaged record never enters the front
+    genome = e.get("genome")
+    out["genome"] = (genome if isinstance(genome, list) and all(
+        isinstance(g, int) and not isinstance(g, bool) for g in genome) else [])
+    extra = e.get("extra") if isinstance(e.get("extra"), dict) else {}
+    out["extra"] = {**extra, **{k: _number_or_none(extra.get(k)) for k in (
+        "rwe_error", "latency_ms", "latency_batch_ms", "memory_mb", "latency_onnx_ms")
+        if k in extra}}
+    for name in ("objectives", "raw"):  # estimator and function values, by objective name
+        if name in extra:
+            values_by_name = extra[name] if isinstance(extra[name], dict) else {}
+            out["extra"][name] = {str(k): _number_or_none(v) for k, v in values_by_name.items()}
+    for name in ("key", "error", "created"):
+        if e.get(name) is not None:
+            out[name] = str(e[name])
+    return out
+
+
+def _clean_generation(g: Record) -> Record:
+    out = dict(g)
+    out["generation"] = _int_or_none(g.get("generation")) or 0
+    for name in ("n_evaluated", "cache_hits"):
+        out[name] = _int_or_none(g.get(name)) or 0
+    out["seconds"] = _number_or_none(g.get("seconds")) or 0.0
+    out["created"] = str(g.get("created"))
+    out["hypervolume"] = _number_or_none(g.get("hypervolume"))
+    for name in ("population", "front"):
+        out[name] = g.get(name) if isinstance(g.get(name), list) else []
+    return out
 
 
 # -- formatting ----------------------------------------------------------------------------------
@@ -242,12 +323,12 @@ def _summary(run: RunData) -> str:
         versions += f" (report by {__version__})"
     algorithm = str(config.get("algorithm", "nsga2"))
     stats = [
-        ("algorithm", _e(ALGORITHM_NAMES.get(algorithm, algorithm)),
+        ("algorithm", ALGORITHM_NAMES.get(algorithm, algorithm),
          f"population {config.get('pop_size')}, {planned} generations"),
         ("status", status, f"{n_gen} of {planned} generations finished" if planned
          else f"{n_gen} generations finished"),
-        ("seed", _e(config.get("seed")), "of the run"),
-        ("space", _e(config.get("space")), f"dataset {config.get('dataset')}"),
+        ("seed", config.get("seed"), "of the run"),
+        ("space", config.get("space"), f"dataset {config.get('dataset')}"),
         ("evaluations", str(len(run.evaluations)),
          f"{len(run.ok)} ok, {len(run.failed)} failed"),
         ("cache hits", str(hits), "asked again, not re-evaluated"),
@@ -257,10 +338,11 @@ def _summary(run: RunData) -> str:
         ("total time", fmt_seconds(total), "wall clock of the finished generations"),
         ("created", _fmt_time(run.meta.get("created")),
          f"last update {_fmt_time(max(created)) if created else '—'}"),
-        ("rwenas version", _e(versions), f"schema {run.meta.get('schema_version', '?')}"),
+        ("rwenas version", versions, f"schema {run.meta.get('schema_version', '?')}"),
     ]
     cards = "\n".join(
-        f'<div class="stat"><div class="k">{_e(k)}</div><div class="v">{v}</div>'
+        f'<div class="stat"><div class="k">{_e(k)}</div>'
+        f'<div class="v">{v if k == "status" else _e(v)}</div>'  # status: the badge above
         f'<div class="d">{_e(d)}</div></div>' for k, v, d in stats)
     note = ""
     if run.stopped and not done:
@@ -268,7 +350,7 @@ def _summary(run: RunData) -> str:
                 f"with <code>rwenas search --resume {_e(run.run_dir)}</code> and a larger "
                 "<code>--max-minutes</code> or <code>--stop-after-stagnation</code>.</p>")
     elif not done:
-        note = (f'<p class="note">This run has finished {n_gen} of {planned or "?"} '
+        note = (f'<p class="note">This run has finished {n_gen} of {_e(planned or "?")} '
                 "generations: it is still running, or it was stopped (continue it with "
                 f"<code>rwenas search --resume {_e(run.run_dir)}</code>). The page shows what "
                 "the store holds now.</p>")
@@ -309,7 +391,7 @@ def _front_section(run: RunData) -> str:
             + f">{t if c == 'genome' else _e(t)}</td>" for t, v, c in cells)
         rows.append(f'<tr data-key="{_e(e["key"])}" title="{_e(e["key"])}">{tds}</tr>')
     limits = [f"{CONSTRAINTS[k]} ≤ {run.config[k]:g}" for k in CONSTRAINTS
-              if run.config.get(k) is not None]
+              if run.config.get(k) is not None]  # numbers: checked in RunData.read
     bounds = f" that meets the run's constraints ({_e(', '.join(limits))})" if limits else ""
     if rows:
         table = (f'<div class="scroll"><table id="front-table" class="sortable">'
@@ -475,8 +557,9 @@ def _failures_section(run: RunData) -> str:
     failed = run.failed
     if failed:
         rows = "".join(
-            f'<tr data-key="{_e(e["key"])}"><td class="num">{e["generation"]}</td>'
-            f'<td class="num">{e["attempts"]}</td><td><pre class="error">{_e(e["error"] or "")}'
+            f'<tr data-key="{_e(e["key"])}"><td class="num">{_e(e["generation"])}</td>'
+            f'<td class="num">{_e(e["attempts"] if e["attempts"] is not None else "—")}</td>'
+            f'<td><pre class="error">{_e(e["error"] or "")}'
             f'</pre></td><td class="genome"><code>{_e(format_genome(e["genome"]))}</code></td>'
             "</tr>" for e in failed)
         body = ('<div class="scroll"><table id="failures-table"><thead><tr>'
@@ -654,15 +737,20 @@ def render_report(run: RunData, *, use_graphviz: bool | None = None) -> str:
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *,
-                 use_graphviz: bool | None = None, picks: Sequence[str] = ()) -> Path:
+                 use_graphviz: bool | None = None, picks: Sequence[str] = (),
+                 space: str | None = None, trust_plugins: bool = False) -> Path:
     """Write the HTML report of the run in ``run_dir`` (default ``RUN_DIR/report.html``) from
     its results store alone, and return its path.
 
     :class:`ConfigError` (one line) when ``run_dir`` is not an rwenas run or ``out`` cannot be
     written. ``use_graphviz``: see :func:`rwenas.report.drawing.genotype_svg`. ``picks``:
-    budgets (``madds<=10``) shown next to L, M, S and the knee.
+    budgets (``madds<=10``) shown next to L, M, S and the knee. A plugin space named by the
+    run is imported only if ``space`` names it too or ``trust_plugins``
+    (:func:`rwenas.spaces.check_stored_space`); objective functions are never imported.
     """
     run = RunData.read(run_dir, picks)
+    check_stored_space(run.config.get("space"), given=space, trust=trust_plugins,
+                       where=f"the run in {run_dir}")
     text = render_report(run, use_graphviz=use_graphviz)
     target = Path(out) if out is not None else Path(run_dir) / REPORT_NAME
     tmp = target.with_name(f".{target.name}.tmp")

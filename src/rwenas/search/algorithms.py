@@ -131,9 +131,10 @@ class RandomSearch(Algorithm):
         return pop[feasible[np.asarray(front, dtype=int)]]
 
 
-# pymoo decorates some tournament comparisons with a closure (``default_random_state``), which
-# pickle cannot reference, and the search checkpoints its algorithm after every generation.
-# These module-level functions delegate to pymoo's and pickle by name.
+# pymoo decorates some tournament comparisons with a closure (``default_random_state``). The
+# search never pickles its algorithm (a resume replays the recorded generations), but these
+# module-level functions, which delegate to pymoo's, keep the algorithms picklable by name
+# for anyone who does (e.g. to ship one to a worker).
 def _sms_tournament(pop: Population, P: np.ndarray, *args: Any, random_state: Any = None,
                     **kwargs: Any) -> np.ndarray:
     from pymoo.algorithms.moo.sms import cv_and_dom_tournament

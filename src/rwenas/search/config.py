@@ -14,6 +14,21 @@ from typing import Any
 
 import tomllib
 
+from rwenas.checks import (
+    MAX_CHANNELS,
+    MAX_GENERATIONS,
+    MAX_IMAGE_SIZE,
+    MAX_LAYERS,
+    MAX_MINUTES,
+    MAX_POP_SIZE,
+    MAX_RETRIES,
+    MAX_SEED,
+    MAX_THREADS,
+    MAX_WORKERS,
+    check_device,
+    check_number,
+    check_text,
+)
 from rwenas.errors import ConfigError
 from rwenas.estimators.rwe import RWEConfig
 
@@ -56,7 +71,6 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 EXECUTORS = ("local", "process", "ray")
-_INT_KEYS = ("seed", "pop_size", "generations", "workers", "max_retries")
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any], source: str) -> None:
@@ -91,7 +105,7 @@ def resolve_config(profile: str | None = None, file: str | Path | None = None,
     """Defaults < profile < file < overrides, validated."""
     config = copy.deepcopy(DEFAULTS)
     if profile is not None:
-        if profile not in PROFILES:
+        if not isinstance(profile, str) or profile not in PROFILES:
             raise ConfigError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
         _merge(config, PROFILES[profile], f"profile {profile}")
     if file is not None:
@@ -106,71 +120,134 @@ def resolve_config(profile: str | None = None, file: str | Path | None = None,
     return config
 
 
+#: Numeric settings: bounds for :func:`rwenas.checks.check_number` (one place for flags and
+#: files; the CLI's flags use the same limits).
+NUMBERS: dict[str, dict[str, Any]] = {
+    "seed": {"integer": True, "low": 0, "high": MAX_SEED},
+    "pop_size": {"integer": True, "low": 2, "high": MAX_POP_SIZE},
+    "generations": {"integer": True, "low": 1, "high": MAX_GENERATIONS},
+    "workers": {"integer": True, "low": 1, "high": MAX_WORKERS},
+    "max_retries": {"integer": True, "low": 0, "high": MAX_RETRIES},
+    "latency_batch": {"integer": True, "low": 1, "high": 65536},
+    "train_size": {"integer": True, "low": 1, "optional": True},
+    "val_size": {"integer": True, "low": 1, "optional": True},
+    "image_size": {"integer": True, "low": 1, "high": MAX_IMAGE_SIZE, "optional": True},
+    "threads": {"integer": True, "low": 1, "high": MAX_THREADS, "optional": True},
+    "crossover_prob": {"low": 0, "high": 1},
+    "mutation_eta": {"low": 0, "low_open": True, "high": 1e6},
+    "gpus_per_eval": {"low": 0, "high": 1024},
+    "max_madds": {"low": 0, "low_open": True, "optional": True},
+    "max_params": {"low": 0, "low_open": True, "optional": True},
+    "max_latency_ms": {"low": 0, "low_open": True, "optional": True},
+    "max_minutes": {"low": 0, "low_open": True, "high": MAX_MINUTES, "optional": True},
+    "stop_after_stagnation": {"integer": True, "low": 1, "high": MAX_GENERATIONS,
+                              "optional": True},
+}
+TEXTS = {"space": False, "dataset": False, "data_dir": True, "ray_address": True,
+         "executor": False}
+
+
 def validate_config(config: dict[str, Any]) -> None:
-    """Check types and ranges; :class:`ConfigError` names the first bad setting."""
-    for key in _INT_KEYS:
+    """Check types and ranges (in place: numbers are normalised); :class:`ConfigError`
+    names the first bad setting."""
+    for key, limits in NUMBERS.items():
         value = config[key]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"setting {key!r} must be an integer, got {value!r}")
-    if config["pop_size"] < 2:
-        raise ConfigError("pop_size must be at least 2")
-    if config["generations"] < 1:
-        raise ConfigError("generations must be at least 1")
-    if config["workers"] < 1:
-        raise ConfigError("workers must be at least 1")
-    if config["max_retries"] < 0:
-        raise ConfigError("max_retries must be at least 0")
+        if isinstance(value, str):  # a quoted number in a TOML file is still a type error
+            raise ConfigError(f"setting {key!r} must be a number, got {value!r}")
+        config[key] = check_number(f"setting {key!r}", value, **limits)
+    for key, optional in TEXTS.items():
+        check_text(f"setting {key!r}", config[key], optional=optional)
+    if not isinstance(config["download"], bool):
+        raise ConfigError(f"setting 'download' must be true or false, got {config['download']!r}")
     if config["executor"] not in EXECUTORS:
         raise ConfigError(f"unknown executor {config['executor']!r} "
                           f"(known: {', '.join(EXECUTORS)})")
-    for key in ("train_size", "val_size", "image_size", "threads"):
-        value = config[key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise ConfigError(f"setting {key!r} must be a positive integer, got {value!r}")
-    if not 0.0 <= float(config["crossover_prob"]) <= 1.0:
-        raise ConfigError("crossover_prob must lie in [0, 1]")
-    if float(config["mutation_eta"]) <= 0:
-        raise ConfigError("mutation_eta must be positive")
-    for key in ("max_madds", "max_params", "max_latency_ms"):
-        value = config[key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or value <= 0):
-            raise ConfigError(f"setting {key!r} must be a positive number, got {value!r}")
-    if (isinstance(config["latency_batch"], bool) or not isinstance(config["latency_batch"], int)
-            or config["latency_batch"] < 1):
-        raise ConfigError("latency_batch must be a positive integer")
-    if float(config["gpus_per_eval"]) < 0:
-        raise ConfigError("gpus_per_eval must be at least 0")
     from rwenas.search.algorithms import ALGORITHMS
 
+    check_text("setting 'algorithm'", config["algorithm"])
     if config["algorithm"] not in ALGORITHMS:
         raise ConfigError(f"unknown algorithm {config['algorithm']!r} "
                           f"(known: {', '.join(ALGORITHMS)})")
-    minutes = config["max_minutes"]
-    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int | float)
-                                or not 0 < minutes < float("inf")):
-        raise ConfigError(f"setting 'max_minutes' must be a positive number, got {minutes!r}")
-    k = config["stop_after_stagnation"]
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise ConfigError(f"setting 'stop_after_stagnation' must be a positive integer, "
-                          f"got {k!r}")
-    initial = config["initial_population"]
-    if initial is not None:
-        if (not isinstance(initial, list) or not initial
-                or not all(isinstance(g, list | tuple) for g in initial)):
-            raise ConfigError("initial_population must be a non-empty list of genomes")
-        if len(initial) > config["pop_size"]:
-            raise ConfigError(f"initial_population holds {len(initial)} genomes, more than "
-                              f"pop_size {config['pop_size']}")
-        config["initial_population"] = [list(g) for g in initial]
+    config["initial_population"] = check_initial_population(config["initial_population"],
+                                                            config["pop_size"])
     objectives = config["objectives"]
     if isinstance(objectives, str):
         objectives = config["objectives"] = [o.strip() for o in objectives.split(",") if o]
     from rwenas.search.objectives import check_objectives
 
     check_objectives(objectives)
+    config["network"] = validate_network(config["network"])
     try:
-        RWEConfig(**config["rwe"])
-    except TypeError as exc:
+        rwe = RWEConfig(**config["rwe"])
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid rwe settings: {exc}") from None
+    check_rwe(rwe)
+    check_device(rwe.device, cuda_here=config["executor"] != "ray")
+
+
+def check_initial_population(initial: Any, pop_size: int) -> list[list[int]] | None:
+    """The ``initial_population`` setting: ``None`` or a non-empty list of at most
+    ``pop_size`` genomes, each a list of integers (checked against the space when the search
+    starts)."""
+    if initial is None:
+        return None
+    if (not isinstance(initial, list | tuple) or not initial
+            or not all(isinstance(g, list | tuple) for g in initial)):
+        raise ConfigError("initial_population must be a non-empty list of genomes")
+    if len(initial) > pop_size:
+        raise ConfigError(f"initial_population holds {len(initial)} genomes, more than "
+                          f"pop_size {pop_size}")
+    out = []
+    for i, genome in enumerate(initial):
+        if len(genome) > 10_000 or any(isinstance(v, str) for v in genome):
+            raise ConfigError(f"initial_population genome {i + 1} is not a list of integers")
+        out.append([check_number(f"initial_population genome {i + 1}", v, integer=True,
+                                 low=-2**31, high=2**31) for v in genome])
+    return out
+
+
+def validate_network(network: Any) -> dict[str, Any]:
+    """The ``[network]`` table of a search: ``channels`` (C or [C1, C2, C3]) and ``layers``
+    within the bounds the CLI's flags have; a space's own options (numbers finite) pass on to
+    its ``build``, which checks them."""
+    if not isinstance(network, Mapping):
+        raise ConfigError("setting 'network' must be a table of settings")
+    out = dict(network)
+    for key, value in out.items():  # other keys belong to the space (mobilenetv2: width, head)
+        if key not in ("channels", "layers") and isinstance(value, float):
+            check_number(f"network {key}", value)
+    if "channels" in out:
+        channels = out["channels"]
+        many = isinstance(channels, list | tuple)
+        parts = list(channels) if many else [channels]
+        if not parts or len(parts) > 8 or any(isinstance(c, str) for c in parts):
+            raise ConfigError(f"network channels must be C or [C1, C2, C3], got {channels!r}")
+        values = [check_number("network channels", c, integer=True, low=1, high=MAX_CHANNELS)
+                  for c in parts]
+        out["channels"] = values if many else values[0]
+    if "layers" in out:
+        if isinstance(out["layers"], str):
+            raise ConfigError(f"network layers must be an integer, got {out['layers']!r}")
+        out["layers"] = check_number("network layers", out["layers"], integer=True, low=1,
+                                     high=MAX_LAYERS)
+    return out
+
+
+def check_rwe(rwe: RWEConfig) -> None:
+    """Types and finiteness of the RWE settings that the estimator itself does not check."""
+    for name in ("init", "bn_mode", "precision", "device"):
+        check_text(f"rwe {name}", getattr(rwe, name))
+    for name in ("standardize", "channels_last"):
+        if not isinstance(getattr(rwe, name), bool):
+            raise ConfigError(f"rwe {name} must be true or false, got {getattr(rwe, name)!r}")
+    for name in ("epochs", "batch_size", "folds", "inference_batch", "calibration_size"):
+        value = getattr(rwe, name)
+        if isinstance(value, str):
+            raise ConfigError(f"rwe {name} must be an integer, got {value!r}")
+        check_number(f"rwe {name}", value, integer=True, low=1, high=10**7)
+    for name, limits in (("lr", {"low": 0, "low_open": True}),
+                         ("momentum", {"low": 0, "high": 1})):
+        value = getattr(rwe, name)
+        if isinstance(value, str):
+            raise ConfigError(f"rwe {name} must be a number, got {value!r}")
+        check_number(f"rwe {name}", value, **limits)

@@ -8,13 +8,18 @@ then records them with the worst objective values.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import multiprocessing
 import os
+import shutil
+import tempfile
 import traceback
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rwenas.errors import ConfigError, RwenasError
@@ -129,24 +134,39 @@ class LocalExecutor:
 
 
 # -- local process pool ---------------------------------------------------------------------
-_WORKER: dict[str, Loaded] = {}
+_WORKER: dict[str, Any] = {}
 
 
-def _init_worker(context: EvalContext, threads: int) -> None:
+def _init_worker(context: EvalContext, threads: int, marks: str) -> None:
     import torch
 
     torch.set_num_threads(threads)
     _WORKER["loaded"] = context.load()
+    _WORKER["mark"] = Path(marks) / str(os.getpid())
 
 
 def _evaluate_in_worker(genome: Genome) -> dict[str, Any]:
-    return _WORKER["loaded"].evaluate(genome)
+    # The mark says which genome this worker is evaluating; it outlives a worker that dies
+    # mid-evaluation, so the parent can tell the culprit from the innocents.
+    mark: Path = _WORKER["mark"]
+    mark.write_text(json.dumps(list(genome)))
+    try:
+        return _WORKER["loaded"].evaluate(genome)
+    finally:
+        mark.unlink(missing_ok=True)
 
 
 class ProcessExecutor:
     """A pool of ``workers`` processes (spawned, each loading the data once and using
-    ``threads`` torch threads). A worker that dies (killed, out of memory) breaks the pool;
-    the pool is rebuilt and the unfinished evaluations are retried."""
+    ``threads`` torch threads).
+
+    A worker that dies (killed, out of memory) breaks the pool, and every evaluation in it
+    with it. The pool is rebuilt; the evaluations that were not running are queued again as
+    they were, and those that were running in some worker (each worker marks its genome in a
+    file) become suspects. Suspects then run one at a time: one that breaks the pool alone
+    is the culprit and is charged an attempt, so an innocent evaluation is never recorded as
+    failed for another's crash.
+    """
 
     def __init__(self, context: EvalContext, workers: int, max_retries: int = 2,
                  threads: int | None = None) -> None:
@@ -156,27 +176,43 @@ class ProcessExecutor:
         cores = os.cpu_count() or 1
         self.threads = threads or max(1, cores // workers)
         context.load()  # fail early (missing data, bad sizes) in the main process
+        self.marks = Path(tempfile.mkdtemp(prefix="rwenas-workers-"))
         self.pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker,
-                                   initargs=(self.context, self.threads))
+                                   initargs=(self.context, self.threads, str(self.marks)))
+
+    def _running(self) -> set[Genome]:
+        """Genomes that were being evaluated when the pool broke (their marks), cleared."""
+        found = set()
+        for mark in self.marks.iterdir():
+            # a mark half-written when its worker died: that worker had not begun
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                found.add(tuple(int(v) for v in json.loads(mark.read_text())))
+            mark.unlink(missing_ok=True)
+        return found
 
     def run(self, genomes: Sequence[Genome]) -> Iterator[tuple[Genome, Outcome]]:
         attempts = dict.fromkeys(genomes, 0)
         pending: dict[Future, Genome] = {}
         queue = list(genomes)
-        while queue or pending:
-            while queue:
-                g = queue.pop(0)
-                attempts[g] += 1
+        suspects: list[Genome] = []
+        idle_breaks = 0  # consecutive breaks with no evaluation running: workers cannot start
+        while queue or pending or suspects:
+            if not pending:
+                if suspects:  # alone, so that a crash can only be its own
+                    batch = [suspects.pop(0)]
+                else:
+                    batch, queue = queue, []
                 try:
-                    pending[self.pool.submit(_evaluate_in_worker, g)] = g
-                except BrokenProcessPool:
-                    attempts[g] -= 1
-                    queue.insert(0, g)
-                    self._restart(pending, queue)
+                    for g in batch:
+                        pending[self.pool.submit(_evaluate_in_worker, g)] = g
+                except BrokenProcessPool:  # broke before this batch began: nobody to blame
+                    queue[:0] = [g for g in batch if g not in pending.values()]
+            # Batches are submitted only to an idle pool: one future in flight runs alone.
+            solo = len(pending) == 1
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             broken = False
             for fut in done:
@@ -187,27 +223,43 @@ class ProcessExecutor:
                     raise
                 except BrokenProcessPool:
                     broken = True
-                    if attempts[g] > self.max_retries:
-                        yield g, Failure("worker process died", attempts[g])
-                    else:
-                        queue.append(g)
+                    queue.append(g)
                 except Exception as exc:
+                    attempts[g] += 1
                     if attempts[g] > self.max_retries:
                         yield g, Failure(_describe(exc), attempts[g])
                     else:
                         queue.append(g)
-            if broken:
-                self._restart(pending, queue)
-
-    def _restart(self, pending: dict[Future, Genome], queue: list[Genome]) -> None:
-        """Replace a broken pool; evaluations still pending there are queued again."""
-        queue.extend(pending.values())
-        pending.clear()
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        self.pool = self._new_pool()
+            if not broken:
+                continue
+            queue.extend(pending.values())
+            pending.clear()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            running = self._running()
+            self.pool = self._new_pool()
+            if not running:
+                idle_breaks += 1
+                if idle_breaks > self.max_retries + 1:
+                    raise ConfigError("the evaluation worker processes keep dying before they "
+                                      "evaluate anything (out of memory while loading the "
+                                      "data?); try fewer --workers or --executor local")
+                continue
+            idle_breaks = 0
+            if solo:  # it ran alone: the crash was its own
+                (g,) = running
+                queue.remove(g)
+                attempts[g] += 1
+                if attempts[g] > self.max_retries:
+                    yield g, Failure("worker process died", attempts[g])
+                else:
+                    suspects.append(g)
+            else:  # any of those running may be the culprit: each runs alone next
+                suspects += [g for g in queue if g in running and g not in suspects]
+                queue = [g for g in queue if g not in running]
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(self.marks, ignore_errors=True)
 
 
 # -- Ray --------------------------------------------------------------------------------------

@@ -27,11 +27,15 @@ def read_genomes_file(path: str | Path) -> list[Any]:
         text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read genomes file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"genomes file {path} is not a text file") from None
     if text.lstrip().startswith("["):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"genomes file {path} is not valid JSON: {exc.msg}") from None
+        except (ValueError, RecursionError):  # a huge integer, or nesting without end
+            raise ConfigError(f"genomes file {path} is not a list of genomes") from None
         if not isinstance(data, list):
             raise ConfigError(f"genomes file {path} is not a list of genomes")
         genomes = list(data)
@@ -51,7 +55,16 @@ def front_genomes(run_dir: str | Path, space_name: str) -> list[Any]:
 
     with RunStore.open(run_dir) as store:
         config = store.config
-        front = pareto_front(store.evaluations(), config)
+        if not isinstance(config, dict) or config.get("space") != space_name:
+            space = config.get("space") if isinstance(config, dict) else None
+            raise ConfigError(f"run {run_dir} searched the {str(space)[:80]} space, not "
+                              f"{space_name}")
+        try:  # the run may come from anyone: a damaged store is one line
+            front = pareto_front(store.evaluations(), config)
+        except RwenasError:
+            raise
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ConfigError(f"run {run_dir} has a damaged store ({exc})") from None
     if config.get("space") != space_name:
         raise ConfigError(f"run {run_dir} searched the {config.get('space')} space, not "
                           f"{space_name}")
@@ -90,6 +103,9 @@ def load_initial_population(source: str | Path, space: str, pop_size: int
     out = []
     for i, g in enumerate(genomes):
         try:
+            if not isinstance(g, str | list) or (isinstance(g, list) and not all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in g)):
+                raise ConfigError("not a genome (a string or a list of integers)")
             genome = parse_genome(g) if isinstance(g, str) else g
             out.append([int(v) for v in space_obj.validate(genome)])
         except (RwenasError, TypeError, ValueError) as exc:

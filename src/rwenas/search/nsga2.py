@@ -4,14 +4,22 @@ pymoo supplies the algorithm and operators (random initial population, binary to
 two-point crossover, polynomial mutation with rounding, non-dominated sorting and crowding
 survival, duplicate elimination); rwenas supplies the evaluations, through an executor, and a
 canonical-key cache so that no network is evaluated twice in a run. Every finished evaluation
-is committed to the run's SQLite store at once, and the algorithm is checkpointed after every
-generation, so a killed search resumes where it stopped and ends with the same front.
+is committed to the run's SQLite store at once, so a killed search resumes where it stopped
+and ends with the same front.
+
+The algorithm's state is never stored as code: a resumed search rebuilds it by replaying the
+recorded generations from the run's seed, every evaluation answered from the store (each
+algorithm of :mod:`rwenas.search.algorithms` draws from its own seeded generator, so the
+replay is exact and takes milliseconds). Nothing in ``run.db`` is unpickled, so a run
+directory from someone else cannot run code. The budgets of :mod:`rwenas.search.stopping`
+are checked before each new generation, not during the replay.
 """
 
 from __future__ import annotations
 
+import copy
 import json
-import pickle
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,21 +32,22 @@ from pymoo.indicators.hv import HV
 from pymoo.problems.static import StaticProblem
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from rwenas.errors import ConfigError
+from rwenas.errors import ConfigError, RwenasError
 from rwenas.search.algorithms import ArchitectureProblem, make_algorithm
+from rwenas.search.config import DEFAULTS, validate_config
 from rwenas.search.executors import Failure, make_executor
 from rwenas.search.objectives import (
     active_constraints,
+    check_stored_objectives,
     constraint_values,
     objective_values,
     primary,
     worst_values,
 )
-from rwenas.search.stopping import LIMITS, apply_limits, stop_reason
+from rwenas.search.stopping import LIMITS, apply_limits, stop_reason, stored_limits
 from rwenas.search.store import RunStore
-from rwenas.spaces import SearchSpace, format_genome, get_space
+from rwenas.spaces import SearchSpace, check_stored_space, format_genome, get_space
 
-CHECKPOINT = "checkpoint"
 #: settings that may change when a run is resumed (they do not change any result)
 RESUMABLE = ("executor", "workers", "threads", "ray_address", "gpus_per_eval", "max_retries",
              *LIMITS)
@@ -79,25 +88,37 @@ class SearchResult:
 class Search:
     """One search run: its store, space, executor and algorithm."""
 
-    def __init__(self, store: RunStore, config: dict[str, Any], progress: bool = True) -> None:
+    def __init__(self, store: RunStore, config: dict[str, Any], progress: bool = True,
+                 retry_failed: bool = False) -> None:
         self.store = store
         self.config = config
         self.space = get_space(config["space"])
         self.objectives = list(config["objectives"])
         self.progress = progress
-        self.cache: dict[str, dict[str, Any]] = {e["key"]: e for e in store.evaluations()}
+        self.cache: dict[str, dict[str, Any]] = {
+            e["key"]: e for e in store.evaluations()
+            if not (retry_failed and e["status"] == "failed")}
+        #: keys recorded as failed that are evaluated again (their records are replaced)
+        self.retry = {e["key"] for e in store.evaluations(status="failed")} \
+            if retry_failed else set()
 
     # -- evaluations ------------------------------------------------------------------------
     def _record(self, genome: tuple[int, ...], key: str, outcome: Any, generation: int) -> dict:
+        replace = key in self.retry
+        if not isinstance(outcome, Failure):
+            problem = _unusable(outcome, self.objectives)
+            if problem is not None:  # e.g. NaN features: it must not enter the front
+                outcome = Failure(problem, 1)
         if isinstance(outcome, Failure):
             values = worst_values(self.objectives)
             self.store.add_evaluation(key, genome, objectives=values, generation=generation,
                                       status="failed", error=outcome.message,
-                                      attempts=outcome.attempts)
+                                      attempts=outcome.attempts, replace=replace)
         else:
             values = objective_values(outcome, self.objectives)
             self.store.add_evaluation(
                 key, genome, objectives=values, generation=generation, status="ok",
+                replace=replace,
                 genotype=self.space.genotype_to_json(self.space.decode(genome)),
                 params_m=outcome["params_m"], madds_m=outcome["madds_m"],
                 seconds=outcome["seconds"], features_seconds=outcome["features_seconds"],
@@ -124,46 +145,66 @@ class Search:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, executor: Any) -> SearchResult:
+        """Run (or continue) the search until its last generation.
+
+        The recorded generations are replayed first: the algorithm asks again for what it
+        asked then, and the store answers. If the replay asks for other architectures than
+        were recorded (another pymoo), the resume is refused before anything is evaluated.
+        """
         from tqdm import tqdm
 
-        blob = self.store.get_blob(CHECKPOINT)
-        if blob is not None:
-            generation, algorithm = pickle.loads(blob)
-        else:
-            generation, algorithm = 0, make_algorithm(
-                self.space, self.config, len(active_constraints(self.config)),
-                initial=self.config.get("initial_population") or ())
+        recorded = {g["generation"]: g for g in self.store.generations()}
+        done = (max(recorded) + 1) if recorded else 0
+        algorithm = make_algorithm(self.space, self.config, len(active_constraints(self.config)),
+                                   initial=self.config.get("initial_population") or ())
+        generation = 0
+        diverged = False  # an answer changed during the replay (--retry-failed)
         pop_size, n_gen = self.config["pop_size"], self.config["generations"]
         hv_ref = self.store.get_state("hv_ref")
-        bar = tqdm(total=pop_size * n_gen, initial=min(generation, n_gen) * pop_size,
+        bar = tqdm(total=pop_size * n_gen, initial=min(done, n_gen) * pop_size,
                    unit="arch", desc="search", disable=not self.progress, dynamic_ncols=True)
         stopped = None
         try:
             while algorithm.has_next():
-                stopped = stop_reason(self.config, self.store.generations())
-                if stopped is not None:
-                    break
+                replaying = generation < done
+                if not replaying:  # the budgets apply to new generations (not to a replay)
+                    stopped = stop_reason(self.config, self.store.generations())
+                    if stopped is not None:
+                        break
                 t0 = time.perf_counter()
                 pop = algorithm.ask()
                 genomes = self._genomes(pop, generation)
                 keys = [self.space.key(g) for g in genomes]
+                if replaying and not diverged:
+                    asked = (recorded.get(generation, {}).get("extra") or {}).get("offspring")
+                    if asked is not None and asked != keys:
+                        raise ConfigError(
+                            f"cannot resume {self.store.run_dir}: replaying generation "
+                            f"{generation} asks for other architectures than were recorded "
+                            "(was the run made with another version of pymoo or rwenas?)")
                 todo: dict[str, tuple[int, ...]] = {}
                 for g, k in zip(genomes, keys, strict=True):
                     if k not in self.cache and k not in todo:
                         todo[k] = g
                 hits = len(keys) - len(todo)
-                bar.update(hits)
+                if not replaying:
+                    bar.update(hits)
                 by_genome = {g: k for k, g in todo.items()}
                 for genome, outcome in executor.run(list(todo.values())):
                     self._record(genome, by_genome[genome], outcome, generation)
-                    bar.update(1)
+                    if not replaying:
+                        bar.update(1)
                     self._postfix(bar, generation, hits)
+                diverged = diverged or (replaying and bool(todo))
                 values = {"F": self._objective_matrix(keys)}
                 if algorithm.problem.n_ieq_constr:
                     values["G"] = self._constraint_matrix(keys)
                 static = StaticProblem(algorithm.problem, **values)
                 Evaluator().eval(static, pop)
                 algorithm.tell(infills=pop)
+                generation += 1
+                if replaying and not todo:
+                    continue  # recorded as it is
                 if hv_ref is None:
                     hv_ref = self._reference_point(keys)
                     self.store.set_state("hv_ref", hv_ref)
@@ -172,12 +213,10 @@ class Search:
                 survivors = [self.space.key(tuple(int(v) for v in x))
                              for x in algorithm.pop.get("X")]
                 self.store.add_generation(
-                    generation, population=survivors, front=[e["key"] for e in front],
+                    generation - 1, population=survivors, front=[e["key"] for e in front],
                     hypervolume=hv, n_evaluated=len(todo), cache_hits=hits,
                     seconds=time.perf_counter() - t0,
                     extra={"offspring": keys})
-                generation += 1
-                self.store.set_blob(CHECKPOINT, pickle.dumps((generation, algorithm)))
                 self._postfix(bar, generation - 1, hits, hv)
         finally:
             bar.close()
@@ -217,6 +256,21 @@ class Search:
         if hv is not None:
             post["hv"] = f"{hv:.4g}"
         bar.set_postfix(post, refresh=False)
+
+
+def _unusable(outcome: dict[str, Any], objectives: Sequence[str]) -> str | None:
+    """Why a finished evaluation cannot be used (non-finite features or objective values),
+    or ``None``. Such an evaluation is recorded as failed, with the worst objectives."""
+    if outcome.get("finite") is False:
+        return outcome.get("warning") or "non-finite features or classifier"
+    try:
+        values = objective_values(outcome, objectives)
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"objective value missing or not a number ({exc})"
+    bad = [name for name, v in zip(objectives, values, strict=True) if not math.isfinite(v)]
+    if bad:
+        return f"non-finite objective value(s): {', '.join(bad)}"
+    return None
 
 
 def reference_point(F: np.ndarray, ok: Sequence[bool], objectives: Sequence[str]
@@ -314,48 +368,79 @@ def write_outputs(store: RunStore, config: dict[str, Any]) -> dict[str, Path]:
     plot_hypervolume(store, paths["hypervolume.png"])
     from rwenas.report.html import write_report
 
-    paths["report.html"] = write_report(run_dir)
+    paths["report.html"] = write_report(run_dir, space=config["space"])
     return paths
 
 
 def run_search(config: dict[str, Any] | None = None, run_dir: str | Path | None = None, *,
                resume: str | Path | None = None, force: bool = False,
-               overrides: dict[str, Any] | None = None, progress: bool = True) -> SearchResult:
+               overrides: dict[str, Any] | None = None, progress: bool = True,
+               trust_plugins: bool = False, retry_failed: bool = False) -> SearchResult:
     """Start a search in ``run_dir`` with ``config``, or resume the one in ``resume``.
 
-    On resume only :data:`RESUMABLE` settings may be overridden. Ctrl-C stops the search
-    with every finished evaluation stored; resuming continues it.
+    On resume only :data:`RESUMABLE` settings may be overridden; a plugin space the run
+    names is imported only if ``overrides["space"]`` names it too or ``trust_plugins``
+    (the run directory may come from someone else); ``retry_failed`` evaluates the
+    architectures recorded as failed again. The run directory is locked for the whole call:
+    a second process is refused. Ctrl-C stops the search with every finished evaluation
+    stored; resuming continues it.
     """
     if resume is not None:
-        store = RunStore.open(resume)
-        config = store.config
-        changed = {k: v for k, v in (overrides or {}).items()
-                   if v is not None and config.get(k) != v}
-        bad = [k for k in changed if k not in RESUMABLE]
-        if bad:
+        store = RunStore.open(resume, lock=True)
+        try:
+            given = overrides or {}
+            config = store.config
+            if not isinstance(config, dict):
+                raise ConfigError(f"the run in {resume} stores no valid configuration")
+            # settings added since the run was made take their defaults (nsga2, no budgets)
+            config = {**copy.deepcopy(DEFAULTS), **config}
+            check_stored_space(config.get("space"), given=given.get("space"),
+                               trust=trust_plugins, where=f"the run in {resume}")
+            check_stored_objectives(config.get("objectives"), given=given.get("objectives"),
+                                    trust=trust_plugins, where=f"the run in {resume}")
+            # the budgets of an earlier resume, then the ones given now (see stopping.py)
+            config = {**config, **stored_limits(store)}
+            changed = {k: v for k, v in given.items()
+                       if v is not None and config.get(k) != v}
+            bad = [k for k in changed if k not in RESUMABLE]
+            if bad:
+                raise ConfigError(f"cannot change {', '.join(sorted(bad))} when resuming a run "
+                                  f"(only {', '.join(RESUMABLE)})")
+            config = {**config, **changed}
+            validate_config(config)
+            config = apply_limits(store, config, {k: config[k] for k in changed})
+        except BaseException:
             store.close()
-            raise ConfigError(f"cannot change {', '.join(sorted(bad))} when resuming a run "
-                              f"(only {', '.join(RESUMABLE)})")
-        config = apply_limits(store, {**config, **changed}, changed)
+            raise
     else:
         if config is None or run_dir is None:
             raise ConfigError("a new search needs a config and a run directory (--out)")
+        if retry_failed:
+            raise ConfigError("retry_failed applies to a resumed search")
         space = get_space(config["space"])  # unknown space: fail before creating anything
-        for genome in config.get("initial_population") or ():
-            space.validate(genome)
-        store = RunStore.create(run_dir, config, force=force)
+        for i, genome in enumerate(config.get("initial_population") or ()):
+            try:
+                space.validate(genome)
+            except RwenasError as exc:
+                raise ConfigError(f"initial_population genome {i + 1}: {exc}") from None
+        store = RunStore.create(run_dir, config, force=force, lock=True)
     try:
         if config.get("threads"):
             import torch
 
             torch.set_num_threads(config["threads"])
-        search = Search(store, config, progress=progress)
+        search = Search(store, config, progress=progress, retry_failed=retry_failed)
         executor = make_executor(config)
         try:
             result = search.run(executor)
         finally:
             executor.close()
-        write_outputs(store, config)
+        try:
+            write_outputs(store, config)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the outputs of {store.run_dir}: "
+                              f"{exc.strerror or exc}; the results store is intact (rebuild "
+                              f"them with rwenas search --resume {store.run_dir})") from None
         return result
     finally:
         store.close()

@@ -17,6 +17,7 @@ minimise here, not accuracy predictors).
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -83,17 +84,58 @@ def kind(name: str) -> str:
                       "package.module:function)")
 
 
+_FUNCTION_NAME = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def is_objective_name(name: Any) -> bool:
+    """Whether ``name`` is a well-formed objective name (built-in, a registered estimator or
+    ``package.module:function``), without importing anything: for names read from a stored
+    run."""
+    if not isinstance(name, str):
+        return False
+    return (name in OBJECTIVES or _FUNCTION_NAME.fullmatch(name) is not None
+            or name in estimator_names())
+
+
 def load_function(spec: str) -> Callable[..., Any]:
-    """The objective function ``package.module:function`` (imported as plugin spaces are)."""
+    """The objective function ``package.module:function`` (imported as plugin spaces are: it
+    runs that module; see :func:`check_stored_objectives` for names from a stored run)."""
     module_name, _, attr = spec.partition(":")
+    if not module_name:
+        raise ConfigError(f"objective {spec!r} names no module (give package.module:function)")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import objective module {module_name!r}: {exc}") from None
-    func = getattr(module, attr, None)
+    except Exception as exc:  # the module is the user's: any failure is theirs to fix
+        text = str(exc).strip()
+        first = text.splitlines()[0][:200] if text else ""
+        raise ConfigError(f"cannot import objective module {module_name!r}: "
+                          f"{type(exc).__name__}: {first}") from None
+    func = getattr(module, attr, None) if attr.isidentifier() else None
     if not callable(func):
         raise ConfigError(f"module {module_name!r} has no objective function {attr!r}")
     return func
+
+
+def check_stored_objectives(names: Any, *, given: Any = None, trust: bool = False,
+                            where: str = "the stored run") -> None:
+    """Refuse to import the user objectives (``module:function``) that a stored run names
+    unless the user vouches for them, as :func:`rwenas.spaces.check_stored_space` does for
+    plugin spaces: each is used only when the user names it again (``given``, from
+    ``--objectives``, a list or a comma-separated string) or passes ``trust``
+    (``--trust-plugins``); otherwise :class:`ConfigError` names the module."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{where} names no valid objectives ({str(names)[:80]!r})")
+    if trust:
+        return
+    if isinstance(given, str):
+        given = [g.strip() for g in given.split(",")]
+    vouched = set(given) if isinstance(given, list | tuple) else set()
+    for name in names:
+        if ":" in name and name not in OBJECTIVES and name not in vouched:
+            module = name.partition(":")[0]
+            raise ConfigError(f"{where} uses the objective function {name!r}; loading it "
+                              f"imports and runs module {module!r}. If you trust it, give "
+                              f"--objectives {','.join(names)} (or --trust-plugins)")
 
 
 def check_objectives(names: Sequence[str]) -> None:

@@ -40,11 +40,20 @@ def stop_reason(config: Mapping[str, Any], generations: Sequence[Mapping[str, An
     return None
 
 
+def stored_limits(store: Any) -> dict[str, Any]:
+    """The limits an earlier resume of the run stored (only the names of :data:`LIMITS`; the
+    values are checked with the rest of the configuration)."""
+    limits = store.get_state("limits")
+    if not isinstance(limits, Mapping):
+        return {}
+    return {k: limits[k] for k in LIMITS if k in limits}
+
+
 def apply_limits(store: Any, config: dict[str, Any], changed: Mapping[str, Any]
                  ) -> dict[str, Any]:
     """``config`` with the limits a resumed run keeps in its store, updated by the ones given
     now (``changed``), which are stored for later resumes."""
-    limits = dict(store.get_state("limits") or {})
+    limits = stored_limits(store)
     limits.update({k: changed[k] for k in LIMITS if k in changed})
     if limits:
         store.set_state("limits", limits)

@@ -23,6 +23,11 @@ Tables:
 ``generations``
     one row per finished generation (:meth:`RunStore.add_generation`).
 
+A process that writes a run (``rwenas search``, new or resumed) holds ``run.db.lock`` with
+``fcntl.flock`` for its whole life; a second writer is refused with the holder's PID. The
+operating system drops the lock when the holder dies, so a killed search never blocks the
+next one. Readers (``rwenas report``) need no lock.
+
 A :class:`RunStore` belongs to the process that opened it: do not share it across ``fork``
 (open another one in the child instead). Within a process it may be used from several threads;
 its calls are serialised by a lock.
@@ -31,19 +36,21 @@ its calls are serialised by a lock.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import os
 import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from rwenas import __version__
-from rwenas.errors import ConfigError
+from rwenas.errors import ConfigError, RwenasError
 
 SCHEMA_VERSION = 1
 DB_NAME = "run.db"
@@ -53,6 +60,61 @@ FORMAT = "rwenas.run"
 
 #: Files SQLite keeps next to the database.
 _DB_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+#: The lock file of a run directory (see :class:`RunLock`).
+LOCK_NAME = DB_NAME + ".lock"
+
+
+class StoreError(RwenasError):
+    """The results store cannot be written or read (a full disk, a vanished file)."""
+
+
+class RunLock:
+    """An exclusive ``fcntl.flock`` on ``RUN_DIR/run.db.lock``, held until :meth:`release`
+    (or the process ends: the kernel drops it then, even after SIGKILL). The file holds the
+    holder's PID, for the message that refuses a second process."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, run_dir: Path) -> RunLock:
+        """Lock ``run_dir`` (which exists) or raise :class:`ConfigError` naming the holder."""
+        import fcntl
+
+        path = run_dir / LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"cannot lock run directory {run_dir}: "
+                              f"{exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            try:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            except OSError:
+                holder = "?"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise ConfigError(f"run directory {run_dir} is in use by process {holder} "
+                                  "(another rwenas search); wait for it to end or stop it"
+                                  ) from None
+            raise ConfigError(f"cannot lock run directory {run_dir}: "
+                              f"{exc.strerror or exc}") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # the lock holds without the PID (a full disk); the message says "?"
+        return cls(path, fd)
+
+    def release(self) -> None:
+        """Drop the lock (idempotent). The file stays: removing it would race a waiter."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
 
 EVALUATION_STATUSES = ("ok", "failed")
 
@@ -159,28 +221,43 @@ def _db_files(run_dir: Path) -> list[Path]:
 
 
 def _is_rwenas_store(db_path: Path) -> bool:
-    """Whether ``db_path`` is an rwenas results store (any schema version).
-
-    An SQLite file without tables (a store whose creation was interrupted before its first
-    commit) counts too, so ``--force`` can clean it up. Never raises.
-    """
+    """Whether ``db_path`` is an rwenas results store: an SQLite database whose ``meta``
+    table says ``format = rwenas.run`` and which has every table of the schema (any schema
+    version). An empty file is not one. Never raises."""
     try:
-        if not db_path.is_file():
+        if not db_path.is_file() or db_path.stat().st_size == 0:
             return False
-        if db_path.stat().st_size == 0:
-            return True
         conn = sqlite3.connect(db_path, timeout=30, isolation_level=None)
     except (OSError, sqlite3.Error):
         return False
     try:
         tables = {row[0] for row in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not tables:
-            return True
-        if "meta" not in tables:
+        if not set(_TABLES) <= tables:
             return False
-        row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-        return row is not None and row[0] == FORMAT
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        return meta.get("format") == FORMAT and "schema_version" in meta
+    except (sqlite3.Error, ValueError):
+        return False
+    finally:
+        conn.close()
+
+
+def _interrupted_start(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds nothing but a ``run.db`` without any table (a start killed
+    before its first commit) and SQLite's or the lock's side files: nothing to lose."""
+    db = run_dir / DB_NAME
+    allowed = {p.name for p in _db_files(run_dir)} | {LOCK_NAME}
+    try:
+        if not db.is_file() or any(e.name not in allowed for e in run_dir.iterdir()):
+            return False
+        if db.stat().st_size == 0:
+            return True
+        conn = sqlite3.connect(db, timeout=30)
+    except (OSError, sqlite3.Error):
+        return False
+    try:
+        return conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
     except sqlite3.Error:
         return False
     finally:
@@ -197,25 +274,31 @@ class RunStore:
     path: Path
     run_dir: Path
 
-    def __init__(self, run_dir: Path, conn: sqlite3.Connection, meta: dict[str, str]) -> None:
+    def __init__(self, run_dir: Path, conn: sqlite3.Connection, meta: dict[str, str],
+                 run_lock: RunLock | None = None) -> None:
         """Wrap an open, validated connection; use :meth:`create` or :meth:`open` instead."""
         self.run_dir = run_dir
         self.path = run_dir / DB_NAME
         self._conn: sqlite3.Connection | None = conn
         self._meta = dict(meta)
         self._lock = threading.RLock()
+        self._run_lock = run_lock
 
     # ----------------------------------------------------------------------------------------
     # opening and closing
 
     @classmethod
-    def create(cls, run_dir: str | Path, config: dict, *, force: bool = False) -> RunStore:
+    def create(cls, run_dir: str | Path, config: dict, *, force: bool = False,
+               lock: bool = False) -> RunStore:
         """Start the store of a new run in ``run_dir`` (made, parents too, if missing).
 
         An existing non-empty ``run_dir`` is an error unless ``force``; with ``force`` its
-        contents are deleted, but only if it holds an rwenas ``run.db`` — a directory of other
-        data is never overwritten. :class:`ConfigError` on any of these problems, and when the
-        location is not writable.
+        contents are deleted, but only if its ``run.db`` is an rwenas store (the schema and
+        the ``format`` metadata), or if it holds nothing but a table-less ``run.db`` left by a
+        start killed before its first commit — a directory of other data is never
+        overwritten. ``lock``: hold the run's :class:`RunLock` until :meth:`close` (taken
+        before anything is deleted). :class:`ConfigError` on any of these problems, and when
+        the location is not writable.
         """
         run_dir = Path(run_dir)
         try:
@@ -226,7 +309,7 @@ class RunStore:
         if run_dir.exists() and not run_dir.is_dir():
             raise ConfigError(f"run directory {run_dir} exists and is not a directory")
         try:
-            non_empty = run_dir.is_dir() and any(run_dir.iterdir())
+            non_empty = run_dir.is_dir() and any(e.name != LOCK_NAME for e in run_dir.iterdir())
         except OSError as exc:
             raise ConfigError(f"cannot read run directory {run_dir}: "
                               f"{exc.strerror or exc}") from None
@@ -234,18 +317,28 @@ class RunStore:
             if not force:
                 raise ConfigError(f"run directory {run_dir} already exists; use --resume to "
                                   "continue it or --force to overwrite it")
-            if not _is_rwenas_store(run_dir / DB_NAME):
+            if not (_is_rwenas_store(run_dir / DB_NAME) or _interrupted_start(run_dir)):
                 raise ConfigError(f"refusing to overwrite {run_dir}: it is not empty and holds no "
                                   f"rwenas {DB_NAME} (not an rwenas run directory), even with "
                                   "--force")
-            cls._clear_directory(run_dir)
 
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot create run directory {run_dir}: "
                               f"{exc.strerror or exc}") from None
+        run_lock = RunLock.acquire(run_dir) if lock else None
+        try:
+            if non_empty:
+                cls._clear_directory(run_dir)
+            return cls._create_db(run_dir, config_json, run_lock)
+        except BaseException:
+            if run_lock is not None:
+                run_lock.release()
+            raise
 
+    @classmethod
+    def _create_db(cls, run_dir: Path, config_json: str, run_lock: RunLock | None) -> RunStore:
         meta = {
             "format": FORMAT,
             "schema_version": str(SCHEMA_VERSION),
@@ -267,19 +360,32 @@ class RunStore:
             if conn is not None:
                 conn.close()
             raise ConfigError(f"cannot create the results store {db_path}: {exc}") from None
-        return cls(run_dir, conn, meta)
+        return cls(run_dir, conn, meta, run_lock)
 
     @classmethod
-    def open(cls, run_dir: str | Path) -> RunStore:
+    def open(cls, run_dir: str | Path, *, lock: bool = False) -> RunStore:
         """Open the store of an existing run (to resume it or report on it).
 
         :class:`ConfigError` when ``run_dir`` holds no ``run.db``, or one that is corrupt, was
-        written by another program, or has another schema version.
+        written by another program, or has another schema version. ``lock``: hold the run's
+        :class:`RunLock` until :meth:`close` (to write the run; a report needs none).
         """
         run_dir = Path(run_dir)
         db_path = run_dir / DB_NAME
         if not db_path.is_file():
             raise ConfigError(f"{run_dir} is not an rwenas run directory (no {DB_NAME})")
+        run_lock = RunLock.acquire(run_dir) if lock else None
+        try:
+            store = cls._open_db(run_dir, db_path)
+        except BaseException:
+            if run_lock is not None:
+                run_lock.release()
+            raise
+        store._run_lock = run_lock
+        return store
+
+    @classmethod
+    def _open_db(cls, run_dir: Path, db_path: Path) -> RunStore:
         try:
             conn = sqlite3.connect(db_path, timeout=30, isolation_level=None,
                                    check_same_thread=False)
@@ -348,9 +454,12 @@ class RunStore:
 
     @staticmethod
     def _clear_directory(run_dir: Path) -> None:
-        """Delete everything in ``run_dir`` (which holds an rwenas store); keep the directory."""
+        """Delete everything in ``run_dir`` (which holds an rwenas store) but the lock file;
+        keep the directory."""
         try:
             for entry in run_dir.iterdir():
+                if entry.name == LOCK_NAME:
+                    continue
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)
                 else:
@@ -365,6 +474,9 @@ class RunStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._run_lock is not None:
+                self._run_lock.release()
+                self._run_lock = None
 
     @property
     def closed(self) -> bool:
@@ -395,18 +507,33 @@ class RunStore:
         """One committed write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``)."""
         with self._lock:
             conn = self._db
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise self._store_error("write", exc) from None
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:
-            return self._db.execute(sql, params).fetchall()
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise self._store_error("read", exc) from None
+
+    def _store_error(self, what: str, exc: sqlite3.Error) -> StoreError:
+        """One line for a failed read or write (a full disk: SQLITE_FULL)."""
+        return StoreError(f"cannot {what} the results store {self.path}: {exc}; everything "
+                          "committed before is kept (free space, then continue with rwenas "
+                          f"search --resume {self.run_dir})")
 
     # ----------------------------------------------------------------------------------------
     # config and run-level state
@@ -456,11 +583,13 @@ class RunStore:
                        madds_m: float | None = None, seconds: float | None = None,
                        features_seconds: float | None = None,
                        classifier_seconds: float | None = None, error: str | None = None,
-                       attempts: int = 1, extra: dict | None = None) -> bool:
+                       attempts: int = 1, extra: dict | None = None,
+                       replace: bool = False) -> bool:
         """Record the evaluation of the architecture with canonical ``key``.
 
         Committed (durable against a crash of this process) when the call returns. Returns
-        ``False``, changing nothing, if ``key`` is already recorded. ``status`` is ``"ok"`` or
+        ``False``, changing nothing, if ``key`` is already recorded (``replace``: its record is
+        overwritten, keeping its place in the insertion order). ``status`` is ``"ok"`` or
         ``"failed"`` (then ``error`` says why). ``genotype`` and ``extra`` are stored as JSON
         (objects with ``to_dict()``, dataclasses, tuples and numpy values are converted).
         """
@@ -486,9 +615,13 @@ class RunStore:
         )
         columns = ", ".join(_EVALUATION_COLUMNS[1:])
         marks = ", ".join("?" * len(row))
+        conflict = "DO NOTHING"
+        if replace:
+            conflict = "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}"
+                                                    for c in _EVALUATION_COLUMNS[2:])
         with self._write() as conn:
             cursor = conn.execute(f"INSERT INTO evaluations ({columns}) VALUES ({marks}) "
-                                  "ON CONFLICT (key) DO NOTHING", row)
+                                  f"ON CONFLICT (key) {conflict}", row)
             return cursor.rowcount == 1
 
     @staticmethod

@@ -25,26 +25,72 @@ BUILTIN_SPACES = {"micro": MicroSpace, "macro": MacroSpace, "nb301": NB301Space,
 __all__ = [
     "BUILTIN_SPACES", "MICRO_OPS", "Genome", "Genotype", "MacroGenotype", "MacroSpace",
     "MicroSpace", "MobileNetSpace", "NB301Space", "SearchSpace", "canonical_genome",
-    "check_integers",
-    "format_genome", "get_space", "parse_genome",
+    "check_integers", "check_stored_space", "format_genome", "get_space", "parse_genome",
 ]
+
+
+#: What :func:`get_space` checks a plugin object for before using it as a search space.
+_PROTOCOL = ("name", "n_var", "lower", "upper", "sample", "validate", "decode", "key",
+             "genotype_to_json", "build")
 
 
 def get_space(name: str, **options: Any) -> SearchSpace:
     """A search space by built-in name (``micro``, ``macro``, ``nb301``) or plugin path
-    ``package.module:ClassName`` (the class is instantiated with ``options``)."""
+    ``package.module:ClassName`` (the class is instantiated with ``options``).
+
+    A plugin path imports, and so runs, that module: see :func:`check_stored_space` for
+    names that come from a stored run rather than from the user.
+    """
+    if not isinstance(name, str):
+        raise ConfigError(f"search space must be a name, got {name!r}")
     if name in BUILTIN_SPACES:
         return BUILTIN_SPACES[name](**options)
     if ":" in name:
         module_name, _, attr = name.partition(":")
         try:
             module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ConfigError(f"cannot import search-space module {module_name!r}: {exc}") from exc
-        cls = getattr(module, attr, None)
+        except Exception as exc:  # the module is the user's: any failure is theirs to fix
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise ConfigError(f"cannot import search-space module {module_name!r}: "
+                              f"{type(exc).__name__}: {first}") from None
+        cls = getattr(module, attr, None) if attr.isidentifier() else None
         if cls is None:
             raise ConfigError(f"module {module_name!r} has no search space {attr!r}")
-        space = cls(**options) if isinstance(cls, type) else cls
+        if isinstance(cls, type):
+            missing = [m for m in _PROTOCOL if not hasattr(cls, m)
+                       and m not in ("name", "n_var", "lower", "upper")]
+            if missing:
+                raise ConfigError(f"{name} is not a search space (no {', '.join(missing)})")
+            try:
+                space = cls(**options)
+            except Exception as exc:
+                raise ConfigError(f"cannot create search space {name}: "
+                                  f"{type(exc).__name__}: {exc}") from None
+        else:
+            space = cls
+        missing = [m for m in _PROTOCOL if not hasattr(space, m)]
+        if missing:
+            raise ConfigError(f"{name} is not a search space (it has no "
+                              f"{', '.join(missing)}; see docs/plugins.md)")
         return space
     raise ConfigError(f"unknown search space {name!r} (built-in: {', '.join(BUILTIN_SPACES)}; "
                       "or give a plugin as package.module:ClassName)")
+
+
+def check_stored_space(name: Any, *, given: str | None = None, trust: bool = False,
+                       where: str = "the stored run") -> None:
+    """Refuse to import a plugin space named by a stored run unless the user vouches for it.
+
+    A run directory or checkpoint may come from someone else, and a plugin name
+    ``module:Class`` in it would import (run) ``module``. It is used only when the user names
+    the same plugin again (``given``, from ``--space``) or passes ``trust``
+    (``--trust-plugins``); otherwise :class:`ConfigError` names the module.
+    """
+    if not isinstance(name, str):
+        raise ConfigError(f"{where} names no valid search space ({name!r})")
+    if name in BUILTIN_SPACES or ":" not in name or trust or given == name:
+        return
+    module = name.partition(":")[0]
+    raise ConfigError(f"{where} uses the plugin search space {name!r}; loading it imports and "
+                      f"runs module {module!r}. If you trust it, give --space {name} (or "
+                      "--trust-plugins)")

@@ -78,6 +78,9 @@ def parse_genome(text: str) -> Genome:
     for i, tok in enumerate(tokens):
         if not re.fullmatch(r"[+-]?\d+", tok):
             raise GenomeError(f"genome position {i}: {tok!r} is not an integer")
+        if len(tok) > 20:  # no gene has such a range; int() of 5,000 digits would fail
+            raise GenomeError(f"genome position {i}: {tok[:12]}... is too large "
+                              f"({len(tok)} digits)")
         values.append(int(tok))
     return tuple(values)
 

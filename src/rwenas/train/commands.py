@@ -68,7 +68,8 @@ def _resolve_new(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None, 
             raise ConfigError("give --pick L|M|S|knee|BUDGET|INDEX with --from-run (L: lowest "
                               "RWE error, M: middle, S: fewest multiply-adds, knee, or e.g. "
                               "'madds<=10')")
-        picked = pick_from_run(args.from_run, args.pick)
+        picked = pick_from_run(args.from_run, args.pick, space=args.space,
+                               trust_plugins=args.trust_plugins)
         if args.space is not None and args.space != picked.config["space"]:
             raise ConfigError(f"--space {args.space} differs from the search run's space "
                               f"{picked.config['space']}")
@@ -85,9 +86,11 @@ def _resolve_new(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None, 
 def _stored_architecture(args: argparse.Namespace, stored: dict[str, Any]) -> Any:
     """The architecture of the run being resumed (flags, when given, must name the same)."""
     from rwenas.build import Architecture
-    from rwenas.spaces import get_space
+    from rwenas.spaces import check_stored_space, get_space
 
     info = stored["architecture"]
+    check_stored_space(info.get("space"), given=args.space, trust=args.trust_plugins,
+                       where=f"the checkpoint in {args.out}")
     space = get_space(info["space"])
     genotype = space.genotype_from_json(info["genotype"])
     genome = tuple(info["genome"]) if info.get("genome") else None
@@ -106,7 +109,7 @@ def _stored_architecture(args: argparse.Namespace, stored: dict[str, Any]) -> An
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rwenas.train.checkpoint import CHECKPOINT_NAME
-    from rwenas.train.loop import read_run, train
+    from rwenas.train.loop import RUN_FILES, no_checkpoint_message, read_run, train
     from rwenas.train.recipes import Recipe, get_recipe
 
     if args.threads:
@@ -116,6 +119,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     overrides = _recipe_overrides(args)
     resuming = args.resume and (out / CHECKPOINT_NAME).exists()
+    if args.resume and not resuming:  # refuse before loading anything; touch nothing
+        raise ConfigError(no_checkpoint_message(
+            out, [n for n in RUN_FILES if (out / n).exists()] if out.is_dir() else []))
     if resuming:
         stored = read_run(out)
         arch, source = _stored_architecture(args, stored)
@@ -143,6 +149,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_size, test_size = args.train_size, args.test_size
         seed = args.seed if args.seed is not None else 0
         precision = args.precision or "auto"
+    if not isinstance(precision, str) or precision not in PRECISIONS:  # a stored value
+        raise ConfigError(f"the run in {out} stores an unknown precision {str(precision)[:40]!r}"
+                          f" (known: {', '.join(PRECISIONS)}); give --precision")
 
     last = {"epoch": 0}
 
@@ -157,9 +166,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                        force=args.force, progress=not args.quiet, on_epoch_end=note,
                        source=source, workers=args.workers)
     except KeyboardInterrupt:
-        done = f"after epoch {last['epoch']}" if last["epoch"] else "before the first epoch ended"
-        print(f"rwenas: interrupted {done}; continue with: rwenas train --out {out} --resume",
-              file=sys.stderr)
+        if last["epoch"] or args.resume:
+            done = f"after epoch {last['epoch']}" if last["epoch"] else "again"
+            print(f"rwenas: interrupted {done}; continue with: rwenas train --out {out} "
+                  "--resume", file=sys.stderr)
+        else:  # no checkpoint yet: there is nothing to resume
+            print("rwenas: interrupted before the first epoch ended; start again with the "
+                  "same command and --force", file=sys.stderr)
         return 130
     res = result.result or {}
     top5 = (f"  top-5 error {100 * res['test_top5_error']:.2f}%"
@@ -172,14 +185,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
-    from rwenas.cli import _channels, _positive_int
+    from rwenas.checks import MAX_IMAGE_SIZE, MAX_WORKERS, number_arg
+    from rwenas.cli import (
+        _channels,
+        _device,
+        _image_size,
+        _increment,
+        _layers,
+        _positive_int,
+        _seed,
+        _threads,
+        add_trust_arg,
+    )
 
     p = sub.add_parser("train", help="train an architecture from scratch (validation stage, "
                                      "ImageNet transfer)")
     p.add_argument("--out", metavar="DIR", required=True,
                    help="output directory (checkpoint, metrics.csv, curve.png, result.json)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its checkpoint (starts it if none)")
+                   help="continue the run in --out from its checkpoint (refused if none)")
     p.add_argument("--force", action="store_true", help="overwrite a run in --out")
     arch = p.add_argument_group("architecture (one of)")
     group = arch.add_mutually_exclusive_group()
@@ -204,13 +228,14 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                       "DIR/val/<class>/)")
     data.add_argument("--download", action="store_true", help="download missing CIFAR/"
                       "Fashion-MNIST files")
-    data.add_argument("--image-size", type=_positive_int,
+    data.add_argument("--image-size", type=_image_size,
                       help="training/test image size (imagenet recipe: 224)")
     data.add_argument("--train-size", type=_positive_int, help="seeded sub-sample of the "
                       "training set")
     data.add_argument("--test-size", type=_positive_int, help="seeded sub-sample of the test "
                       "set")
-    data.add_argument("--workers", type=_non_negative_int,
+    data.add_argument("--workers", type=number_arg("workers", integer=True, low=0,
+                                                   high=MAX_WORKERS),
                       help="processes decoding a streamed image folder (imagenet recipe; "
                            "default one per core, at most 8; 0: in the training process)")
     rec = p.add_argument_group("recipe (defaults: the recipe's; cifar = the paper's "
@@ -233,7 +258,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     rec.add_argument("--label-smoothing", type=_non_negative_float, help="imagenet 0.1")
     rec.add_argument("--warmup-epochs", type=_non_negative_float, help="imagenet 5")
     rec.add_argument("--final-lr", type=_non_negative_float, help="imagenet 1e-5")
-    rec.add_argument("--crop-padding", type=_non_negative_int,
+    rec.add_argument("--crop-padding", type=number_arg("crop padding", integer=True, low=0,
+                                                        high=MAX_IMAGE_SIZE),
                      help="zero padding of the random crop (cifar 4; 0: no crop)")
     rec.add_argument("--color-jitter", type=_non_negative_float,
                      help="brightness/contrast/saturation jitter (imagenet 0.4)")
@@ -242,15 +268,15 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     net = p.add_argument_group("network (defaults: the recipe's setting)")
     net.add_argument("--channels", type=_channels, help="initial channels (cifar 34, imagenet "
                      "48; macro: C or C1,C2,C3)")
-    net.add_argument("--layers", type=_positive_int, help="cells (cifar 20, imagenet 14)")
-    net.add_argument("--increment", type=_non_negative_int,
+    net.add_argument("--layers", type=_layers, help="cells (cifar 20, imagenet 14)")
+    net.add_argument("--increment", type=_increment,
                      help="pyramid channel increment per cell (cifar 4, imagenet 0)")
     net.add_argument("--decoder", choices=("residual", "dense"),
                      help="macro phase decoder (default dense, as NSGA-Net trains)")
     run = p.add_argument_group("run")
-    run.add_argument("--seed", type=int, help="seed of weights, shuffling, augmentation and "
+    run.add_argument("--seed", type=_seed, help="seed of weights, shuffling, augmentation and "
                      "sub-samples (default 0)")
-    run.add_argument("--device", help="auto (CUDA when present), cpu or cuda[:N]")
+    run.add_argument("--device", type=_device, help="auto (CUDA when present), cpu or cuda[:N]")
     run.add_argument("--precision", choices=PRECISIONS,
                      help="auto (default): bfloat16 autocast where the device computes it "
                      "natively (AMX/AVX512-BF16 CPUs, CUDA), else float32; fp32 forces float32")
@@ -258,7 +284,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                      help="same as --precision fp32")
     run.add_argument("--no-amp", dest="precision", action="store_const", const="fp32",
                      help=argparse.SUPPRESS)  # the old spelling of --fp32
-    run.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    run.add_argument("--threads", type=_threads, help="torch CPU threads")
+    add_trust_arg(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_train)
 
@@ -271,13 +298,15 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise ConfigError("export either a trained CHECKPOINT|DIR, or --from-run RUN_DIR "
                               "--pick L|M|S|knee|BUDGET|INDEX (the searched network)")
         res = export_from_run(args.from_run, args.pick, args.out, onnx=args.onnx,
-                              batch_size=args.batch_size, seed=args.seed, atol=args.atol)
+                              batch_size=args.batch_size, seed=args.seed, atol=args.atol,
+                              space=args.space, trust_plugins=args.trust_plugins)
     elif args.source is None:
         raise ConfigError("give a CHECKPOINT|DIR of `rwenas train`, or --from-run RUN_DIR "
                           "--pick …")
     else:
         res = export(args.source, args.out, onnx=args.onnx, batch_size=args.batch_size,
-                     seed=args.seed, atol=args.atol)
+                     seed=args.seed, atol=args.atol, space=args.space,
+                     trust_plugins=args.trust_plugins)
     ts = res.max_abs_diff.get("torchscript")
     print(f"torchscript: {res.torchscript}  (max |diff| {ts:.3g} on a batch of "
           f"{args.batch_size})")
@@ -293,7 +322,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
-    from rwenas.cli import _positive_int
+    from rwenas.cli import _positive_int, _seed, add_trust_arg
 
     p = sub.add_parser("export", help="export a trained network (TorchScript, ONNX, genotype)")
     p.add_argument("source", metavar="CHECKPOINT|DIR", nargs="?",
@@ -315,5 +344,8 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                    help="random batch the exports are checked on (default 4)")
     p.add_argument("--atol", type=_non_negative_float, default=1e-4,
                    help="largest allowed |difference| of the logits (default 1e-4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the check batch")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the check batch")
+    p.add_argument("--space", help="the checkpoint's plugin space package.module:Class, to "
+                                   "confirm that it may be imported")
+    add_trust_arg(p)
     p.set_defaults(handler=cmd_export)

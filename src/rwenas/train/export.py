@@ -58,11 +58,19 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
 
 
-def load_trained(source: str | Path) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
-    """(network in eval mode with the trained weights, its architecture, the checkpoint)."""
+def load_trained(source: str | Path, *, space: str | None = None,
+                 trust_plugins: bool = False) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """(network in eval mode with the trained weights, its architecture, the checkpoint).
+
+    A plugin space named by the checkpoint is imported only if ``space`` names it too or
+    ``trust_plugins`` (:func:`rwenas.spaces.check_stored_space`)."""
+    from rwenas.spaces import check_stored_space
     from rwenas.train.loop import network_from_run
 
     ckpt = load_checkpoint(source)
+    arch = ckpt["run"].get("architecture")
+    check_stored_space(arch.get("space") if isinstance(arch, dict) else None, given=space,
+                       trust=trust_plugins, where=f"the checkpoint {ckpt['path']}")
     net, arch = network_from_run(ckpt["run"])
     try:
         net.load_state_dict(ckpt["model"])
@@ -127,14 +135,16 @@ def _make_out(out: Path) -> None:
 
 
 def export(source: str | Path, out_dir: str | Path | None = None, *, onnx: bool | None = None,
-           batch_size: int = 4, seed: int = 0, atol: float = 1e-4) -> ExportResult:
+           batch_size: int = 4, seed: int = 0, atol: float = 1e-4, space: str | None = None,
+           trust_plugins: bool = False) -> ExportResult:
     """Export the network of a training checkpoint (file, or a ``rwenas train`` output
     directory). ``out_dir`` defaults to ``export/`` next to the checkpoint. ``onnx``: ``True``
-    requires the onnx package, ``False`` skips ONNX, ``None`` exports it when installed."""
+    requires the onnx package, ``False`` skips ONNX, ``None`` exports it when installed.
+    ``space``/``trust_plugins``: see :func:`load_trained`."""
     _check_batch(batch_size)
     if onnx and importlib.util.find_spec("onnx") is None:
         raise ExportError(f"ONNX export needs the onnx package: {ONNX_HINT}")
-    net, arch, ckpt = load_trained(source)
+    net, arch, ckpt = load_trained(source, space=space, trust_plugins=trust_plugins)
     ckpt_path = Path(ckpt["path"])
     out = Path(out_dir) if out_dir is not None else ckpt_path.parent / "export"
     _make_out(out)
@@ -147,32 +157,42 @@ def export(source: str | Path, out_dir: str | Path | None = None, *, onnx: bool 
 
 def export_from_run(run_dir: str | Path, pick: str, out_dir: str | Path | None = None, *,
                     onnx: bool | None = None, batch_size: int = 4, seed: int = 0,
-                    atol: float = 1e-4) -> ExportResult:
+                    atol: float = 1e-4, space: str | None = None,
+                    trust_plugins: bool = False) -> ExportResult:
     """Export the architecture ``pick`` selects from a search run's front (L, M, S, knee, a
     budget like ``madds<=10``, or a row): the network exactly as the search evaluated it (the
     search setting, random weights seeded by the run seed and its canonical key), so that it
     can be measured where it will run, and its genotype. ``out_dir`` defaults to
-    ``RUN_DIR/export-PICK/``."""
+    ``RUN_DIR/export-PICK/``. A plugin space named by the run is imported only if ``space``
+    names it too or ``trust_plugins`` (:func:`rwenas.spaces.check_stored_space`)."""
     from rwenas.build import build_network
+    from rwenas.checks import MAX_IMAGE_SIZE, MAX_SEED, check_number, check_text
     from rwenas.data import dataset_info
     from rwenas.evaluation import derive_seed
+    from rwenas.search.config import validate_network
     from rwenas.spaces import canonical_genome
     from rwenas.train.pick import pick_from_run
 
     _check_batch(batch_size)
     if onnx and importlib.util.find_spec("onnx") is None:
         raise ExportError(f"ONNX export needs the onnx package: {ONNX_HINT}")
-    picked = pick_from_run(run_dir, pick)
+    picked = pick_from_run(run_dir, pick, space=space, trust_plugins=trust_plugins)
     arch, config = picked.architecture, picked.config
     if arch.genome is None:
         raise ConfigError(f"front.json row {picked.index} of {run_dir} has no genome")
-    info = dataset_info(config.get("dataset", "fashion-mnist"),
-                        image_size=config.get("image_size"))
+    # config.json may come from anyone: its settings are checked as a search's are
+    where = f"{picked.run_dir / 'config.json'}:"
+    dataset = check_text(f"{where} dataset", config.get("dataset", "fashion-mnist"))
+    image_size = check_number(f"{where} image_size", config.get("image_size"), integer=True,
+                              low=1, high=MAX_IMAGE_SIZE, optional=True)
+    run_seed = check_number(f"{where} seed", config.get("seed", 0), integer=True, low=0,
+                            high=MAX_SEED)
+    info = dataset_info(dataset, image_size=image_size)
     network = {k: tuple(v) if isinstance(v, list) else v
-               for k, v in (config.get("network") or {}).items()}
+               for k, v in validate_network(config.get("network") or {}).items()}
     key = arch.space.key(arch.genome)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(int(config.get("seed", 0)), key))
+        torch.manual_seed(derive_seed(int(run_seed), key))
         net = build_network(arch.space, canonical_genome(arch.space, arch.genome),
                             in_channels=info.in_channels, num_classes=info.num_classes,
                             setting="search", **network)

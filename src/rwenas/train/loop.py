@@ -17,6 +17,7 @@ seed), ``checkpoint.pt``, ``metrics.csv``, ``curve.png`` and, once finished, ``r
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -268,10 +269,12 @@ def _prepare_out_dir(out: Path, resume: bool, force: bool) -> dict[str, Any] | N
     present = [name for name in RUN_FILES if (out / name).exists()]
     if resume and (out / CHECKPOINT_NAME).exists():
         return load_checkpoint(out / CHECKPOINT_NAME)
+    if resume:  # nothing to continue: refuse, and touch nothing (the files may be someone's)
+        raise ConfigError(no_checkpoint_message(out, present))
     if present and not resume and not force:
         raise ConfigError(f"{out} already holds a training run ({', '.join(present)}); "
                           "give --resume to continue it or --force to start over")
-    if present:  # forced, or resuming a run that never finished its first epoch
+    if present:  # forced
         for name in present:
             (out / name).unlink()
     try:
@@ -279,6 +282,33 @@ def _prepare_out_dir(out: Path, resume: bool, force: bool) -> dict[str, Any] | N
     except OSError as exc:
         raise ConfigError(f"cannot create output directory {out}: {exc.strerror}") from None
     return None
+
+
+def no_checkpoint_message(out: Path, present: Sequence[str]) -> str:
+    """Why ``--resume`` refuses an output directory without a checkpoint."""
+    found = f" (it holds {', '.join(present)})" if present else ""
+    return (f"nothing to resume in {out}: there is no {CHECKPOINT_NAME}{found}; start the run "
+            "without --resume (--force replaces the files of an unfinished run)")
+
+
+def _check_inputs(network: nn.Module, data: TrainData, recipe: Recipe) -> None:
+    """:class:`ConfigError` if ``network`` cannot train on the recipe's images: a crop
+    padding larger than the image, or an image size its layers (an auxiliary head built for
+    32-pixel inputs) do not fit. One training-mode forward pass of a copy, on two blank
+    images, with the random state restored: the run itself is unchanged."""
+    size = int(recipe.image_size or data.image_size)
+    if recipe.crop_padding > size:
+        raise ConfigError(f"crop padding {recipe.crop_padding} is larger than the "
+                          f"{size}-pixel images (at most {size})")
+    probe = copy.deepcopy(network).cpu().train()
+    x = torch.zeros(2, data.in_channels, size, size)
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            _forward(probe, x)  # as a training step calls it: with the auxiliary head
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise ConfigError(f"this network cannot train on {size}x{size} images "
+                          f"({first}); use another --image-size") from None
 
 
 def _metrics_csv(history: Sequence[Mapping[str, Any]]) -> str:
@@ -546,6 +576,7 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
     run_info = _json_round({"recipe": recipe.to_dict(), "seed": int(seed),
                             "data": data.describe(), "precision": precision, **(run or {})})
     out = Path(out_dir) if out_dir is not None else None
+    _check_inputs(network, data, recipe)  # before anything is written
     ckpt = _prepare_out_dir(out, resume, force) if out is not None else None
     if ckpt is not None:
         diffs = _differences(_comparable(ckpt["run"]), _comparable(run_info))

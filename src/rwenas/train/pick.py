@@ -19,6 +19,7 @@ from typing import Any
 from rwenas.build import Architecture, load_json_file, resolve_architecture
 from rwenas.errors import ConfigError, RwenasError
 from rwenas.search.picking import error_of, is_budget, select
+from rwenas.spaces import check_stored_space
 
 __all__ = ["PICKS", "Picked", "pick_from_run", "pick_index"]
 
@@ -89,8 +90,12 @@ def pick_index(rows: list[Mapping[str, Any]], pick: str | int,
     return index % n
 
 
-def pick_from_run(run_dir: str | Path, pick: str | int) -> Picked:
-    """The architecture that ``pick`` selects from the search run in ``run_dir``."""
+def pick_from_run(run_dir: str | Path, pick: str | int, *, space: str | None = None,
+                  trust_plugins: bool = False) -> Picked:
+    """The architecture that ``pick`` selects from the search run in ``run_dir``.
+
+    A plugin space named by the run is imported only if ``space`` names it too or
+    ``trust_plugins`` (:func:`rwenas.spaces.check_stored_space`)."""
     run = Path(run_dir)
     if not run.is_dir():
         raise ConfigError(f"search run directory not found: {run}")
@@ -104,8 +109,16 @@ def pick_from_run(run_dir: str | Path, pick: str | int) -> Picked:
         if (run / "config.json").is_file() else None
     if not isinstance(config, dict) or not isinstance(config.get("space"), str):
         raise ConfigError(f"{run} has no config.json naming the search space")
+    check_stored_space(config["space"], given=space, trust=trust_plugins,
+                       where=f"the search run in {run}")
     objectives = config.get("objectives")
-    index = pick_index(rows, pick, list(objectives) if isinstance(objectives, list) else None)
+    try:
+        index = pick_index(rows, pick, [str(o) for o in objectives]
+                           if isinstance(objectives, list) else None)
+    except RwenasError:
+        raise
+    except (TypeError, ValueError, AttributeError) as exc:  # front.json may come from anyone
+        raise ConfigError(f"front.json of {run} is malformed: {exc}") from None
     row = rows[index]
     try:
         if row.get("genome") is not None:
