@@ -130,7 +130,7 @@ def test_cli_build_with_two_workers(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["bench", "show", "/nonexistent/bench"], "does not exist"),
-    (["bench", "add-search", "{tmp}", "--seed", "-1"], "between 0"),
+    (["bench", "add-search", "{tmp}", "--seed", "-1"], "seed must be an integer in [0, "),
     (["bench", "build", "{tmp}/x", "--dataset", "synthetic", "--space", "nope"], "nope"),
 ])
 def test_cli_errors_are_one_line(argv, message, tmp_path, monkeypatch, capsys):

@@ -297,7 +297,7 @@ def test_tune_picks_within_the_budget_and_confirms(bench_dir, tmp_path, monkeypa
     (["--bench", "{bench}", "--sources", "uniform,nope"], "unknown source(s) nope"),
     (["--bench", "{bench}", "--tuned", "/nonexistent.json", "--half", "confirmation"],
      "does not exist"),
-    (["--bench", "{bench}", "--seed", "-2"], "between 0"),
+    (["--bench", "{bench}", "--seed", "-2"], "seed must be an integer in [0, "),
     (["--bench", "{bench}", "--half", "middle"], "invalid choice"),
 ])
 def test_cli_errors_are_one_line(extra, message, bench_dir, tmp_path, monkeypatch, capsys):
