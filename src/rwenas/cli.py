@@ -253,41 +253,13 @@ def load_split(args: argparse.Namespace):
     return ds.info, split
 
 
-def read_genomes(path: str) -> list[str]:
-    """Genomes from a file: one per line (blank lines and # comments skipped) or a JSON list."""
-    from pathlib import Path
-
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read genomes file {path}: {exc.strerror}") from None
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"genomes file {path} is not valid JSON: {exc.msg}") from None
-        except (ValueError, RecursionError):  # a huge integer, or nesting without end
-            raise ConfigError(f"genomes file {path} is not a list of genomes") from None
-        if not isinstance(data, list) or not all(
-                isinstance(g, str | int) or (isinstance(g, list) and all(
-                    isinstance(v, int | str) for v in g)) for g in data):
-            raise ConfigError(f"genomes file {path} must hold a list of genomes (lists of "
-                              "integers or strings)")
-        genomes = [" ".join(map(str, g)) if isinstance(g, list) else str(g) for g in data]
-    else:
-        lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
-        genomes = [ln for ln in lines if ln]
-    if not genomes:
-        raise ConfigError(f"genomes file {path} holds no genome")
-    return genomes
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from rwenas.evaluation import evaluate_genome
+    from rwenas.search.initial import read_genomes_file
     from rwenas.spaces import get_space, parse_genome
 
     space = get_space(args.space)
-    texts = [args.genome] if args.genome is not None else read_genomes(args.genomes)
+    texts = [args.genome] if args.genome is not None else read_genomes_file(args.genomes)
     genomes = [space.validate(parse_genome(t)) for t in texts]  # fail before loading data
     config = rwe_config(args)
     measure = [m.strip() for m in (args.measure or "").split(",") if m.strip()]

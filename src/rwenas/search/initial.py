@@ -20,9 +20,9 @@ from rwenas.errors import ConfigError, RwenasError
 from rwenas.spaces import SearchSpace, get_space, parse_genome
 
 
-def read_genomes_file(path: str | Path) -> list[Any]:
-    """Genomes from a file: one per line (blank lines and # comments skipped) or a JSON list
-    (of genome strings or integer lists)."""
+def read_genomes_file(path: str | Path) -> list[str]:
+    """Genome texts from a file (for :func:`rwenas.spaces.parse_genome`): one per line (blank
+    lines and # comments skipped) or a JSON list of genome strings or integer lists."""
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -36,9 +36,12 @@ def read_genomes_file(path: str | Path) -> list[Any]:
             raise ConfigError(f"genomes file {path} is not valid JSON: {exc.msg}") from None
         except (ValueError, RecursionError):  # a huge integer, or nesting without end
             raise ConfigError(f"genomes file {path} is not a list of genomes") from None
-        if not isinstance(data, list):
-            raise ConfigError(f"genomes file {path} is not a list of genomes")
-        genomes = list(data)
+        if not isinstance(data, list) or not all(
+                isinstance(g, str | int) or (isinstance(g, list) and all(
+                    isinstance(v, int | str) for v in g)) for g in data):
+            raise ConfigError(f"genomes file {path} must hold a list of genomes (lists of "
+                              "integers or strings)")
+        genomes = [" ".join(map(str, g)) if isinstance(g, list) else str(g) for g in data]
     else:
         lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
         genomes = [ln for ln in lines if ln]
