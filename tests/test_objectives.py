@@ -133,8 +133,6 @@ def test_constraints_decide_tournaments_and_survival(tmp_path, monkeypatch):
     """Constraints reach pymoo: in a binary tournament between a feasible architecture and an
     infeasible one that dominates it in every objective, the feasible one always wins, and
     survival keeps feasible architectures first."""
-    import pickle
-
     from pymoo.core.evaluator import Evaluator
     from pymoo.core.population import Population
 
@@ -147,8 +145,15 @@ def test_constraints_decide_tournaments_and_survival(tmp_path, monkeypatch):
             told.extend(pop)  # what the search told pymoo: X, F, G, CV per individual
             return out
 
+    made, real = [], nsga2.make_algorithm
+
+    def keep(*args, **kwargs):  # the algorithm the search drives, for the tournament below
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
     monkeypatch.setattr(nsga2, "make_executor", lambda config: FakeExecutor())
     monkeypatch.setattr(nsga2, "Evaluator", Recording)
+    monkeypatch.setattr(nsga2, "make_algorithm", keep)
     cfg = resolve_config(None, None, {**TINY, "max_params": 0.5, "pop_size": 8})
     run_search(cfg, tmp_path / "fake", progress=False)
 
@@ -160,8 +165,8 @@ def test_constraints_decide_tournaments_and_survival(tmp_path, monkeypatch):
                for ind in infeasible)
     a, b = feasible[0], infeasible[0]
     assert dominates(list(b.F), list(a.F))
+    (algorithm,) = made
     with RunStore.open(tmp_path / "fake") as store:
-        _, algorithm = pickle.loads(store.get_blob(nsga2.CHECKPOINT))
         last = store.generations()[-1]
         records = {e["key"]: e for e in store.evaluations()}
     pair = Population.create(a, b)
