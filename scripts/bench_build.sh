@@ -26,6 +26,6 @@ fi
 # Budget: C=8, 5 cells, 3 epochs on 10,000 training images, tested on all 10,000 test images
 # (chosen in the README's study section); the first 40 of the pool are trained twice.
 export OMP_NUM_THREADS=1
-exec nice -n 5 .venv/bin/rwenas bench build "$BENCH" --dataset fashion-mnist --sampler mixed \
+exec nice -n "${NICE:-5}" .venv/bin/rwenas bench build "$BENCH" --dataset fashion-mnist --sampler mixed \
   --size "${SIZE:-120}" --retest 40 --channels 8 --layers 5 --epochs 3 --train-size 10000 \
   --batch-size 128 --lr 0.05 --workers 1 --threads 1 "$@"
