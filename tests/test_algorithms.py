@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from rwenas.errors import ConfigError
+from rwenas.models import create_network
 from rwenas.models.base import Network
+from rwenas.report import write_figures
 from rwenas.search import nsga2 as nsga2_module
 from rwenas.search.algorithms import ALGORITHMS, make_algorithm, reference_directions
 from rwenas.search.config import resolve_config
@@ -136,7 +138,7 @@ def test_every_algorithm_resumes_to_the_same_front(algorithm, tmp_path, monkeypa
     if algorithm == "agemoea" and importlib.util.find_spec("numba") is None:
         pytest.skip("agemoea needs numba")
     cfg = config(algorithm=algorithm)
-    straight = run_search(cfg, tmp_path / "straight", progress=False)
+    straight = run_search(cfg, tmp_path / "straight", progress=False, after=write_figures)
     # Ctrl-C inside generation 1, after two of its evaluations, then resume
     run_interrupted(cfg, tmp_path / "resumed", 6 + 2, monkeypatch)
     with RunStore.open(tmp_path / "resumed") as store:
@@ -191,7 +193,7 @@ def test_reference_directions_have_pop_size_points():
 
 def test_user_function_and_estimator_objectives(tmp_path):
     cfg = config(objectives=["rwe", "madds", USER_OBJECTIVE], generations=2)
-    run_search(cfg, tmp_path / "u", progress=False)
+    run_search(cfg, tmp_path / "u", progress=False, after=write_figures)
     rows = json.loads((tmp_path / "u" / "front.json").read_text())
     space = ThreeConvSpace()
     for r in rows:
@@ -218,7 +220,7 @@ def test_user_function_and_estimator_objectives(tmp_path):
     seed = derive_seed(3, e["key"])
 
     def factory() -> nn.Module:
-        return space.build(e["genome"], in_channels=ds.info.in_channels,
+        return create_network(space, e["genome"], in_channels=ds.info.in_channels,
                            num_classes=ds.info.num_classes)
 
     score = JacobCov().score(factory, split, seed=seed)
@@ -304,7 +306,8 @@ def test_stop_reason_by_hand():
 
 def test_max_minutes_stops_and_a_larger_limit_resumes_to_the_same_front(tmp_path, run_cli):
     straight = run_search(config(), tmp_path / "straight", progress=False)
-    stopped = run_search(config(max_minutes=1e-6), tmp_path / "budget", progress=False)
+    stopped = run_search(config(max_minutes=1e-6), tmp_path / "budget", progress=False,
+                         after=write_figures)
     assert stopped.stopped.startswith("time budget reached")
     with RunStore.open(tmp_path / "budget") as store:
         assert store.last_generation() == 0
@@ -361,7 +364,7 @@ def test_picks_in_train_export_and_report(tmp_path, run_cli):
     from rwenas.train.pick import pick_from_run
 
     cfg = config(objectives=["rwe", "madds", USER_OBJECTIVE])
-    run_search(cfg, tmp_path / "p", progress=False)
+    run_search(cfg, tmp_path / "p", progress=False, after=write_figures)
     rows = json.loads((tmp_path / "p" / "front.json").read_text())
     assert len(rows) >= 2
     budget = sorted(r["objectives"][USER_OBJECTIVE] for r in rows)[len(rows) // 2]

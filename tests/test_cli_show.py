@@ -15,6 +15,7 @@ import pytest
 
 from rwenas.cli import main
 from rwenas.errors import ConfigError
+from rwenas.models import create_network
 from rwenas.report import drawing
 from rwenas.report.drawing import genotype_dot, macro_dot, micro_dot, render_dot
 from rwenas.spaces import MacroSpace, MicroSpace, format_genome
@@ -90,7 +91,7 @@ def test_genome_json_on_fashion_mnist(capsys):
     assert rc == 0
     data = json.loads(out)
     assert data["dataset"] == "fashion-mnist"
-    net = MicroSpace().build(HAND_GENOME, channels=4, layers=3, in_channels=1)
+    net = create_network(MicroSpace(), HAND_GENOME, channels=4, layers=3, in_channels=1)
     assert data["params_m"] == pytest.approx(sum(p.numel() for p in net.parameters()) / 1e6)
 
 

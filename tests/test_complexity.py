@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from rwenas.complexity import Complexity, complexity, count_madds, count_params
+from rwenas.models import create_network
 from rwenas.spaces import MacroSpace, MicroSpace
 from rwenas.spaces.published import MACRO_ARCHS, MICRO_ARCHS, published
 
@@ -67,19 +68,19 @@ def test_macro_network_hand_computed():
     #   two nodes conv 4->4 3x3 + BN: 2*(144 + 8) params, 2 * 16*9*16 = 4608 MAdds
     #   output BN: 8 params; classifier 4->10: 50 params, 40 MAdds
     space = MacroSpace(n_phases=1, n_nodes=2)
-    net = space.build((1, 0), channels=(4,), in_channels=1)
+    net = create_network(space, (1, 0), channels=(4,), in_channels=1)
     assert count_params(net) == 36 + 304 + 8 + 50
     assert count_madds(net, (1, 6, 6)) == 576 + 4608 + 40
     # the padded variant keeps 4x4 on a 4x4 image: the same counts
-    padded = space.build((1, 0), channels=(4,), in_channels=1, pad_first=True)
+    padded = create_network(space, (1, 0), channels=(4,), in_channels=1, pad_first=True)
     assert count_madds(padded, (1, 4, 4)) == 576 + 4608 + 40
     # the residual bit merges input and node 2 at the output: a 1x1 conv 8->4 (32 params,
     # 32*16 = 512 MAdds)
-    res = space.build((1, 1), channels=(4,), in_channels=1)
+    res = create_network(space, (1, 1), channels=(4,), in_channels=1)
     assert count_params(res) == 398 + 32
     assert count_madds(res, (1, 6, 6)) == 5224 + 512
     # without a channel change there is no entry conv (and no shrinking)
-    same = space.build((1, 0), channels=4, in_channels=4)
+    same = create_network(space, (1, 0), channels=4, in_channels=4)
     assert count_params(same) == 398 - 36
     assert count_madds(same, (4, 4, 4)) == 5224 - 576
 
@@ -94,11 +95,11 @@ def test_dense_macro_network_hand_computed():
     #     144 (2304): 180 params, 2560 MAdds
     #   output 1x1 2->4 8 params (128 MAdds) + BN 8; classifier 50 params, 40 MAdds
     space = MacroSpace(n_phases=1, n_nodes=2)
-    net = space.build((1, 0), channels=(4,), in_channels=1, decoder="dense", growth=2)
+    net = create_network(space, (1, 0), channels=(4,), in_channels=1, decoder="dense", growth=2)
     assert count_params(net) == 36 + 200 + 180 + 16 + 50
     assert count_madds(net, (1, 6, 6)) == 576 + 2816 + 2560 + 128 + 40
     # residual bit: the output mixes input (4) and node 2 (2): 1x1 6->4, 24 params, 384 MAdds
-    res = space.build((1, 1), channels=(4,), in_channels=1, decoder="dense", growth=2)
+    res = create_network(space, (1, 1), channels=(4,), in_channels=1, decoder="dense", growth=2)
     assert count_params(res) == 482 - 8 + 24
     assert count_madds(res, (1, 6, 6)) == 6120 - 128 + 384
 
@@ -110,12 +111,12 @@ def test_nsganet_macro_matches_nsganet_counts():
     2 % of the paper's 3.37 M params / 1290 M MAdds (NSGA-Net's 3.37 M includes two 1x1
     convolutions, 32,768 params, that it builds but never runs)."""
     space = MacroSpace()
-    search = complexity(space.build(MACRO_ARCHS["NSGANet"]), (3, 32, 32))
+    search = complexity(create_network(space, MACRO_ARCHS["NSGANet"]), (3, 32, 32))
     assert search.madds_m == pytest.approx(162.928 + 0.00128, abs=1e-6)
     assert search.params_m == pytest.approx(1.342634, abs=1e-6)
-    padded = complexity(space.build(MACRO_ARCHS["NSGANet"], pad_first=True), (3, 32, 32))
+    padded = complexity(create_network(space, MACRO_ARCHS["NSGANet"], pad_first=True), (3, 32, 32))
     assert padded.madds_m == pytest.approx(193.8, abs=0.05)
-    dense = complexity(space.build(MACRO_ARCHS["NSGANet"], channels=128, decoder="dense"),
+    dense = complexity(create_network(space, MACRO_ARCHS["NSGANet"], channels=128, decoder="dense"),
                        (3, 32, 32))
     assert dense.params_m == pytest.approx(3.37025 - 0.032768, abs=1e-6)
     assert dense.params_m == pytest.approx(3.37, rel=0.02)
@@ -132,7 +133,7 @@ def test_micro_network_hand_computed():
     #     2*(8 + 8 + 8) params, 2 * 2 * (2*4*4) = 128 MAdds
     #   classifier 4->10: 50 params, 40 MAdds
     space = MicroSpace(n_blocks=1)
-    net = space.build((2, 0, 2, 1, 2, 0, 2, 1), channels=2, layers=1, in_channels=1)
+    net = create_network(space, (2, 0, 2, 1, 2, 0, 2, 1), channels=2, layers=1, in_channels=1)
     assert net.cells[0].reduction and net.num_features == 4
     assert count_params(net) == 66 + 64 + 48 + 50
     assert count_madds(net, (1, 4, 4)) == 864 + 768 + 128 + 40
@@ -141,8 +142,8 @@ def test_micro_network_hand_computed():
 # -- auxiliary head excluded -----------------------------------------------------------------------
 def test_auxiliary_head_is_excluded():
     space = MicroSpace()
-    plain = space.build(HAND_GENOME, channels=4, layers=3)
-    aux = space.build(HAND_GENOME, channels=4, layers=3, auxiliary=True)
+    plain = create_network(space, HAND_GENOME, channels=4, layers=3)
+    aux = create_network(space, HAND_GENOME, channels=4, layers=3, auxiliary=True)
     head = sum(p.numel() for p in aux.auxiliary_head.parameters())
     assert head > 0
     assert sum(p.numel() for p in aux.parameters()) == count_params(plain) + head
@@ -153,13 +154,14 @@ def test_auxiliary_head_is_excluded():
 def test_nested_auxiliary_head_is_excluded():
     space = MicroSpace()
     wrapper = nn.Module()
-    wrapper.net = space.build(HAND_GENOME, channels=4, layers=3, auxiliary=True)
-    assert count_params(wrapper) == count_params(space.build(HAND_GENOME, channels=4, layers=3))
+    wrapper.net = create_network(space, HAND_GENOME, channels=4, layers=3, auxiliary=True)
+    plain = create_network(space, HAND_GENOME, channels=4, layers=3)
+    assert count_params(wrapper) == count_params(plain)
 
 
 # -- published figures -----------------------------------------------------------------------------
 def test_darts_at_the_cifar_setting_matches_the_paper():
-    net = MicroSpace().build(published("micro", "DARTS"), channels=36, layers=20,
+    net = create_network(MicroSpace(), published("micro", "DARTS"), channels=36, layers=20,
                              auxiliary=True)
     cx = complexity(net, (3, 32, 32))
     assert cx.params_m == pytest.approx(3.3, abs=0.1)  # DARTS paper: 3.3M
@@ -169,7 +171,7 @@ def test_darts_at_the_cifar_setting_matches_the_paper():
 def test_published_architectures_have_sane_complexity():
     space = MicroSpace()
     for name, gt in MICRO_ARCHS.items():
-        cx = complexity(space.build(gt, channels=8, layers=5), (3, 32, 32))
+        cx = complexity(create_network(space, gt, channels=8, layers=5), (3, 32, 32))
         assert 0 < cx.params_m < 1 and 0 < cx.madds_m < 100, name
-    cx = complexity(MacroSpace().build(MACRO_ARCHS["NSGANet"]), (3, 32, 32))
+    cx = complexity(create_network(MacroSpace(), MACRO_ARCHS["NSGANet"]), (3, 32, 32))
     assert 0.5 < cx.params_m < 5 and 50 < cx.madds_m < 2000

@@ -34,6 +34,7 @@ from rwenas.data import make_synthetic
 from rwenas.errors import RwenasError
 from rwenas.estimators import rwe as rwe_module
 from rwenas.estimators.rwe import RWEConfig, ensemble_predict, feature_dtype, train_linear_ensemble
+from rwenas.models import create_network
 from rwenas.spaces import get_space
 from rwenas.train.precision import autocast_dtype
 from rwenas.train.recipes import CifarRecipe
@@ -94,7 +95,7 @@ def test_rwe_on_cuda_matches_cpu(split, name):
     genome = space.validate(GENOMES[name])
 
     def factory():
-        return space.build(genome, channels=10, layers=5, in_channels=1, num_classes=10)
+        return create_network(space, genome, channels=10, layers=5, in_channels=1, num_classes=10)
 
     ref, ref_f = rwe_with_features(factory, split, RWEConfig(device="cpu", precision="fp32"))
     assert ref.finite

@@ -25,8 +25,11 @@ import torch
 
 from rwenas.checks import check_number
 from rwenas.errors import ConfigError, RwenasError
+from rwenas.models import builtin_network
+from rwenas.report import write_figures
 from rwenas.search.config import resolve_config
-from rwenas.search.nsga2 import Search, pareto_front, run_search
+from rwenas.search.front import pareto_front
+from rwenas.search.nsga2 import Search, run_search
 from rwenas.search.objectives import worst_values
 from rwenas.search.store import LOCK_NAME, RunLock, RunStore, StoreError
 from rwenas.spaces import get_space
@@ -60,7 +63,7 @@ def tree(path: Path) -> dict[str, bytes]:
 def finished_run(tmp_path_factory) -> Path:
     """A tiny finished search."""
     run_dir = tmp_path_factory.mktemp("hard") / "run"
-    run_search(resolve_config(None, None, TINY), run_dir, progress=False)
+    run_search(resolve_config(None, None, TINY), run_dir, progress=False, after=write_figures)
     return run_dir
 
 
@@ -258,6 +261,7 @@ def test_force_does_not_replace_a_foreign_directory_with_an_empty_run_db(tmp_pat
 # -- 6. a crash is blamed on its own evaluation; --retry-failed --------------------------------
 FLAKY = textwrap.dedent("""
     import os
+    from rwenas.models import builtin_network
     from rwenas.spaces.micro import MicroSpace
 
     class FlakySpace(MicroSpace):
@@ -267,7 +271,7 @@ FLAKY = textwrap.dedent("""
             g = tuple(genome) if not hasattr(genome, "normal") else self.encode(genome)
             if g[0] in (0, 1) and not os.environ.get("FLAKY_OK"):
                 raise RuntimeError("simulated build failure")
-            return super().build(genome, **setting)
+            return builtin_network(self, genome, **setting)
 """)
 
 
@@ -323,7 +327,7 @@ def test_nan_features_make_an_unfinished_evaluation():
 
     class NaNSpace(type(get_space("micro"))):
         def build(self, genome, **setting):
-            net = super().build(genome, **setting)
+            net = builtin_network(self, genome, **setting)
             features = net.features
             net.features = lambda x: features(x) * math.nan
             return net

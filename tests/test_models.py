@@ -12,7 +12,7 @@ from torch import nn
 
 from rwenas.build import PRESETS, build_network, preset
 from rwenas.errors import ConfigError
-from rwenas.models import MacroNetwork, MicroNetwork, Network
+from rwenas.models import MacroNetwork, MicroNetwork, Network, create_network
 from rwenas.models.micro import AuxiliaryHead, Cell
 from rwenas.models.ops import OPS, FactorizedReduce, SqueezeExcite, drop_path
 from rwenas.spaces import MacroSpace, MicroSpace, NB301Space, get_space
@@ -58,7 +58,8 @@ def test_sampled_micro_genomes_build_and_run(space_name, seed):
     options = _micro_options(seed)
     for name, shape in INPUTS.items():
         num_classes = 10 if name == "rgb32" else 7
-        net = space.build(genome, in_channels=shape[0], num_classes=num_classes, **options)
+        net = create_network(space, genome, in_channels=shape[0], num_classes=num_classes,
+                             **options)
         assert isinstance(net, MicroNetwork)
         _check_network(net, shape, num_classes)
     # train mode (batch statistics, drop path, auxiliary head) on the last network
@@ -79,7 +80,7 @@ def test_sampled_macro_genomes_build_and_run(seed):
     decoder = {"decoder": "dense", "growth": 3} if seed % 3 == 0 else {}
     for name, shape in INPUTS.items():
         num_classes = 10 if name == "rgb32" else 3
-        net = MacroSpace().build(genome, channels=channels, in_channels=shape[0],
+        net = create_network(MacroSpace(), genome, channels=channels, in_channels=shape[0],
                                  num_classes=num_classes, **decoder)
         assert isinstance(net, MacroNetwork)
         _check_network(net, shape, num_classes)
@@ -90,11 +91,11 @@ def test_sampled_macro_genomes_build_and_run(seed):
 
 def test_published_architectures_build_and_run():
     for name, gt in MICRO_ARCHS.items():
-        net = MICRO.build(gt, channels=4, layers=3)
+        net = create_network(MICRO, gt, channels=4, layers=3)
         assert [c.multiplier for c in net.cells] == [
             len(gt.normal_concat), len(gt.reduce_concat), len(gt.reduce_concat)], name
         _check_network(net, (3, 32, 32), 10)
-    net = MacroSpace().build(MACRO_ARCHS["NSGANet"], channels=(4, 6, 8))
+    net = create_network(MacroSpace(), MACRO_ARCHS["NSGANet"], channels=(4, 6, 8))
     _check_network(net, (3, 32, 32), 10)
 
 
@@ -115,7 +116,7 @@ def _cell_output_shapes(net: MicroNetwork, x: torch.Tensor) -> list[tuple[int, .
     (1, [0]), (2, [0, 1]), (3, [1, 2]), (5, [1, 3]), (6, [2, 4]), (8, [2, 5]),
 ])
 def test_reduction_cells_at_a_third_and_two_thirds(layers, reductions):
-    net = MICRO.build(HAND_GENOME, channels=4, layers=layers)
+    net = create_network(MICRO, HAND_GENOME, channels=4, layers=layers)
     assert net.reduction_layers == reductions
     assert [i for i, c in enumerate(net.cells) if c.reduction] == reductions
     assert net.aux_layer == 2 * layers // 3
@@ -131,7 +132,7 @@ def test_reduction_cells_at_a_third_and_two_thirds(layers, reductions):
 def test_channels_double_at_reductions_hand_computed():
     # layers 4, C 4: reductions at 1 and 2; cell widths 4, 8, 16, 16;
     # outputs 2*4, 5*8, 5*16, 2*16 -> num_features 32
-    net = MICRO.build(HAND_GENOME, channels=4, layers=4)
+    net = create_network(MICRO, HAND_GENOME, channels=4, layers=4)
     assert net.stem0[0].out_channels == 12  # stem multiplier 3
     assert [c.preprocess1[1].out_channels for c in net.cells] == [4, 8, 16, 16]
     assert [c.multiplier for c in net.cells] == [2, 5, 5, 2]
@@ -147,7 +148,7 @@ def test_channels_double_at_reductions_hand_computed():
 def test_pyramid_increment_hand_computed():
     # increment 2: widths grow after every cell and do not double: 4, 6, 8, 10;
     # outputs 2*4, 5*6, 5*8, 2*10 -> num_features 20
-    net = MICRO.build(HAND_GENOME, channels=4, layers=4, increment=2)
+    net = create_network(MICRO, HAND_GENOME, channels=4, layers=4, increment=2)
     assert [c.preprocess1[1].out_channels for c in net.cells] == [4, 6, 8, 10]
     assert net.num_features == 20
     shapes = _cell_output_shapes(net, torch.randn(2, 3, 32, 32))
@@ -157,14 +158,14 @@ def test_pyramid_increment_hand_computed():
 
 def test_odd_pyramid_width_is_a_clean_error():
     with pytest.raises(ValueError, match="even number"):
-        MICRO.build(ALL_SEP, channels=5, layers=4, increment=1)
+        create_network(MICRO, ALL_SEP, channels=5, layers=4, increment=1)
     with pytest.raises(ConfigError, match="even number"):
         build_network(MICRO, ALL_SEP, in_channels=3, num_classes=10, channels=5, layers=4,
                       increment=1)
 
 
 def test_imagenet_stem_downsamples_eight_times():
-    net = MICRO.build(HAND_GENOME, channels=8, layers=3, stem="imagenet", num_classes=5)
+    net = create_network(MICRO, HAND_GENOME, channels=8, layers=3, stem="imagenet", num_classes=5)
     x = torch.randn(2, 3, 64, 64)
     s0, s1 = net._stem(x)
     assert s0.shape == (2, 8, 16, 16) and s1.shape == (2, 8, 8, 8)
@@ -174,7 +175,7 @@ def test_imagenet_stem_downsamples_eight_times():
 
 
 def test_imagenet_stem_at_224_with_auxiliary_head():
-    net = MICRO.build(HAND_GENOME, channels=4, layers=3, stem="imagenet", auxiliary=True,
+    net = create_network(MICRO, HAND_GENOME, channels=4, layers=3, stem="imagenet", auxiliary=True,
                       num_classes=6)
     assert net.auxiliary_head.stride == 2
     x = torch.randn(2, 3, 224, 224)
@@ -186,15 +187,15 @@ def test_imagenet_stem_at_224_with_auxiliary_head():
 
 def test_unknown_stem_and_bad_sizes():
     with pytest.raises(ValueError, match="unknown stem"):
-        MICRO.build(HAND_GENOME, stem="mobile")
+        create_network(MICRO, HAND_GENOME, stem="mobile")
     with pytest.raises(ValueError, match="positive"):
-        MICRO.build(HAND_GENOME, layers=0)
+        create_network(MICRO, HAND_GENOME, layers=0)
     with pytest.raises(ConfigError, match="cannot build a micro network"):
         build_network(MICRO, HAND_GENOME, in_channels=3, num_classes=10, stem="mobile")
 
 
 def test_single_channel_input():
-    net = MICRO.build(HAND_GENOME, channels=4, layers=3, in_channels=1)
+    net = create_network(MICRO, HAND_GENOME, channels=4, layers=3, in_channels=1)
     assert net.stem0[0].in_channels == 1
     _check_network(net, (1, 28, 28), 10)
     assert [s[-1] for s in _cell_output_shapes(net, torch.randn(2, 1, 28, 28))] == [28, 14, 7]
@@ -202,7 +203,7 @@ def test_single_channel_input():
 
 # -- auxiliary head --------------------------------------------------------------------------------
 def test_auxiliary_head_only_in_training():
-    net = MICRO.build(HAND_GENOME, channels=4, layers=3, auxiliary=True, num_classes=4)
+    net = create_network(MICRO, HAND_GENOME, channels=4, layers=3, auxiliary=True, num_classes=4)
     assert isinstance(net.auxiliary_head, AuxiliaryHead)
     x = torch.randn(3, 3, 32, 32)
     net.train()
@@ -216,7 +217,7 @@ def test_auxiliary_head_only_in_training():
 
 
 def test_no_auxiliary_head_by_default():
-    net = MICRO.build(HAND_GENOME, channels=4, layers=3)
+    net = create_network(MICRO, HAND_GENOME, channels=4, layers=3)
     assert net.auxiliary_head is None
     net.train()
     assert net.forward_with_aux(torch.randn(2, 3, 32, 32))[1] is None
@@ -224,7 +225,7 @@ def test_no_auxiliary_head_by_default():
 
 def test_auxiliary_head_reads_the_cell_at_two_thirds():
     # layers 5: aux after cell 3 (a reduction cell: 8x8, 5 * 4C channels = 80)
-    net = MICRO.build(HAND_GENOME, channels=4, layers=5, auxiliary=True)
+    net = create_network(MICRO, HAND_GENOME, channels=4, layers=5, auxiliary=True)
     assert net.aux_layer == 3
     assert net.auxiliary_head.body[0].in_channels == 80
     seen = []
@@ -244,7 +245,7 @@ def test_auxiliary_head_on_small_feature_maps():
 
 # -- drop path and squeeze-excitation --------------------------------------------------------------
 def test_drop_path_is_stochastic_in_training_only():
-    net = MICRO.build(ALL_SEP, channels=4, layers=3, drop_path=0.5)
+    net = create_network(MICRO, ALL_SEP, channels=4, layers=3, drop_path=0.5)
     assert net.drop_path_prob == 0.5
     x = torch.randn(4, 3, 16, 16)
     net.train()
@@ -259,7 +260,7 @@ def test_drop_path_is_stochastic_in_training_only():
 
 
 def test_without_drop_path_training_is_deterministic():
-    net = MICRO.build(ALL_SEP, channels=4, layers=3, drop_path=0.0)
+    net = create_network(MICRO, ALL_SEP, channels=4, layers=3, drop_path=0.0)
     x = torch.randn(4, 3, 16, 16)
     net.train()
     torch.manual_seed(0)
@@ -290,8 +291,8 @@ def test_identity_edges_are_never_dropped():
 
 
 def test_squeeze_excitation_modules():
-    plain = MICRO.build(HAND_GENOME, channels=4, layers=4)
-    se = MICRO.build(HAND_GENOME, channels=4, layers=4, se=True)
+    plain = create_network(MICRO, HAND_GENOME, channels=4, layers=4)
+    se = create_network(MICRO, HAND_GENOME, channels=4, layers=4, se=True)
     assert sum(isinstance(m, SqueezeExcite) for m in plain.modules()) == 0
     assert sum(isinstance(m, SqueezeExcite) for m in se.modules()) == 4
     # SE on 8, 40, 80, 32 channels: hidden max(1, c // 16) = 1, 2, 5, 2; 2·c·hidden weights

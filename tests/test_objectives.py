@@ -11,6 +11,7 @@ from torch import nn
 
 from rwenas.complexity import latency_ms, peak_activation_mb
 from rwenas.errors import ConfigError, GenomeError
+from rwenas.models import create_network
 from rwenas.search.config import resolve_config
 from rwenas.search.executors import EvalContext
 from rwenas.search.nsga2 import run_search
@@ -187,7 +188,7 @@ def test_mobilenet_space():
         g = space.sample(rng)
         assert space.encode(space.decode(g)) != () and space.key(space.encode(space.decode(g))) \
             == space.key(g)
-        net = space.build(g, in_channels=1, num_classes=5, width=0.25, head=32)
+        net = create_network(space, g, in_channels=1, num_classes=5, width=0.25, head=32)
         assert net(torch.randn(2, 1, 28, 28)).shape == (2, 5)
     g = list(space.sample(rng))
     g[0] = 0  # stage 1 depth 2: blocks 3 and 4 unused
@@ -196,7 +197,8 @@ def test_mobilenet_space():
     assert space.key(g) == space.key(h)
     h[1] = (h[1] + 1) % 3
     assert space.key(g) != space.key(h)
-    net = space.build(g, in_channels=3, num_classes=10, width=0.25, head=32, stem_stride=2)
+    net = create_network(space, g, in_channels=3, num_classes=10, width=0.25, head=32,
+                         stem_stride=2)
     assert net.features(torch.randn(1, 3, 224, 224)).shape == (1, 32)
     with pytest.raises(GenomeError):
         space.validate([9] * space.n_var)

@@ -30,6 +30,7 @@ from rwenas.estimators.proxies import (
     snip_score,
     synflow_score,
 )
+from rwenas.models import create_network
 from rwenas.spaces import get_space
 
 K = JACOB_COV_EPS
@@ -105,7 +106,7 @@ def test_synflow_lower_value_for_wider_networks():
     img = Split(torch.randn(8, 1, 12, 12), torch.zeros(8, dtype=torch.long),
                 torch.randn(2, 1, 12, 12), torch.zeros(2, dtype=torch.long))
     small, big = (SynFlow().score(
-        lambda c=c: space.build(genome, channels=c, layers=3, in_channels=1), img).value
+        lambda c=c: create_network(space, genome, channels=c, layers=3, in_channels=1), img).value
         for c in (4, 8))
     assert big < small
 
@@ -260,7 +261,7 @@ def test_every_estimator_on_a_micro_network(name, synthetic_split):
     genome = space.sample(np.random.default_rng(0))
 
     def factory():
-        return space.build(genome, channels=4, layers=3, in_channels=1)
+        return create_network(space, genome, channels=4, layers=3, in_channels=1)
 
     options = {"epochs": 2, "device": "cpu"} if name == "rwe" else {"device": "cpu"}
     est = make_estimator(name, **options)

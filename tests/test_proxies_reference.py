@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rwenas.estimators.proxies import ReLUCodes, fisher_score, naswot_score
+from rwenas.models import create_network
 from rwenas.models.ops import unshared_relus
 from rwenas.spaces import get_space
 
@@ -64,7 +65,7 @@ def micro_net(seed: int, layers: int = 3) -> nn.Module:
     space = get_space("micro")
     genome = space.sample(np.random.default_rng(seed))
     torch.manual_seed(seed)
-    return space.build(genome, channels=4, layers=layers, in_channels=1, num_classes=3)
+    return create_network(space, genome, channels=4, layers=layers, in_channels=1, num_classes=3)
 
 
 def test_fisher_weights_each_channel_by_its_fan_in():
@@ -153,7 +154,7 @@ def test_naswot_reference_on_a_hand_made_cell_count():
     genome = [sep if i % 2 == 0 else 0 for i in range(space.n_var)]
     genome = space.validate(genome)
     torch.manual_seed(0)
-    net = space.build(genome, channels=4, layers=1, in_channels=1, num_classes=3)
+    net = create_network(space, genome, channels=4, layers=1, in_channels=1, num_classes=3)
     x = torch.randn(6, 1, 6, 6)
     value, calls = reference_naswot(net, x)
     n_ops = len(net.cells[0].ops)

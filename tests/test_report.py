@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 
 from rwenas.errors import ConfigError
-from rwenas.report import drawing
+from rwenas.report import drawing, write_figures
 from rwenas.report.drawing import genotype_svg, inline_svg
 from rwenas.report.html import front_picks, write_report
 from rwenas.search.config import resolve_config
-from rwenas.search.nsga2 import non_dominated, run_search
+from rwenas.search.front import non_dominated
+from rwenas.search.nsga2 import run_search
 from rwenas.search.store import RunStore
 from rwenas.spaces import MacroSpace, get_space
 from rwenas.spaces.published import published
@@ -36,7 +37,7 @@ SECTIONS = {"summary", "front", "hypervolume", "front-members", "picks", "time",
 @pytest.fixture(scope="module")
 def micro_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("report") / "micro"
-    run_search(resolve_config(None, None, TINY), run_dir, progress=False)
+    run_search(resolve_config(None, None, TINY), run_dir, progress=False, after=write_figures)
     return run_dir
 
 
@@ -44,7 +45,7 @@ def micro_run(tmp_path_factory) -> Path:
 def macro_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("report") / "macro"
     config = {**TINY, "space": "macro", "generations": 2, "network": {"channels": 4}}
-    run_search(resolve_config(None, None, config), run_dir, progress=False)
+    run_search(resolve_config(None, None, config), run_dir, progress=False, after=write_figures)
     return run_dir
 
 

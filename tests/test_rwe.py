@@ -28,6 +28,7 @@ from rwenas.estimators.rwe import (
     standardise,
     train_linear_ensemble,
 )
+from rwenas.models import create_network
 from rwenas.models.base import Network
 from rwenas.spaces import get_space
 
@@ -204,7 +205,8 @@ def test_golden_rwe_error_of_a_fixed_micro_network():
                     batch_size=64)
 
     def factory() -> nn.Module:
-        return space.build(GOLDEN_GENOME, channels=4, layers=3, in_channels=1, num_classes=4)
+        return create_network(space, GOLDEN_GENOME, channels=4, layers=3, in_channels=1,
+                              num_classes=4)
 
     res = rwe(factory, hard_images(), cfg, seed=7)
     assert res.finite and res.num_features == factory().num_features
@@ -284,7 +286,7 @@ def test_calibrated_batchnorm_holds_exact_statistics():
 def test_threaded_feature_extraction_matches_serial():
     space = get_space("micro")
     torch.manual_seed(0)
-    net = space.build(space.sample(__import__("numpy").random.default_rng(1)), channels=4,
+    net = create_network(space, space.sample(__import__("numpy").random.default_rng(1)), channels=4,
                       layers=3, in_channels=1).eval()
     images = torch.randn(50, 1, 12, 12)
     threads = torch.get_num_threads()
@@ -315,7 +317,8 @@ def test_rwe_on_a_micro_network_in_every_bn_mode(bn_mode):
                     inference_batch=16, batch_size=64)
 
     def factory():
-        return space.build(GOLDEN_GENOME, channels=4, layers=3, in_channels=1, num_classes=4)
+        return create_network(space, GOLDEN_GENOME, channels=4, layers=3, in_channels=1,
+                              num_classes=4)
 
     a = rwe(factory, split, cfg, seed=5)
     b = rwe(factory, split, cfg, seed=5)

@@ -17,6 +17,7 @@ from rwenas.estimators.rwe import (
     rwe,
     rwe_probabilities,
 )
+from rwenas.models import create_network
 from rwenas.spaces import get_space
 
 FAST = {"epochs": 3, "folds": 2, "device": "cpu", "precision": "fp32"}
@@ -31,7 +32,8 @@ def split():
 def micro_factory(seed: int = 0):
     space = get_space("micro")
     genome = space.sample(np.random.default_rng(seed))
-    return lambda: space.build(genome, channels=4, layers=3, in_channels=1, num_classes=10)
+    return lambda: create_network(space, genome, channels=4, layers=3, in_channels=1,
+                                  num_classes=10)
 
 
 def test_all_cell_features_are_every_cell_pooled_in_order(split):

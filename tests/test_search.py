@@ -17,8 +17,10 @@ import pytest
 
 from rwenas.cli import main
 from rwenas.errors import ConfigError
+from rwenas.report import write_figures
 from rwenas.search.config import resolve_config
-from rwenas.search.nsga2 import hypervolume, non_dominated, run_search
+from rwenas.search.front import hypervolume, non_dominated
+from rwenas.search.nsga2 import run_search
 from rwenas.search.store import RunStore
 from rwenas.spaces import MicroSpace
 
@@ -45,7 +47,7 @@ def dominates(a, b) -> bool:
 def reference_run(tmp_path_factory) -> Path:
     """An uninterrupted tiny search, shared by several tests."""
     run_dir = tmp_path_factory.mktemp("ref") / "run"
-    run_search(tiny_config(), run_dir, progress=False)
+    run_search(tiny_config(), run_dir, progress=False, after=write_figures)
     return run_dir
 
 
@@ -274,6 +276,7 @@ def test_ray_search_on_a_local_runtime(reference_run: Path, tmp_path: Path):
 
 FLAKY_SPACE = textwrap.dedent("""
     import os
+    from rwenas.models import builtin_network
     from rwenas.spaces.micro import MicroSpace
 
     class FlakySpace(MicroSpace):
@@ -287,7 +290,7 @@ FLAKY_SPACE = textwrap.dedent("""
                 if os.environ.get("FLAKY_DIE"):
                     os._exit(3)  # the worker process dies
                 raise RuntimeError("simulated build failure")
-            return super().build(genome, **setting)
+            return builtin_network(self, genome, **setting)
 """)
 
 

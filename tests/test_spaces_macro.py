@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from rwenas.errors import GenomeError
+from rwenas.models import create_network
 from rwenas.models.macro import Phase
 from rwenas.spaces import MacroGenotype, MacroSpace, format_genome
 from rwenas.spaces.macro import canonical_phase, phase_graph
@@ -155,13 +156,13 @@ def _count(net: nn.Module, kind: type) -> int:
 
 
 def test_removed_phases_vanish_from_the_network():
-    full = SMALL.build(CHAIN_12 + DIAMOND + FAN_IN, channels=(4, 6, 8))
+    full = create_network(SMALL, CHAIN_12 + DIAMOND + FAN_IN, channels=(4, 6, 8))
     assert _count(full, Phase) == 3 and _count(full, nn.MaxPool2d) == 2
     assert full.num_features == 8
-    one_removed = SMALL.build(CHAIN_12 + EMPTY_RES + FAN_IN, channels=(4, 6, 8))
+    one_removed = create_network(SMALL, CHAIN_12 + EMPTY_RES + FAN_IN, channels=(4, 6, 8))
     assert _count(one_removed, Phase) == 2 and _count(one_removed, nn.MaxPool2d) == 1
     assert one_removed.num_features == 6  # the remaining phases take the first widths
-    single = SMALL.build(EMPTY + EMPTY_RES + FAN_IN, channels=(4, 6, 8))
+    single = create_network(SMALL, EMPTY + EMPTY_RES + FAN_IN, channels=(4, 6, 8))
     assert _count(single, Phase) == 1 and _count(single, nn.MaxPool2d) == 0
     assert single.num_features == 4
     x = torch.randn(2, 3, 16, 16)
@@ -175,7 +176,7 @@ def test_removed_phases_vanish_from_the_network():
 
 
 def test_dropped_nodes_have_no_modules_and_merges_have_mixers():
-    net = SMALL.build(FAN_IN + CHAIN_12_RES + CHAIN_13, channels=4)
+    net = create_network(SMALL, FAN_IN + CHAIN_12_RES + CHAIN_13, channels=4)
     p0, p1, p2 = (m for m in net.modules() if isinstance(m, Phase))
     assert sorted(p0.nodes) == ["1", "2", "3"] and sorted(p0.mixers) == ["3"]
     assert sorted(p1.nodes) == ["1", "2"] and sorted(p1.mixers) == ["5"]  # residual merge
@@ -184,7 +185,7 @@ def test_dropped_nodes_have_no_modules_and_merges_have_mixers():
 
 
 def test_all_phases_removed_still_builds():
-    net = SMALL.build(EMPTY * 3, channels=4, in_channels=1)
+    net = create_network(SMALL, EMPTY * 3, channels=4, in_channels=1)
     assert _count(net, Phase) == 0 and net.num_features == 1
     assert SMALL.key(EMPTY * 3) == "macro:"
     with torch.no_grad():
@@ -193,7 +194,7 @@ def test_all_phases_removed_still_builds():
 
 def test_channel_width_count_is_checked():
     with pytest.raises(ValueError, match="need 3 channel widths"):
-        SMALL.build(CHAIN_12 * 3, channels=(4, 4))
+        create_network(SMALL, CHAIN_12 * 3, channels=(4, 4))
 
 
 # -- round trips -----------------------------------------------------------------------------------
@@ -304,8 +305,8 @@ def test_equal_keys_build_networks_of_equal_size():
     for _ in range(5):
         g = SPACE.sample(rng)
         h = relabel_genome(SPACE, g, rng)
-        a = SPACE.build(g, channels=(4, 6, 8))
-        b = SPACE.build(h, channels=(4, 6, 8))
+        a = create_network(SPACE, g, channels=(4, 6, 8))
+        b = create_network(SPACE, h, channels=(4, 6, 8))
         assert sum(p.numel() for p in a.parameters()) == sum(p.numel() for p in b.parameters())
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rwenas.errors import ConfigError, GenomeError, RwenasError
+from rwenas.models import create_network
 from rwenas.spaces import SearchSpace, get_space, parse_genome
 from rwenas.spaces.published import published
 
@@ -54,7 +55,7 @@ def build_network(space: SearchSpace, arch: Any, *, in_channels: int, num_classe
     options.update({k: v for k, v in overrides.items() if v is not None})
     options.update(in_channels=in_channels, num_classes=num_classes)
     try:
-        return space.build(arch, **options)
+        return create_network(space, arch, **options)
     except RwenasError:
         raise
     except (TypeError, ValueError) as exc:

@@ -351,6 +351,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _run_search_command(args: argparse.Namespace, overrides: dict[str, Any]):
+    from rwenas.report import write_figures
     from rwenas.search.config import resolve_config, validate_config
     from rwenas.search.initial import load_initial_population
     from rwenas.search.nsga2 import run_search
@@ -361,7 +362,8 @@ def _run_search_command(args: argparse.Namespace, overrides: dict[str, Any]):
                               "--profile, --config and --initial-population")
         given = {k: v for k, v in overrides.items() if v is not None}
         return run_search(resume=args.resume, overrides=given, progress=not args.quiet,
-                          trust_plugins=args.trust_plugins, retry_failed=args.retry_failed)
+                          trust_plugins=args.trust_plugins, retry_failed=args.retry_failed,
+                          after=write_figures)
     if args.retry_failed:
         raise ConfigError("--retry-failed applies to --resume RUN_DIR")
     if not args.out:
@@ -371,7 +373,8 @@ def _run_search_command(args: argparse.Namespace, overrides: dict[str, Any]):
         config["initial_population"] = load_initial_population(
             args.initial_population, config["space"], config["pop_size"])
         validate_config(config)
-    return run_search(config, args.out, force=args.force, progress=not args.quiet)
+    return run_search(config, args.out, force=args.force, progress=not args.quiet,
+                      after=write_figures)
 
 
 def _print_search_result(result: Any) -> None:

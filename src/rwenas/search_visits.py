@@ -38,7 +38,7 @@ def nsga2_visits(space: Any, driver: Callable[[Genome], float],
     from pymoo.core.evaluator import Evaluator
     from pymoo.problems.static import StaticProblem
 
-    from rwenas.search.nsga2 import make_algorithm
+    from rwenas.search.algorithms import make_algorithm
 
     if generations < 1 or pop_size < 2:
         raise ConfigError("a search needs at least one generation and pop_size >= 2")

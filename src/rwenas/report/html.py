@@ -29,7 +29,7 @@ from rwenas.errors import ConfigError, RwenasError
 from rwenas.report import plots
 from rwenas.report.drawing import genotype_svg
 from rwenas.search.algorithms import DESCRIPTIONS as ALGORITHM_NAMES
-from rwenas.search.nsga2 import pareto_front
+from rwenas.search.front import pareto_front
 from rwenas.search.objectives import CONSTRAINTS, is_objective_name, worst_values
 from rwenas.search.objectives import label as objective_label
 from rwenas.search.picking import knee_index, record_row, select

@@ -53,7 +53,7 @@ def read_genomes_file(path: str | Path) -> list[str]:
 def front_genomes(run_dir: str | Path, space_name: str) -> list[Any]:
     """The genomes of the Pareto front of the search run in ``run_dir`` (read from its store),
     which must have searched the space ``space_name`` (as its configuration names it)."""
-    from rwenas.search.nsga2 import pareto_front
+    from rwenas.search.front import pareto_front
     from rwenas.search.store import RunStore
 
     with RunStore.open(run_dir) as store:

@@ -18,24 +18,22 @@ are checked before each new generation, not during the replay.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pymoo.core.evaluator import Evaluator
-from pymoo.indicators.hv import HV
 from pymoo.problems.static import StaticProblem
-from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from rwenas.errors import ConfigError, RwenasError
 from rwenas.search.algorithms import ArchitectureProblem, make_algorithm
 from rwenas.search.config import DEFAULTS, validate_config
 from rwenas.search.executors import Failure, make_executor
+from rwenas.search.front import flat_record, hypervolume, pareto_front, reference_point
 from rwenas.search.objectives import (
     active_constraints,
     check_stored_objectives,
@@ -44,33 +42,16 @@ from rwenas.search.objectives import (
     primary,
     worst_values,
 )
+from rwenas.search.outputs import write_outputs
 from rwenas.search.stopping import LIMITS, apply_limits, stop_reason, stored_limits
 from rwenas.search.store import RunStore
-from rwenas.spaces import SearchSpace, check_stored_space, format_genome, get_space
+from rwenas.spaces import check_stored_space, get_space
 
 #: settings that may change when a run is resumed (they do not change any result)
 RESUMABLE = ("executor", "workers", "threads", "ray_address", "gpus_per_eval", "max_retries",
              *LIMITS)
 
-__all__ = ["ArchitectureProblem", "Search", "SearchResult", "hypervolume", "make_algorithm",
-           "non_dominated", "pareto_front", "run_search", "write_outputs"]
-
-
-def non_dominated(points: np.ndarray) -> np.ndarray:
-    """Indices of the non-dominated rows of ``points`` (minimisation)."""
-    if len(points) == 0:
-        return np.zeros(0, dtype=int)
-    return np.asarray(NonDominatedSorting().do(points, only_non_dominated_front=True))
-
-
-def hypervolume(points: np.ndarray, ref: Sequence[float]) -> float:
-    """Hypervolume dominated by ``points`` up to ``ref`` (points not better than ``ref`` in
-    every objective contribute nothing)."""
-    ref = np.asarray(ref, dtype=float)
-    inside = points[np.all(points < ref, axis=1)] if len(points) else points
-    if len(inside) == 0:
-        return 0.0
-    return float(HV(ref_point=ref)(inside))
+__all__ = ["ArchitectureProblem", "Search", "SearchResult", "make_algorithm", "run_search"]
 
 
 @dataclass
@@ -273,109 +254,12 @@ def _unusable(outcome: dict[str, Any], objectives: Sequence[str]) -> str | None:
     return None
 
 
-def reference_point(F: np.ndarray, ok: Sequence[bool], objectives: Sequence[str]
-                    ) -> list[float]:
-    """The hypervolume reference point of a run from its first generation's objectives ``F``
-    (see :meth:`Search._reference_point`); failed rows (``ok`` false) and non-finite values
-    are left out."""
-    ok_rows = np.asarray(ok, dtype=bool)
-    F = F[ok_rows] if ok_rows.any() else F
-    ref = []
-    for i, name in enumerate(objectives):
-        if name == "rwe":
-            ref.append(1.0)
-            continue
-        col = F[:, i][np.isfinite(F[:, i]) & (np.abs(F[:, i]) < 1e12)]
-        if len(col) == 0:
-            ref.append(1e12)
-            continue
-        worst, best = float(col.max()), float(col.min())
-        ref.append(worst + max(abs(worst), worst - best) or 1.0)
-    return ref
-
-
-def flat_record(record: dict[str, Any]) -> dict[str, Any]:
-    """A stored evaluation with its ``extra`` measurements lifted to the top level."""
-    return {**(record.get("extra") or {}), **record}
-
-
-def pareto_front(records: Any, config: dict[str, Any]) -> list[dict[str, Any]]:
-    """Non-dominated set of the successful records that satisfy every constraint of
-    ``config``, sorted by the last objective then the others."""
-    ok = [e for e in records if e["status"] == "ok"
-          and all(g <= 0 for g in constraint_values(flat_record(e), config))]
-    if not ok:
-        return []
-    idx = non_dominated(np.array([e["objectives"] for e in ok], dtype=float))
-    return sorted((ok[i] for i in idx), key=lambda e: e["objectives"][::-1])
-
-
-# -- outputs ------------------------------------------------------------------------------------
-def front_rows(space: SearchSpace, front: Sequence[dict[str, Any]],
-               objectives: Sequence[str]) -> list[dict[str, Any]]:
-    rows = []
-    for e in front:
-        rows.append({
-            "genome": format_genome(e["genome"]),
-            "key": e["key"],
-            "rwe_error": e["extra"].get("rwe_error"),
-            "madds_m": e["madds_m"],
-            "params_m": e["params_m"],
-            **{k: e["extra"][k] for k in ("latency_ms", "latency_batch_ms", "memory_mb",
-                                          "latency_onnx_ms", "raw")
-               if e["extra"].get(k) is not None},
-            "objectives": dict(zip(objectives, e["objectives"], strict=True)),
-            "generation": e["generation"],
-            "genotype": e["genotype"],
-        })
-    return rows
-
-
-def write_outputs(store: RunStore, config: dict[str, Any]) -> dict[str, Path]:
-    """front.json/.csv, history.csv, config.json and the plots, from the store alone."""
-    import csv
-
-    from rwenas.report.plots import plot_front_by_generation, plot_hypervolume
-
-    run_dir = store.run_dir
-    space = get_space(config["space"])
-    objectives = list(config["objectives"])
-    evaluations = store.evaluations()
-    front = pareto_front(evaluations, config)
-    rows = front_rows(space, front, objectives)
-    paths = {name: run_dir / name for name in
-             ("config.json", "front.json", "front.csv", "history.csv", "front.png",
-              "hypervolume.png")}
-    paths["config.json"].write_text(json.dumps(config, indent=2) + "\n")
-    paths["front.json"].write_text(json.dumps(rows, indent=2) + "\n")
-    with paths["front.csv"].open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["genome", "rwe_error", "madds_m", "params_m", *objectives, "genotype"])
-        for r in rows:
-            writer.writerow([r["genome"], r["rwe_error"], r["madds_m"], r["params_m"],
-                             *r["objectives"].values(), json.dumps(r["genotype"])])
-    with paths["history.csv"].open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "generation", "status", "genome", *objectives, "params_m",
-                         "madds_m", "seconds", "features_seconds", "classifier_seconds",
-                         "attempts", "error", "key"])
-        for e in evaluations:
-            writer.writerow([e["id"], e["generation"], e["status"], format_genome(e["genome"]),
-                             *e["objectives"], e["params_m"], e["madds_m"], e["seconds"],
-                             e["features_seconds"], e["classifier_seconds"], e["attempts"],
-                             e["error"] or "", e["key"]])
-    plot_front_by_generation(store, objectives, paths["front.png"])
-    plot_hypervolume(store, paths["hypervolume.png"])
-    from rwenas.report.html import write_report
-
-    paths["report.html"] = write_report(run_dir, space=config["space"])
-    return paths
-
-
 def run_search(config: dict[str, Any] | None = None, run_dir: str | Path | None = None, *,
                resume: str | Path | None = None, force: bool = False,
                overrides: dict[str, Any] | None = None, progress: bool = True,
-               trust_plugins: bool = False, retry_failed: bool = False) -> SearchResult:
+               trust_plugins: bool = False, retry_failed: bool = False,
+               after: Callable[[RunStore, dict[str, Any]], Any] | None = None
+               ) -> SearchResult:
     """Start a search in ``run_dir`` with ``config``, or resume the one in ``resume``.
 
     On resume only :data:`RESUMABLE` settings may be overridden; a plugin space the run
@@ -384,6 +268,11 @@ def run_search(config: dict[str, Any] | None = None, run_dir: str | Path | None 
     architectures recorded as failed again. The run directory is locked for the whole call:
     a second process is refused. Ctrl-C stops the search with every finished evaluation
     stored; resuming continues it.
+
+    At the end the run's data files are written (:func:`rwenas.search.outputs.write_outputs`),
+    then ``after(store, config)`` is called while the run is still locked: the command line
+    passes :func:`rwenas.report.write_figures` (plots and the HTML report), which the search
+    itself knows nothing about.
     """
     if resume is not None:
         store = RunStore.open(resume, lock=True)
@@ -437,6 +326,8 @@ def run_search(config: dict[str, Any] | None = None, run_dir: str | Path | None 
             executor.close()
         try:
             write_outputs(store, config)
+            if after is not None:
+                after(store, config)
         except OSError as exc:
             raise ConfigError(f"cannot write the outputs of {store.run_dir}: "
                               f"{exc.strerror or exc}; the results store is intact (rebuild "

@@ -31,7 +31,20 @@ __all__ = [
 
 #: What :func:`get_space` checks a plugin object for before using it as a search space.
 _PROTOCOL = ("name", "n_var", "lower", "upper", "sample", "validate", "decode", "key",
-             "genotype_to_json", "build")
+             "genotype_to_json")
+
+
+def _missing(obj: Any) -> list[str]:
+    """The protocol members ``obj`` (a class or an instance) lacks: a space derived from a
+    built-in one gets its network from :mod:`rwenas.models`, any other must define ``build``."""
+    # a class may set name, n_var and the bounds only when instantiated
+    members = _PROTOCOL[4:] if isinstance(obj, type) else _PROTOCOL
+    missing = [m for m in members if not hasattr(obj, m)]
+    builtin = tuple(BUILTIN_SPACES.values())
+    derived = issubclass(obj, builtin) if isinstance(obj, type) else isinstance(obj, builtin)
+    if not derived and not hasattr(obj, "build"):
+        missing.append("build")
+    return missing
 
 
 def get_space(name: str, **options: Any) -> SearchSpace:
@@ -57,8 +70,7 @@ def get_space(name: str, **options: Any) -> SearchSpace:
         if cls is None:
             raise ConfigError(f"module {module_name!r} has no search space {attr!r}")
         if isinstance(cls, type):
-            missing = [m for m in _PROTOCOL if not hasattr(cls, m)
-                       and m not in ("name", "n_var", "lower", "upper")]
+            missing = _missing(cls)
             if missing:
                 raise ConfigError(f"{name} is not a search space (no {', '.join(missing)})")
             try:
@@ -68,7 +80,7 @@ def get_space(name: str, **options: Any) -> SearchSpace:
                                   f"{type(exc).__name__}: {exc}") from None
         else:
             space = cls
-        missing = [m for m in _PROTOCOL if not hasattr(space, m)]
+        missing = _missing(space)
         if missing:
             raise ConfigError(f"{name} is not a search space (it has no "
                               f"{', '.join(missing)}; see docs/plugins.md)")

@@ -3,7 +3,9 @@
 A search space is a pure description of an encoding: integer genomes with bounds, seeded
 sampling, validation, decoding to a genotype (a human-readable architecture) and a canonical
 key that is equal exactly for genomes that decode to the same network. Building the PyTorch
-network lives in :mod:`rwenas.models`; spaces import torch only inside ``build``.
+network lives in :mod:`rwenas.models`, which knows the built-in spaces' networks; spaces never
+import torch (an import-linter contract checks it). A plugin space that is not derived from a
+built-in one also defines ``build(genome_or_genotype, **setting)`` (see docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -51,9 +53,6 @@ class SearchSpace(Protocol):
 
     def genotype_to_json(self, genotype: Any) -> Any:
         """A JSON-serialisable form of a genotype."""
-
-    def build(self, genome: Sequence[int], **setting: Any) -> Any:
-        """The PyTorch network (with ``features``/``classifier``) for this genome."""
 
 
 def canonical_genome(space: SearchSpace, genome: Sequence[Any]) -> Genome:

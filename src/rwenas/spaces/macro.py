@@ -205,13 +205,6 @@ class MacroSpace:
         raise GenomeError("macro genotype must be nested per-phase lists, a bit list or a "
                           "bit string")
 
-    def build(self, genome_or_genotype: Sequence[int] | MacroGenotype, **setting: Any):
-        """The macro network (see :class:`rwenas.models.macro.MacroNetwork`)."""
-        from rwenas.models.macro import MacroNetwork
-
-        genotype = (genome_or_genotype if isinstance(genome_or_genotype, MacroGenotype)
-                    else self.decode(genome_or_genotype))
-        return MacroNetwork(genotype, **setting)
 
     def describe(self, genotype: MacroGenotype) -> str:
         lines = []

@@ -268,13 +268,6 @@ class MicroSpace:
     def genotype_from_json(self, data: Any) -> Genotype:
         return Genotype.from_dict(data, self.ops)
 
-    def build(self, genome_or_genotype: Sequence[int] | Genotype, **setting: Any):
-        """The micro network (see :class:`rwenas.models.micro.MicroNetwork`)."""
-        from rwenas.models.micro import MicroNetwork
-
-        genotype = (genome_or_genotype if isinstance(genome_or_genotype, Genotype)
-                    else self.decode(genome_or_genotype))
-        return MicroNetwork(genotype, **setting)
 
     def describe(self, genotype: Genotype) -> str:
         """Readable multi-line text of a genotype."""

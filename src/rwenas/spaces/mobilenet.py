@@ -125,9 +125,3 @@ class MobileNetSpace:
             + ", ".join(f"MB{e} {k}x{k}" for k, e in stage)
             for s, stage in enumerate(genotype.stages))
 
-    def build(self, genome_or_genotype: Any, **setting: Any):
-        from rwenas.models.mobilenet import MobileNetwork
-
-        genotype = (genome_or_genotype if isinstance(genome_or_genotype, MobileGenotype)
-                    else self.decode(genome_or_genotype))
-        return MobileNetwork(genotype, **setting)
