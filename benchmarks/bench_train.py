@@ -1,9 +1,9 @@
 """Training speed on the CPU: rwenas's training loop against the fp32 NCHW path it replaced.
 
 The reference is the loop as it was before channels-last and bfloat16 autocast: the network in
-NCHW float32, the same batched augmentation (:class:`rwenas.train.augment.Augmenter`), the same
+NCHW float32, the same batched augmentation (:class:`rwenas.fit.augment.Augmenter`), the same
 SGD/cosine/clipping/auxiliary-loss step, and a test pass after every epoch. rwenas's side is
-:func:`rwenas.train.loop.fit` itself, once with ``precision="auto"`` (channels-last, bfloat16
+:func:`rwenas.fit.loop.fit` itself, once with ``precision="auto"`` (channels-last, bfloat16
 autocast where the CPU computes it natively, grouped convolutions in float32) and once with
 ``precision="fp32"`` (channels-last only). Every variant trains the same seeded network on the
 same images in the same order, interleaved genome by genome.
@@ -29,12 +29,13 @@ from torch import nn
 
 from rwenas.build import build_network
 from rwenas.data import load_dataset
-from rwenas.estimators.rwe import bf16_is_native
+from rwenas.device import bf16_is_native
+from rwenas.fit.augment import Augmenter
+from rwenas.fit.loop import TrainData, fit
+from rwenas.fit.metrics import topk_correct
+from rwenas.fit.recipes import CifarRecipe
+from rwenas.fit.schedules import lr_at
 from rwenas.spaces import get_space
-from rwenas.train.augment import Augmenter
-from rwenas.train.loop import TrainData, fit, topk_correct
-from rwenas.train.recipes import CifarRecipe
-from rwenas.train.schedules import lr_at
 
 # Micro genomes from the RWE benchmark: convolution-heavy, pooling/skip-only and mixed.
 GENOMES = {

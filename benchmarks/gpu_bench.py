@@ -158,7 +158,7 @@ def cmd_env(args: argparse.Namespace) -> int:
             "gpu_memory_gib": round(props.total_memory / 2**30, 1),
             "multiprocessors": props.multi_processor_count, "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version(),
-            "bf16_native": __import__("rwenas.estimators.rwe", fromlist=["x"]).bf16_is_native(
+            "bf16_native": __import__("rwenas.device", fromlist=["x"]).bf16_is_native(
                 torch.device("cuda")),
         })
         info["ceilings"] = _ceilings()
@@ -222,7 +222,8 @@ def cmd_rwe(args: argparse.Namespace) -> int:
     import torch
 
     from bench_rwe import GENOMES
-    from rwenas.estimators.rwe import RWEConfig, feature_dtype, resolve_device
+    from rwenas.device import resolve_device
+    from rwenas.estimators.rwe import RWEConfig, feature_dtype
     from rwenas.evaluation import evaluate_genome
     from rwenas.spaces import get_space
 
@@ -491,7 +492,7 @@ def _print_shared(out: dict[str, Any]) -> None:
 # -- train --------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
     from rwenas.data import load_dataset
-    from rwenas.estimators.rwe import resolve_device
+    from rwenas.device import resolve_device
 
     deadline = time.perf_counter() + args.budget_s
     device = resolve_device(args.device)
@@ -530,8 +531,8 @@ def _train_bench(args: argparse.Namespace, ds: Any, device: str) -> dict[str, An
     from rwenas.bench import BenchBudget
     from rwenas.build import build_network
     from rwenas.estimators.base import build_network as seeded
+    from rwenas.fit.loop import TrainData, fit
     from rwenas.spaces import canonical_genome, get_space
-    from rwenas.train.loop import TrainData, fit
 
     budget = BenchBudget(device=device, epochs=args.bench_epochs,
                          train_size=args.bench_train_size, test_size=args.bench_test_size)
@@ -561,8 +562,8 @@ def _train_validation(args: argparse.Namespace, ds: Any, device: str) -> dict[st
     """The validation recipe (the paper's CIFAR training: 20 cells, 34 channels, auxiliary
     head, drop path, cutout, batch 96) for ``--val-epochs`` epochs on a sub-sample."""
     from rwenas.build import resolve_architecture
-    from rwenas.train.loop import train
-    from rwenas.train.recipes import CifarRecipe
+    from rwenas.fit.recipes import CifarRecipe
+    from rwenas.train.run import train
 
     recipe = CifarRecipe(epochs=args.val_epochs, channels=args.val_channels)
     res = train(resolve_architecture("micro", arch="DARTS"), recipe, data=ds,

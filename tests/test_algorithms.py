@@ -18,12 +18,12 @@ from torch import nn
 from rwenas.errors import ConfigError
 from rwenas.models import create_network
 from rwenas.models.base import Network
+from rwenas.objectives import check_objectives
 from rwenas.report import write_figures
 from rwenas.search import nsga2 as nsga2_module
 from rwenas.search.algorithms import ALGORITHMS, make_algorithm, reference_directions
 from rwenas.search.config import resolve_config
 from rwenas.search.nsga2 import run_search
-from rwenas.search.objectives import check_objectives
 from rwenas.search.picking import budget_index, knee_index, parse_budget
 from rwenas.search.stopping import stop_reason
 from rwenas.search.store import RunStore

@@ -158,7 +158,7 @@ def _run(argv: list[str], work: Path, inputs: Path) -> None:
         mp.setattr("rwenas.search.nsga2.run_search", _fake_search)
         mp.setattr("rwenas.cli.load_split", lambda args: (SimpleNamespace(), None))
         mp.setattr("rwenas.evaluation.evaluate_genome", _fake_evaluation)
-        mp.setattr("rwenas.train.loop.train", _fake_train)
+        mp.setattr("rwenas.train.run.train", _fake_train)
         mp.setattr("rwenas.bench.build_bench", _fake_build_bench)
         mp.setattr("rwenas.bench.bench_summary", lambda *a, **k: {})
         mp.setattr("rwenas.bench.format_summary", lambda *a, **k: "")

@@ -34,10 +34,10 @@ from rwenas.data import make_synthetic
 from rwenas.errors import RwenasError
 from rwenas.estimators import rwe as rwe_module
 from rwenas.estimators.rwe import RWEConfig, ensemble_predict, feature_dtype, train_linear_ensemble
+from rwenas.fit.precision import autocast_dtype
+from rwenas.fit.recipes import CifarRecipe
 from rwenas.models import create_network
 from rwenas.spaces import get_space
-from rwenas.train.precision import autocast_dtype
-from rwenas.train.recipes import CifarRecipe
 
 pytestmark = [pytest.mark.cuda,
               # torch 2.13 deprecates torch.jit, which the TorchScript export still uses
@@ -149,8 +149,8 @@ def strip_seconds(history):
 
 
 def test_training_on_cuda_resumes_bit_for_bit(tmp_path):
-    from rwenas.train.checkpoint import load_checkpoint
-    from rwenas.train.loop import train
+    from rwenas.fit.checkpoint import load_checkpoint
+    from rwenas.train.run import train
 
     arch = resolve_architecture("micro", arch="DARTS")
     data = tiny_data()
@@ -167,8 +167,8 @@ def test_training_on_cuda_resumes_bit_for_bit(tmp_path):
     code = (
         "from rwenas.build import resolve_architecture\n"
         "from rwenas.data import make_synthetic\n"
-        "from rwenas.train.loop import train\n"
-        "from rwenas.train.recipes import CifarRecipe\n"
+        "from rwenas.train.run import train\n"
+        "from rwenas.fit.recipes import CifarRecipe\n"
         f"r = CifarRecipe(epochs=3, batch_size=32, cutout=6, **{TINY!r})\n"
         "d = make_synthetic(160, 60, image_size=12, num_classes=4, seed=3)\n"
         "train(resolve_architecture('micro', arch='DARTS'), r, data=d,"
@@ -205,7 +205,7 @@ def test_training_on_cuda_resumes_bit_for_bit(tmp_path):
 
 def test_export_of_a_cuda_trained_network(tmp_path):
     from rwenas.train.export import export
-    from rwenas.train.loop import train
+    from rwenas.train.run import train
 
     arch = resolve_architecture("micro", arch="DARTS")
     out = tmp_path / "run"

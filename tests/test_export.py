@@ -10,10 +10,10 @@ import torch
 
 from rwenas.build import resolve_architecture
 from rwenas.data import make_synthetic
+from rwenas.fit.recipes import CifarRecipe
 from rwenas.train import export as export_module
 from rwenas.train.export import ExportError, export, load_trained
-from rwenas.train.loop import train
-from rwenas.train.recipes import CifarRecipe
+from rwenas.train.run import train
 
 # torch 2.13 deprecates torch.jit; the export still uses it (TorchScript is the format asked for)
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -25,15 +25,15 @@ import torch
 
 from rwenas.checks import check_number
 from rwenas.errors import ConfigError, RwenasError
+from rwenas.fit.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from rwenas.models import builtin_network
+from rwenas.objectives import worst_values
 from rwenas.report import write_figures
 from rwenas.search.config import resolve_config
 from rwenas.search.front import pareto_front
 from rwenas.search.nsga2 import Search, run_search
-from rwenas.search.objectives import worst_values
 from rwenas.search.store import LOCK_NAME, RunLock, RunStore, StoreError
 from rwenas.spaces import get_space
-from rwenas.train.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY = {"space": "micro", "dataset": "synthetic", "train_size": 160, "val_size": 80,

@@ -12,10 +12,10 @@ from torch import nn
 from rwenas.complexity import latency_ms, peak_activation_mb
 from rwenas.errors import ConfigError, GenomeError
 from rwenas.models import create_network
+from rwenas.objectives import constraint_values, measurements
 from rwenas.search.config import resolve_config
 from rwenas.search.executors import EvalContext
 from rwenas.search.nsga2 import run_search
-from rwenas.search.objectives import constraint_values, measurements
 from rwenas.search.store import RunStore
 from rwenas.spaces import get_space
 

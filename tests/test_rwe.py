@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from rwenas.data import Split
+from rwenas.device import bf16_is_native, resolve_device
 from rwenas.errors import ConfigError
 from rwenas.estimators.rwe import (
     RWEConfig,
-    bf16_is_native,
     calibrate_batchnorm,
     cosine_lr,
     ensemble_predict,
@@ -23,7 +23,6 @@ from rwenas.estimators.rwe import (
     feature_dtype,
     fold_indices,
     reinitialise,
-    resolve_device,
     rwe,
     standardise,
     train_linear_ensemble,
@@ -339,7 +338,7 @@ def test_precision_choice():
 def test_gpu_bf16_only_where_native(monkeypatch, capability, native):
     """A 2080 Ti (7.5) only emulates bfloat16, which torch.cuda.is_bf16_supported() counts as
     support by default: RWE features must stay float32 there and training use float16."""
-    from rwenas.train.precision import autocast_dtype
+    from rwenas.fit.precision import autocast_dtype
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.version, "hip", None)

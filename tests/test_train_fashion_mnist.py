@@ -7,8 +7,8 @@ import pytest
 
 from rwenas.build import resolve_architecture
 from rwenas.errors import RwenasError
-from rwenas.train.loop import train
-from rwenas.train.recipes import CifarRecipe
+from rwenas.fit.recipes import CifarRecipe
+from rwenas.train.run import train
 
 
 @pytest.fixture(scope="module")

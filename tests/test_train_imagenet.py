@@ -13,8 +13,8 @@ import torch
 
 from rwenas.build import resolve_architecture
 from rwenas.data import load_dataset
-from rwenas.train.loop import train
-from rwenas.train.recipes import ImageNetRecipe
+from rwenas.fit.recipes import ImageNetRecipe
+from rwenas.train.run import train
 
 PIL = pytest.importorskip("PIL.Image")
 

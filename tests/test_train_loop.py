@@ -16,12 +16,13 @@ import torch
 from rwenas.build import resolve_architecture
 from rwenas.data import make_synthetic
 from rwenas.errors import ConfigError
+from rwenas.fit.checkpoint import CheckpointError, load_checkpoint
+from rwenas.fit.loop import fit
+from rwenas.fit.recipes import CifarRecipe
+from rwenas.fit.schedules import drop_path_prob, lr_at
 from rwenas.spaces import MicroSpace, format_genome
-from rwenas.train.checkpoint import CheckpointError, load_checkpoint
-from rwenas.train.loop import fit, network_from_run, read_run, train
 from rwenas.train.pick import pick_from_run, pick_index
-from rwenas.train.recipes import CifarRecipe
-from rwenas.train.schedules import drop_path_prob, lr_at
+from rwenas.train.run import network_from_run, read_run, train
 
 TINY = {"channels": 4, "layers": 3}
 
@@ -130,7 +131,8 @@ def test_outputs_schedules_and_drop_path_inside_the_loop(tmp_path, data, arch):
 
 
 def test_network_drop_path_prob_is_set_each_epoch(data, arch):
-    from rwenas.train.loop import TrainData, build_for_recipe
+    from rwenas.fit.loop import TrainData
+    from rwenas.train.run import build_for_recipe
 
     td = TrainData.from_dataset(data)
     r = recipe(epochs=4, drop_path=0.2)
@@ -143,7 +145,7 @@ def test_network_drop_path_prob_is_set_each_epoch(data, arch):
 def test_label_smoothing_and_no_auxiliary_head(data, arch, monkeypatch):
     """Every training step's loss is cross-entropy against smoothed targets: 0.9 on the true
     class plus 0.1 / K on every class (checked by hand on the logits the loop produced)."""
-    import rwenas.train.loop as loop
+    import rwenas.fit.loop as loop
 
     calls: list[tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]] = []
     real = loop.classification_loss
@@ -368,7 +370,7 @@ def test_cli_user_errors(tmp_path, run_cli):
 
 
 def test_cli_interrupt_message(tmp_path, run_cli, monkeypatch):
-    import rwenas.train.loop as loop
+    import rwenas.train.run as loop
 
     real_fit = loop.fit
 
@@ -392,7 +394,7 @@ def test_cli_interrupt_message(tmp_path, run_cli, monkeypatch):
 
 
 def test_checkpoint_writes_are_atomic(tmp_path, data, arch, monkeypatch):
-    import rwenas.train.checkpoint as checkpoint
+    import rwenas.fit.checkpoint as checkpoint
 
     out = tmp_path / "run"
     train(arch, recipe(epochs=2), data=data, out_dir=out, stop_after=1)

@@ -13,9 +13,9 @@ import torch
 from rwenas.build import resolve_architecture
 from rwenas.data import load_dataset
 from rwenas.errors import DataError
-from rwenas.train.augment import resized_crop_boxes
-from rwenas.train.loop import train
-from rwenas.train.recipes import ImageNetRecipe
+from rwenas.fit.augment import resized_crop_boxes
+from rwenas.fit.recipes import ImageNetRecipe
+from rwenas.train.run import train
 from rwenas.train.stream import StreamData, _stream_seed, eval_resize
 
 Image = pytest.importorskip("PIL.Image")

@@ -12,8 +12,7 @@ import torch.nn.functional as F
 
 from rwenas.data import make_synthetic, test_split
 from rwenas.errors import ConfigError
-from rwenas.models.ops import drop_path
-from rwenas.train.augment import (
+from rwenas.fit.augment import (
     Augmenter,
     color_jitter,
     crop_resize,
@@ -24,9 +23,11 @@ from rwenas.train.augment import (
     random_resized_crop,
     resized_crop_boxes,
 )
-from rwenas.train.loop import TrainData, classification_loss, topk_correct
-from rwenas.train.recipes import CifarRecipe, ImageNetRecipe, Recipe, get_recipe
-from rwenas.train.schedules import cosine_lr, drop_path_prob, lr_at, warmup_linear_lr
+from rwenas.fit.loop import TrainData
+from rwenas.fit.metrics import classification_loss, topk_correct
+from rwenas.fit.recipes import CifarRecipe, ImageNetRecipe, Recipe, get_recipe
+from rwenas.fit.schedules import cosine_lr, drop_path_prob, lr_at, warmup_linear_lr
+from rwenas.models.ops import drop_path
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -87,7 +87,7 @@ class BenchBudget:
     weight_decay: float = 3e-4
     device: str = "cpu"
     #: ``auto`` (bfloat16 autocast where native), ``fp32`` or ``bf16``: see
-    #: :mod:`rwenas.train.precision`
+    #: :mod:`rwenas.fit.precision`
     precision: str = "auto"
 
     def __post_init__(self) -> None:
@@ -101,7 +101,7 @@ class BenchBudget:
                 raise ConfigError(f"bench {name} must be a positive integer, got {v!r}")
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ConfigError(f"bench lr must be positive, got {self.lr!r}")
-        from rwenas.train.precision import PRECISIONS
+        from rwenas.fit.precision import PRECISIONS
 
         if self.precision not in PRECISIONS:
             raise ConfigError(f"bench precision must be one of {', '.join(PRECISIONS)}, "
@@ -179,12 +179,12 @@ def sample_pool(space: Any, size: int, *, seed: int = 0, sampler: str = "mixed",
 # -- training ------------------------------------------------------------------------------------
 def train_architecture(space: Any, genome: Sequence[int], data: Any, budget: BenchBudget,
                        seed: int) -> dict[str, Any]:
-    """Train ``genome`` at ``budget`` on ``data`` (a :class:`~rwenas.train.loop.TrainData`)
+    """Train ``genome`` at ``budget`` on ``data`` (a :class:`~rwenas.fit.loop.TrainData`)
     with ``seed``; ``{test_acc, params_m, madds_m, seconds}``."""
     from rwenas.build import build_network
     from rwenas.estimators.base import build_network as seeded
+    from rwenas.fit.loop import fit
     from rwenas.spaces import canonical_genome
-    from rwenas.train.loop import fit
 
     options: dict[str, Any] = {"channels": budget.channels}
     if getattr(space, "name", "") != "macro":
@@ -218,8 +218,8 @@ class BenchContext:
 
     def load(self) -> _Loaded:
         from rwenas.data import load_dataset
+        from rwenas.fit.loop import TrainData
         from rwenas.spaces import get_space
-        from rwenas.train.loop import TrainData
 
         budget = BenchBudget(**self.budget)
         ds = load_dataset(self.dataset, self.data_dir, seed=self.data_seed)

@@ -268,7 +268,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown measurement(s) {', '.join(unknown)} "
                           "(known: latency, latency_batch, memory, latency_onnx)")
     if "latency_onnx" in measure:
-        from rwenas.search.objectives import check_onnx
+        from rwenas.objectives import check_onnx
 
         check_onnx()
     info, split = load_split(args)

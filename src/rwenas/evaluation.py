@@ -73,7 +73,7 @@ def evaluate_genome(space: SearchSpace, genome: Any, split: Split, info: Dataset
     ``memory`` (peak activation MB, batch 1), measured on this machine's CPU (or the GPU RWE
     uses), median of repeated timed passes after warm-up, and ``latency_onnx`` (batch 1 in
     ONNX Runtime on one CPU thread). ``objectives`` are estimator names and
-    ``module:function`` objectives (:mod:`rwenas.search.objectives`), scored on the same
+    ``module:function`` objectives (:mod:`rwenas.objectives`), scored on the same
     network (same seed); ``with_rwe=False`` skips RWE (``rwe_error`` is ``None``).
     """
     t0 = time.perf_counter()
@@ -92,7 +92,7 @@ def evaluate_genome(space: SearchSpace, genome: Any, split: Split, info: Dataset
     cx = complexity(net, shape)
     extra: dict[str, float] = {}
     if measure:
-        from rwenas.estimators.rwe import resolve_device
+        from rwenas.device import resolve_device
 
         net = net.to(resolve_device((config or RWEConfig()).device))
         if "latency" in measure:
@@ -134,7 +134,7 @@ def score_objectives(names: Sequence[str], space: SearchSpace, genome: Sequence[
     network RWE sees; an estimator with its own scale, like ``short_training``, rebuilds it at
     that scale). A function gets ``(network, canonical genome, info)``, its value must be a
     finite number. A non-finite estimator value counts as the worst (1e12)."""
-    from rwenas.search.objectives import WORST_DEFAULT, load_function, make_objective_estimator
+    from rwenas.objectives import WORST_DEFAULT, load_function, make_objective_estimator
 
     canonical = canonical_genome(space, genome)
     values: dict[str, float] = {}

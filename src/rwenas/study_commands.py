@@ -78,7 +78,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     bsub = p.add_subparsers(dest="bench_command", required=True, parser_class=cli._Parser)
 
     from rwenas.checks import MAX_CHANNELS, MAX_WORKERS, number_arg
-    from rwenas.train.precision import PRECISIONS
+    from rwenas.fit.precision import PRECISIONS
 
     b = bsub.add_parser("build", help="train a sample of architectures (resumable)")
     b.add_argument("bench_dir", metavar="BENCH_DIR", help="bench directory (holds run.db); "

@@ -66,9 +66,10 @@ from torch.overrides import TorchFunctionMode
 
 from rwenas.complexity import count_madds, count_params
 from rwenas.data import Split
+from rwenas.device import resolve_device
 from rwenas.errors import ConfigError
 from rwenas.estimators.base import Score, build_network, draw_batch, make_score
-from rwenas.estimators.rwe import RWEConfig, resolve_device, rwe
+from rwenas.estimators.rwe import RWEConfig, rwe
 from rwenas.models.ops import unshared_relus
 
 __all__ = [

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from rwenas.data import Split
+from rwenas.device import bf16_is_native, resolve_device
 from rwenas.errors import ConfigError
 from rwenas.models.ops import fold_batchnorm
 
@@ -107,32 +108,6 @@ class RWEResult:
     @property
     def seconds(self) -> float:
         return self.features_seconds + self.classifier_seconds
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` → CUDA when present, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def bf16_is_native(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 convolutions natively (AVX512-BF16/AMX, or a GPU
-    of compute capability 8.0 or newer).
-
-    Not ``torch.cuda.is_bf16_supported()``: by default that also answers yes for older GPUs
-    (a 2080 Ti, say), which only emulate bfloat16, slowly; those train under float16 instead.
-    """
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            return False
-        if torch.version.hip:
-            return True
-        return torch.cuda.get_device_capability(device)[0] >= 8
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def feature_dtype(precision: str, device: torch.device) -> torch.dtype:

@@ -1,6 +1,6 @@
 """Reduced training as an estimator (SPEC §7: 10 epochs, 16 channels, 8 layers).
 
-The network is trained from scratch with :func:`rwenas.train.loop.fit` on the split's training
+The network is trained from scratch with :func:`rwenas.fit.loop.fit` on the split's training
 part and scored on its validation part: ``value = raw =`` the validation error after the short
 training (a fraction; lower is better). The recipe is plain SGD with a cosine schedule, no
 auxiliary head, no drop path, no cutout, no crop and no flip ("no augmentation-heavy extras").
@@ -28,9 +28,9 @@ __all__ = ["ShortTraining", "short_recipe", "split_train_data"]
 
 def short_recipe(epochs: int = 10, *, batch_size: int = 96, lr: float = 0.05,
                  weight_decay: float = 3e-4, **extra: Any):
-    """A :class:`~rwenas.train.recipes.Recipe` for short trainings: the ``search`` setting,
+    """A :class:`~rwenas.fit.recipes.Recipe` for short trainings: the ``search`` setting,
     cosine schedule, no auxiliary head, drop path, cutout, crop or flip."""
-    from rwenas.train.recipes import Recipe
+    from rwenas.fit.recipes import Recipe
 
     values: dict[str, Any] = dict(name="short", setting="search", epochs=int(epochs),
                                   batch_size=int(batch_size), lr=float(lr),
@@ -45,10 +45,10 @@ def short_recipe(epochs: int = 10, *, batch_size: int = 96, lr: float = 0.05,
 
 
 def split_train_data(split: Split, num_classes: int | None = None):
-    """A :class:`~rwenas.train.loop.TrainData` training on ``split``'s training part and
+    """A :class:`~rwenas.fit.loop.TrainData` training on ``split``'s training part and
     testing on its validation part. The split's images are already normalised, so the
     statistics given to the trainer are mean 0, std 1."""
-    from rwenas.train.loop import TrainData
+    from rwenas.fit.loop import TrainData
 
     channels = int(split.train_x.shape[1])
     if num_classes is None:
@@ -64,7 +64,7 @@ class ShortTraining:
     ``layers``: the scale the network should be built at (:attr:`network`; ``None`` keeps the
     factory's own); ``train_size``: train on the first N images of the split only;
     ``device``: ``auto`` (CUDA when present), ``cpu`` or ``cuda``; ``precision``: as in
-    :func:`rwenas.train.loop.fit`.
+    :func:`rwenas.fit.loop.fit`.
     """
 
     name = "short_training"
@@ -92,7 +92,7 @@ class ShortTraining:
 
     def score(self, network_factory: Callable[[], nn.Module] | nn.Module, split: Split, *,
               seed: int = 0) -> Score:
-        from rwenas.train.loop import fit
+        from rwenas.fit.loop import fit
 
         t0 = time.perf_counter()
         net = build_network(network_factory, seed)

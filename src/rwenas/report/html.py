@@ -26,12 +26,12 @@ from typing import Any
 
 from rwenas import __version__
 from rwenas.errors import ConfigError, RwenasError
+from rwenas.objectives import CONSTRAINTS, is_objective_name, worst_values
+from rwenas.objectives import label as objective_label
 from rwenas.report import plots
 from rwenas.report.drawing import genotype_svg
 from rwenas.search.algorithms import DESCRIPTIONS as ALGORITHM_NAMES
 from rwenas.search.front import pareto_front
-from rwenas.search.objectives import CONSTRAINTS, is_objective_name, worst_values
-from rwenas.search.objectives import label as objective_label
 from rwenas.search.picking import knee_index, record_row, select
 from rwenas.search.store import RunStore
 from rwenas.spaces import check_stored_space, format_genome, get_space

@@ -21,7 +21,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from rwenas.search.objectives import label
+from rwenas.objectives import label
 
 Record = Mapping[str, Any]
 

@@ -173,7 +173,7 @@ def validate_config(config: dict[str, Any]) -> None:
     objectives = config["objectives"]
     if isinstance(objectives, str):
         objectives = config["objectives"] = [o.strip() for o in objectives.split(",") if o]
-    from rwenas.search.objectives import check_objectives
+    from rwenas.objectives import check_objectives
 
     check_objectives(objectives)
     config["network"] = validate_network(config["network"])

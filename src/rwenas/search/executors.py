@@ -49,7 +49,7 @@ class EvalContext:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> EvalContext:
-        from rwenas.search.objectives import custom_objectives, measurements
+        from rwenas.objectives import custom_objectives, measurements
 
         return cls(**{k: config[k] for k in (
             "space", "dataset", "data_dir", "download", "image_size", "train_size",

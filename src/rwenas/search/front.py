@@ -10,7 +10,7 @@ import numpy as np
 from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from rwenas.search.objectives import constraint_values
+from rwenas.objectives import constraint_values
 
 __all__ = ["flat_record", "hypervolume", "non_dominated", "pareto_front", "reference_point"]
 

@@ -30,11 +30,7 @@ from pymoo.core.evaluator import Evaluator
 from pymoo.problems.static import StaticProblem
 
 from rwenas.errors import ConfigError, RwenasError
-from rwenas.search.algorithms import ArchitectureProblem, make_algorithm
-from rwenas.search.config import DEFAULTS, validate_config
-from rwenas.search.executors import Failure, make_executor
-from rwenas.search.front import flat_record, hypervolume, pareto_front, reference_point
-from rwenas.search.objectives import (
+from rwenas.objectives import (
     active_constraints,
     check_stored_objectives,
     constraint_values,
@@ -42,6 +38,10 @@ from rwenas.search.objectives import (
     primary,
     worst_values,
 )
+from rwenas.search.algorithms import ArchitectureProblem, make_algorithm
+from rwenas.search.config import DEFAULTS, validate_config
+from rwenas.search.executors import Failure, make_executor
+from rwenas.search.front import flat_record, hypervolume, pareto_front, reference_point
 from rwenas.search.outputs import write_outputs
 from rwenas.search.stopping import LIMITS, apply_limits, stop_reason, stored_limits
 from rwenas.search.store import RunStore

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rwenas.errors import ConfigError
-from rwenas.search.objectives import value_of
+from rwenas.objectives import value_of
 
 _CONDITION = re.compile(r"^\s*([A-Za-z_][\w.:]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+|inf)\s*$")
 _OPS = {"<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rwenas.errors import ConfigError
-from rwenas.train.precision import PRECISIONS
+from rwenas.fit.precision import PRECISIONS
 
 #: ``rwenas train`` flag (dest) → recipe field.
 RECIPE_FLAGS = {
@@ -108,9 +108,10 @@ def _stored_architecture(args: argparse.Namespace, stored: dict[str, Any]) -> An
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rwenas.train.checkpoint import CHECKPOINT_NAME
-    from rwenas.train.loop import RUN_FILES, no_checkpoint_message, read_run, train
-    from rwenas.train.recipes import Recipe, get_recipe
+    from rwenas.fit.checkpoint import CHECKPOINT_NAME
+    from rwenas.fit.loop import RUN_FILES, no_checkpoint_message
+    from rwenas.fit.recipes import Recipe, get_recipe
+    from rwenas.train.run import read_run, train
 
     if args.threads:
         import torch

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from rwenas.errors import ConfigError, RwenasError
-from rwenas.train.checkpoint import (
+from rwenas.fit.checkpoint import (
     CheckpointError,
     atomic_write_bytes,
     atomic_write_text,
@@ -65,7 +65,7 @@ def load_trained(source: str | Path, *, space: str | None = None,
     A plugin space named by the checkpoint is imported only if ``space`` names it too or
     ``trust_plugins`` (:func:`rwenas.spaces.check_stored_space`)."""
     from rwenas.spaces import check_stored_space
-    from rwenas.train.loop import network_from_run
+    from rwenas.train.run import network_from_run
 
     ckpt = load_checkpoint(source)
     arch = ckpt["run"].get("architecture")

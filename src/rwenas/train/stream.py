@@ -8,7 +8,7 @@ batch with Pillow:
   aspect ratio 3/4-4/3, drawn as torchvision draws it, cropped and resized to the recipe's
   ``image_size`` by Pillow's antialiased bilinear filter); flip, colour jitter, normalisation
   (and cutout) then run on the batch in the main process
-  (:meth:`rwenas.train.augment.Augmenter.train_cropped`);
+  (:meth:`rwenas.fit.augment.Augmenter.train_cropped`);
 * test: resize the shorter side to ``round(image_size * 256 / 224)`` (256 for 224) keeping
   the aspect ratio, then the central ``image_size`` square.
 
@@ -36,7 +36,7 @@ import torch
 
 from rwenas.data import list_image_folder
 from rwenas.errors import ConfigError, DataError
-from rwenas.train.augment import resized_crop_boxes
+from rwenas.fit.augment import resized_crop_boxes
 
 __all__ = ["PathTable", "StreamData", "StreamedImages", "default_workers", "eval_resize"]
 
@@ -188,7 +188,7 @@ class EpochBatches:
 @dataclass(eq=False)
 class StreamData:
     """An ImageFolder read from disk batch by batch (the streamed counterpart of
-    :class:`rwenas.train.loop.TrainData`): file lists, labels and channel statistics."""
+    :class:`rwenas.fit.loop.TrainData`): file lists, labels and channel statistics."""
 
     name: str
     train_files: PathTable = field(repr=False)

@@ -1,8 +1,7 @@
-"""Training from scratch: the validation stage and the ImageNet transfer.
-
-:func:`train` takes an architecture (:class:`rwenas.build.Architecture`), a recipe and a
-dataset name, builds the network at the recipe's setting and calls :func:`fit`, the loop
-itself, which also serves any ``nn.Module`` on any :class:`TrainData`.
+"""The training loop: :func:`fit` trains any ``nn.Module`` on a :class:`TrainData` with a
+:class:`rwenas.fit.recipes.Recipe`. It serves ``rwenas train`` (:mod:`rwenas.train.run`), the
+bench's ground truth and the short-training estimator, which is why it sits below the
+estimators in the layers.
 
 With an output directory a run is robust to interruption: after every epoch it writes an
 atomic checkpoint (model, optimiser, gradient scaler, epoch, history and every random-number
@@ -18,58 +17,44 @@ seed), ``checkpoint.pt``, ``metrics.csv``, ``curve.png`` and, once finished, ``r
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rwenas.errors import ConfigError, DataError
-from rwenas.train.augment import Augmenter
-from rwenas.train.checkpoint import (
+from rwenas.fit.augment import Augmenter
+from rwenas.fit.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
     CHECKPOINT_VERSION,
     CheckpointError,
-    atomic_write_bytes,
     atomic_write_text,
     capture_rng,
     load_checkpoint,
     restore_rng,
     save_checkpoint,
 )
-from rwenas.train.precision import (
+from rwenas.fit.metrics import classification_loss, evaluate, evaluate_batches, forward_with_aux
+from rwenas.fit.outputs import metrics_csv, plot_curves, result_json
+from rwenas.fit.precision import (
     autocast_dtype,
     grouped_convs_in_fp32,
     to_channels_last,
 )
-from rwenas.train.recipes import CifarRecipe, Recipe
-from rwenas.train.schedules import drop_path_prob, lr_at
+from rwenas.fit.recipes import CifarRecipe, Recipe
+from rwenas.fit.schedules import drop_path_prob, lr_at
 
-__all__ = [
-    "RUN_FILES",
-    "TrainData",
-    "TrainResult",
-    "build_for_recipe",
-    "classification_loss",
-    "evaluate",
-    "evaluate_batches",
-    "fit",
-    "network_from_run",
-    "read_run",
-    "topk_correct",
-    "train",
-]
+__all__ = ["RUN_FILES", "EpochCallback", "TrainData", "TrainResult", "fit",
+           "no_checkpoint_message", "seed_all"]
 
 #: Files a training run writes into its output directory.
 RUN_FILES = ("config.json", CHECKPOINT_NAME, "metrics.csv", "curve.png", "result.json")
@@ -83,7 +68,7 @@ class TrainData:
     """``uint8`` NCHW training and test images with their labels and channel statistics.
 
     Images stay ``uint8`` (4x smaller than floats); each batch is augmented and normalised
-    on the fly (:class:`rwenas.train.augment.Augmenter`).
+    on the fly (:class:`rwenas.fit.augment.Augmenter`).
     """
 
     name: str
@@ -132,72 +117,6 @@ class TrainData:
                 "image_size": self.image_size, "num_classes": self.num_classes}
 
 
-# -- losses and metrics ---------------------------------------------------------------------------
-def classification_loss(logits: torch.Tensor, targets: torch.Tensor,
-                        label_smoothing: float = 0.0) -> torch.Tensor:
-    """Mean cross-entropy; with label smoothing ``eps`` the target is ``1 - eps`` on the true
-    class plus ``eps / K`` on every class (computed in float32 under mixed precision)."""
-    return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
-
-
-def topk_correct(logits: torch.Tensor, targets: torch.Tensor,
-                 ks: Sequence[int] = (1, 5)) -> list[int]:
-    """How many rows have their target among the ``k`` highest logits, for each ``k``
-    (``k`` larger than the number of classes counts every row as correct)."""
-    classes = logits.shape[1]
-    kmax = min(max(ks), classes)
-    top = logits.topk(kmax, dim=1).indices
-    hit = top.eq(targets[:, None])
-    return [int(hit[:, : min(k, classes)].any(dim=1).sum()) for k in ks]
-
-
-def _forward(network: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    with_aux = getattr(network, "forward_with_aux", None)
-    if with_aux is None:
-        return network(x), None
-    return with_aux(x)
-
-
-def evaluate(network: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             augmenter: Augmenter, *, device: torch.device | str = "cpu", batch_size: int = 256,
-             amp_dtype: torch.dtype | None = None) -> dict[str, float]:
-    """Loss (plain cross-entropy), top-1 and top-5 accuracy of ``network`` in eval mode
-    (channels-last batches, under ``autocast`` with ``amp_dtype`` when given)."""
-    n = int(labels.shape[0])
-    batches = ((images[start:start + batch_size], labels[start:start + batch_size])
-               for start in range(0, n, batch_size))
-    return evaluate_batches(network, batches, augmenter, device=device, amp_dtype=amp_dtype)
-
-
-@torch.inference_mode()
-def evaluate_batches(network: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                     augmenter: Augmenter, *, device: torch.device | str = "cpu",
-                     amp_dtype: torch.dtype | None = None) -> dict[str, float]:
-    """:func:`evaluate` over ``(uint8 images, labels)`` batches (e.g. a streamed loader)."""
-    device = torch.device(device)
-    was_training = network.training
-    network.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = [0, 0]
-    n = 0
-    try:
-        for images, labels in batches:
-            x = to_channels_last(augmenter.test(images.to(device, non_blocking=True)))
-            y = labels.to(device, non_blocking=True)
-            n += int(y.shape[0])
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None):
-                logits = network(x)
-            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
-            c1, c5 = topk_correct(logits, y, (1, 5))
-            correct[0] += c1
-            correct[1] += c5
-    finally:
-        network.train(was_training)
-    return {"loss": float(loss_sum) / max(n, 1), "acc": correct[0] / max(n, 1),
-            "top5": correct[1] / max(n, 1)}
-
-
 # -- results ----------------------------------------------------------------------------------
 @dataclass(eq=False)
 class TrainResult:
@@ -235,7 +154,8 @@ def _derived_seed(seed: int, stream: int) -> int:
         1, np.uint64)[0] >> 1)
 
 
-def _seed_all(seed: int) -> None:
+def seed_all(seed: int) -> None:
+    """Seed torch, ``random`` and numpy from ``seed`` (each its own derived stream)."""
     torch.manual_seed(_derived_seed(seed, 0))
     random.seed(_derived_seed(seed, 2))
     np.random.seed(_derived_seed(seed, 3) % 2**32)
@@ -304,63 +224,11 @@ def _check_inputs(network: nn.Module, data: TrainData, recipe: Recipe) -> None:
     x = torch.zeros(2, data.in_channels, size, size)
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
-            _forward(probe, x)  # as a training step calls it: with the auxiliary head
+            forward_with_aux(probe, x)  # as a training step calls it: with the auxiliary head
     except (RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
         raise ConfigError(f"this network cannot train on {size}x{size} images "
                           f"({first}); use another --image-size") from None
-
-
-def _metrics_csv(history: Sequence[Mapping[str, Any]]) -> str:
-    columns = ["epoch", "lr", "drop_path", "train_loss", "train_acc", "test_loss", "test_acc"]
-    if history and "test_top5" in history[0]:
-        columns.append("test_top5")
-    columns.append("seconds")
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in history:
-        writer.writerow([row[c] if isinstance(row[c], int) else f"{row[c]:.6g}"
-                         for c in columns])
-    return buf.getvalue()
-
-
-def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Loss and error (top-1, top-5 where recorded) per epoch, training and test, as PNG
-    (matplotlib's Agg canvas; no display, no pyplot state; written atomically)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(9.0, 3.6), dpi=100)
-    FigureCanvasAgg(fig)
-    ax_loss, ax_err = fig.subplots(1, 2)
-    epochs = [r["epoch"] for r in history]
-    ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train (augmented)",
-                 marker=".")
-    ax_loss.plot(epochs, [r["test_loss"] for r in history], label="test", marker=".")
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("cross-entropy")
-    ax_loss.legend()
-    ax_err.plot(epochs, [100 * (1 - r["train_acc"]) for r in history], label="train",
-                marker=".")
-    ax_err.plot(epochs, [100 * (1 - r["test_acc"]) for r in history], label="test top-1",
-                marker=".")
-    if history and "test_top5" in history[0]:
-        ax_err.plot(epochs, [100 * (1 - r["test_top5"]) for r in history],
-                    label="test top-5", marker=".")
-    ax_err.set_xlabel("epoch")
-    ax_err.set_ylabel("error (%)")
-    ax_err.legend()
-    for ax in (ax_loss, ax_err):
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 class _Run:
@@ -502,7 +370,7 @@ class _Run:
             x = to_channels_last(x)
             with torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
-                logits, aux = _forward(net, x)
+                logits, aux = forward_with_aux(net, x)
             loss = classification_loss(logits, y, r.label_smoothing)
             total = loss
             if aux is not None and r.auxiliary_weight > 0:
@@ -553,7 +421,7 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
 
     ``precision``: ``auto`` trains under bfloat16 autocast where the device computes it
     natively (CUDA; CPUs with AVX512-BF16/AMX), float16 on older GPUs, float32 elsewhere;
-    ``fp32`` forces float32; ``bf16`` insists (see :mod:`rwenas.train.precision`). The
+    ``fp32`` forces float32; ``bf16`` insists (see :mod:`rwenas.fit.precision`). The
     network and every batch are channels-last. ``test_every_epoch=False`` evaluates on the
     test images only after the last epoch (the other epochs' test columns are NaN): for
     trainings whose only product is the final accuracy.
@@ -561,7 +429,7 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
     from tqdm.auto import tqdm
 
     from rwenas.complexity import complexity
-    from rwenas.estimators.rwe import resolve_device
+    from rwenas.device import resolve_device
 
     recipe = recipe if recipe is not None else CifarRecipe()
     if stop_after is not None and (isinstance(stop_after, bool) or stop_after < 1):
@@ -597,7 +465,7 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
     network.to(device=device, memory_format=torch.channels_last)
     state = _Run(network, data, recipe, seed=seed, device=device, amp_dtype=amp_dtype)
     if ckpt is None:
-        _seed_all(seed)
+        seed_all(seed)
         state.generator.manual_seed(_derived_seed(seed, 1))
         if out is not None:
             atomic_write_text(out / "config.json", json.dumps(run_info, indent=2) + "\n")
@@ -633,7 +501,7 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
             state.history.append(row)
             if out is not None:
                 save_checkpoint(state.state(run_json), out / CHECKPOINT_NAME)
-                atomic_write_text(out / "metrics.csv", _metrics_csv(state.history))
+                atomic_write_text(out / "metrics.csv", metrics_csv(state.history))
                 plot_curves(state.history, out / "curve.png", title)
             post = {"test_acc": f"{te['acc']:.4f}"}
             if r.top5:
@@ -645,167 +513,7 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
     result = TrainResult(network, state.history, state.epoch, r.epochs, cx.params_m,
                          cx.madds_m, state.elapsed, out)
     if result.completed:
-        result.result = _result_json(result, run_info, device)
+        result.result = result_json(result, run_info, device)
         if out is not None:
             atomic_write_text(out / "result.json", json.dumps(result.result, indent=2) + "\n")
     return result
-
-
-def _result_json(res: TrainResult, run_info: Mapping[str, Any],
-                 device: torch.device) -> dict[str, Any]:
-    last = res.history[-1] if res.history else {}
-    out: dict[str, Any] = {
-        "test_error": res.test_error,
-        "test_accuracy": last.get("test_acc"),
-    }
-    if res.test_top5_error is not None:
-        out["test_top5_error"] = res.test_top5_error
-    out.update({
-        "params_m": round(res.params_m, 6),
-        "madds_m": round(res.madds_m, 6),
-        "seconds": round(res.seconds, 3),
-        "epochs": res.epochs,
-        "final": last,
-        "device": str(device),
-    })
-    for key in ("architecture", "network", "recipe", "dataset", "data", "seed"):
-        if key in run_info:
-            out[key] = run_info[key]
-    return out
-
-
-# -- architectures → networks ---------------------------------------------------------------------
-_MICRO_ONLY = ("layers", "increment")
-
-
-def build_for_recipe(architecture: Any, recipe: Recipe, *, in_channels: int,
-                     num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
-    """The network of ``architecture`` at ``recipe.setting`` with the recipe's overrides, and
-    the resolved network options (JSON-able; :func:`network_from_run` rebuilds from them).
-
-    Macro networks take only ``channels`` and ``decoder``; they have no auxiliary head and no
-    drop path, so those recipe values do not apply to them.
-    """
-    from rwenas.build import build_network, preset
-
-    space = architecture.space
-    options = preset(space, recipe.setting)
-    if space.name == "macro":
-        given = [name for name in _MICRO_ONLY if getattr(recipe, name) is not None]
-        if given:
-            raise ConfigError(f"{', '.join('--' + g for g in given)} does not apply to the "
-                              "macro space")
-        overrides: dict[str, Any] = {"channels": recipe.channels, "decoder": recipe.decoder}
-    else:
-        if recipe.decoder is not None:
-            raise ConfigError("--decoder applies to the macro space only")
-        overrides = {"channels": recipe.channels, "layers": recipe.layers,
-                     "increment": recipe.increment,
-                     "auxiliary": recipe.auxiliary_weight > 0, "drop_path": 0.0}
-    options.update({k: v for k, v in overrides.items() if v is not None})
-    net = build_network(space, architecture.genotype, in_channels=in_channels,
-                        num_classes=num_classes, setting=recipe.setting, **options)
-    resolved = {"setting": recipe.setting,
-                **{k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
-                "in_channels": in_channels, "num_classes": num_classes}
-    return net, resolved
-
-
-def network_from_run(run: Mapping[str, Any]) -> tuple[nn.Module, Any]:
-    """Rebuild the (untrained) network and its architecture from a run description (the
-    ``run`` of a checkpoint or ``config.json``)."""
-    from rwenas.build import Architecture, build_network
-    from rwenas.spaces import get_space
-
-    try:
-        arch = run["architecture"]
-        options = dict(run["network"])
-        space = get_space(arch["space"])
-        genotype = space.genotype_from_json(arch["genotype"])
-        setting = options.pop("setting")
-        in_channels = options.pop("in_channels")
-        num_classes = options.pop("num_classes")
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise CheckpointError(f"the run description lacks the network ({exc})") from None
-    if isinstance(options.get("channels"), list):
-        options["channels"] = tuple(options["channels"])
-    if space.name == "macro":
-        # Runs recorded before these options existed trained the residual decoder with a
-        # padded first convolution; rebuild exactly that.
-        options.setdefault("decoder", "residual")
-        options.setdefault("pad_first", True)
-    net = build_network(space, genotype, in_channels=in_channels, num_classes=num_classes,
-                        setting=setting, **options)
-    genome = arch.get("genome")
-    architecture = Architecture(space, genotype, tuple(genome) if genome else None,
-                                str(arch.get("label", "genotype")))
-    return net, architecture
-
-
-def read_run(out_dir: str | Path) -> dict[str, Any]:
-    """The run description stored in a training output directory's checkpoint."""
-    return load_checkpoint(out_dir)["run"]
-
-
-def train(architecture: Any, recipe: Recipe | None = None, *, out_dir: str | Path | None = None,
-          dataset: str = "cifar10", data_dir: str | Path | None = None, download: bool = False,
-          train_size: int | None = None, test_size: int | None = None, seed: int = 0,
-          device: str | torch.device = "auto", precision: str = "auto", resume: bool = False,
-          force: bool = False, progress: bool = False, stop_after: int | None = None,
-          on_epoch_end: EpochCallback | None = None, data: Any = None,
-          source: Mapping[str, Any] | None = None, stream: bool | None = None,
-          workers: int | None = None) -> TrainResult:
-    """Train ``architecture`` (a :class:`rwenas.build.Architecture`) from scratch.
-
-    The dataset (``cifar10``, ``cifar100``, ``fashion-mnist``, ``imagefolder`` or
-    ``synthetic``; or an already loaded :class:`rwenas.data.Dataset` as ``data``) is loaded
-    whole; the network trains on the training set (or a seeded ``train_size`` sub-sample)
-    and is evaluated on the test set (``test_size``) every epoch. ``imagefolder`` and
-    ``synthetic`` images are loaded at ``recipe.image_size``. ``source`` (e.g. the search run
-    and front row it was picked from) is recorded. See :func:`fit` for the rest.
-
-    ``stream``: read an ``imagefolder`` from disk batch by batch in ``workers`` processes
-    (default one per core, at most 8) instead of loading it whole
-    (:class:`rwenas.train.stream.StreamData`: bounded memory, random resized crops of the
-    original images, resize + centre-crop evaluation). The default streams exactly when an
-    ``imagefolder`` is trained with a random-resized-crop recipe (the ImageNet recipe).
-    """
-    from rwenas.data import canonical_name, load_dataset
-
-    recipe = recipe if recipe is not None else CifarRecipe()
-    if stream is None:
-        stream = data is None and canonical_name(dataset) == "imagefolder" \
-            and recipe.resized_crop
-    if stream:
-        from rwenas.train.stream import StreamData
-
-        if data is not None or canonical_name(dataset) != "imagefolder":
-            raise ConfigError("only an imagefolder given by its directory can be streamed")
-        if data_dir is None:
-            raise ConfigError("imagefolder needs data_dir (containing train/ and val/ or "
-                              "test/)")
-        train_data: Any = StreamData.from_folder(
-            data_dir, image_size=recipe.image_size or 224, train_size=train_size,
-            test_size=test_size, seed=seed, workers=workers)
-    else:
-        if data is None:
-            shaped = canonical_name(dataset) in ("imagefolder", "synthetic")
-            data = load_dataset(dataset, data_dir, download=download, seed=seed,
-                                image_size=recipe.image_size if shaped else None)
-        train_data = TrainData.from_dataset(data, train_size=train_size, test_size=test_size,
-                                            seed=seed)
-    _seed_all(seed)
-    net, network = build_for_recipe(architecture, recipe, in_channels=train_data.in_channels,
-                                    num_classes=train_data.num_classes)
-    run = {
-        "architecture": {**architecture.to_json(), "source": dict(source) if source else None},
-        "network": network,
-        "dataset": {"name": train_data.name,
-                    "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
-                    "train_size": train_size, "test_size": test_size},
-    }
-    title = f"{architecture.label} on {train_data.name} ({recipe.name} recipe)"
-    return fit(net, train_data, recipe, seed=seed, device=device, precision=precision,
-               out_dir=out_dir,
-               run=run, resume=resume, force=force, progress=progress, stop_after=stop_after,
-               on_epoch_end=on_epoch_end, title=title)

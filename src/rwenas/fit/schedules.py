@@ -41,7 +41,7 @@ def warmup_linear_lr(base: float, epoch: float, epochs: float, warmup_epochs: fl
     return final + (base - final) * (epochs - epoch) / (epochs - warmup_epochs)
 
 
-#: Schedule names accepted by :class:`rwenas.train.recipes.Recipe`.
+#: Schedule names accepted by :class:`rwenas.fit.recipes.Recipe`.
 SCHEDULES = ("cosine", "warmup_linear")
 
 

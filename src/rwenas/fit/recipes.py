@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rwenas.errors import ConfigError
-from rwenas.train.schedules import SCHEDULES
+from rwenas.fit.schedules import SCHEDULES
 
 __all__ = ["RECIPES", "CifarRecipe", "ImageNetRecipe", "Recipe", "get_recipe"]
 
@@ -56,7 +56,7 @@ class Recipe:
     #: Final drop-path probability; epoch ``e`` uses ``drop_path * e / epochs``.
     drop_path: float = 0.2
     label_smoothing: float = 0.0
-    # augmentation (on batched tensors, see rwenas.train.augment)
+    # augmentation (on batched tensors, see rwenas.fit.augment)
     #: Zero padding of the random crop (0: no crop). Ignored with ``resized_crop``.
     crop_padding: int = 4
     flip: bool = True

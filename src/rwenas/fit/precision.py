@@ -30,7 +30,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The ``autocast`` dtype of a run on ``device``, or ``None`` for plain float32."""
-    from rwenas.estimators.rwe import bf16_is_native
+    from rwenas.device import bf16_is_native
 
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
