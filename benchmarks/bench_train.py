@@ -46,7 +46,7 @@ GENOMES = {
 
 
 def bench_recipe(epochs: int):
-    from rwenas.bench import BenchBudget
+    from rwenas.study.bench import BenchBudget
 
     return BenchBudget(epochs=epochs).recipe()
 

@@ -528,11 +528,11 @@ def _train_bench(args: argparse.Namespace, ds: Any, device: str) -> dict[str, An
     """The bench budget (``rwenas bench``): C=8, 5 cells, search setting, batch 128, 3 epochs,
     cosine lr 0.05; only the last epoch is followed by the test pass."""
     from bench_rwe import GENOMES
-    from rwenas.bench import BenchBudget
     from rwenas.build import build_network
     from rwenas.estimators.base import build_network as seeded
     from rwenas.fit.loop import TrainData, fit
     from rwenas.spaces import canonical_genome, get_space
+    from rwenas.study.bench import BenchBudget
 
     budget = BenchBudget(device=device, epochs=args.bench_epochs,
                          train_size=args.bench_train_size, test_size=args.bench_test_size)

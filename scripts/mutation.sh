@@ -6,12 +6,12 @@
 #   scripts/mutation.sh rwe proxies     # just these (names below)
 #
 # Modules and the test files each is checked against (only those run, to keep it affordable):
-#   rwe      src/rwenas/estimators/rwe.py       tests/test_rwe.py
-#   proxies  src/rwenas/estimators/proxies.py   tests/test_proxies.py
-#   nsga2    src/rwenas/search/nsga2.py         tests/test_search.py tests/test_objectives.py
-#   store    src/rwenas/search/store.py         tests/test_store.py
-#   spaces   src/rwenas/spaces/*.py             tests/test_spaces_*.py, the mobilenet space test
-#   html     src/rwenas/report/html.py          tests/test_report.py
+#   rwe      src/rwenas/estimators/rwe.py       tests/estimators/test_rwe.py
+#   proxies  src/rwenas/estimators/proxies.py   tests/estimators/test_proxies.py
+#   nsga2    src/rwenas/search/nsga2.py         tests/search/test_nsga2.py tests/test_objectives.py
+#   store    src/rwenas/search/store.py         tests/search/test_store.py
+#   spaces   src/rwenas/spaces/*.py             tests/spaces/test_*.py, the mobilenet space test
+#   html     src/rwenas/report/html.py          tests/report/test_html.py
 #
 # Each module runs in its own scratch copy, .mutation/<module>/ (src, tests and a pyproject.toml
 # whose [tool.mutmut] section names that module and its tests), so runs never mix and the
@@ -41,12 +41,12 @@ declare -A SOURCES=(
   [html]="src/rwenas/report/html.py"
 )
 declare -A TESTS=(
-  [rwe]="tests/test_rwe.py"
-  [proxies]="tests/test_proxies.py"
-  [nsga2]="tests/test_search.py tests/test_objectives.py"
-  [store]="tests/test_store.py"
-  [spaces]="tests/test_spaces_micro.py tests/test_spaces_macro.py tests/test_spaces_nb301.py tests/test_objectives.py::test_mobilenet_space"
-  [html]="tests/test_report.py"
+  [rwe]="tests/estimators/test_rwe.py"
+  [proxies]="tests/estimators/test_proxies.py"
+  [nsga2]="tests/search/test_nsga2.py tests/test_objectives.py"
+  [store]="tests/search/test_store.py"
+  [spaces]="tests/spaces/test_micro.py tests/spaces/test_macro.py tests/spaces/test_nb301.py tests/test_objectives.py::test_mobilenet_space"
+  [html]="tests/report/test_html.py"
 )
 ORDER=(rwe proxies store spaces html nsga2)
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from rwenas import cli
-from rwenas.bench import (
+from rwenas.errors import ConfigError
+from rwenas.spaces import get_space
+from rwenas.study.bench import (
     Bench,
     BenchBudget,
     bench_records,
@@ -15,14 +17,13 @@ from rwenas.bench import (
     format_summary,
     sample_pool,
 )
-from rwenas.errors import ConfigError
-from rwenas.spaces import get_space
 
 TINY = BenchBudget(channels=4, layers=2, epochs=1, train_size=200, test_size=100)
 
 
 def _main(argv, monkeypatch):
-    from rwenas.study_commands import add_bench, add_study
+    from rwenas.cli.bench import add_bench
+    from rwenas.cli.study import add_study
 
     if add_bench not in cli.COMMANDS:
         monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, add_bench, add_study])
@@ -54,7 +55,7 @@ def test_build_resume_retest_and_show(tmp_path, monkeypatch, capsys):
     bench_dir = tmp_path / "bench"
     calls = []
 
-    import rwenas.bench as bench_mod
+    import rwenas.study.bench as bench_mod
 
     real = bench_mod.train_architecture
 
@@ -149,7 +150,7 @@ SEARCH = dict(seeds=2, per_seed=3, generations=2, pop_size=4, train_size=200, va
 
 
 def test_add_search_tags_samples_resumes_and_build_trains_once(tmp_path, monkeypatch):
-    from rwenas.bench import add_search, bench_pool
+    from rwenas.study.bench import add_search, bench_pool
 
     bench_dir = tmp_path / "bench"
     kwargs = dict(dataset="synthetic", budget=TINY, size=4, retest=1, seed=2)
@@ -174,7 +175,7 @@ def test_add_search_tags_samples_resumes_and_build_trains_once(tmp_path, monkeyp
     assert extended[:6] == search and [p["search_seed"] for p in extended[6:]] == [0, 1]
 
     calls = []
-    import rwenas.bench as bench_mod
+    import rwenas.study.bench as bench_mod
 
     real = bench_mod.train_architecture
     monkeypatch.setattr(bench_mod, "train_architecture",
@@ -212,7 +213,7 @@ def test_trainings_outside_the_pool_are_on_demand_and_excluded(tmp_path):
 
 
 def test_halves_are_stratified_seeded_and_stable_as_the_pool_grows():
-    from rwenas.bench import pool_halves
+    from rwenas.study.bench import pool_halves
 
     space = get_space("micro")
     pool = sample_pool(space, 40, seed=0) + [

@@ -10,21 +10,15 @@ import pytest
 from scipy import stats
 
 from rwenas import cli
-from rwenas.bench import BenchBudget, bench_records, build_bench
 from rwenas.errors import ConfigError
 from rwenas.estimators.base import Score
 from rwenas.estimators.short_training import ShortTraining
-from rwenas.study import (
-    STUDY_ESTIMATORS,
-    BenchProvider,
-    correlate_pool,
-    make_study_estimator,
-    pool_records,
-    rank_correlation,
-    study_along_search,
-    study_init,
-    summarise_generations,
-)
+from rwenas.study.along_search import study_along_search, summarise_generations
+from rwenas.study.bench import BenchBudget, bench_records, build_bench
+from rwenas.study.estimators import STUDY_ESTIMATORS, make_study_estimator, rank_correlation
+from rwenas.study.init_ablation import study_init
+from rwenas.study.pool import correlate_pool, pool_records
+from rwenas.study.providers import BenchProvider
 
 TINY = BenchBudget(channels=4, layers=2, epochs=1, train_size=200, test_size=100)
 FAST_RWE = {"rwe": {"epochs": 2, "folds": 1}}
@@ -78,7 +72,7 @@ def test_registry_has_short_training():
 
 def _oracle_factory(monkeypatch):
     """Let an oracle estimator see the key of the network it is given."""
-    import rwenas.study as study
+    import rwenas.study.estimators as study
 
     real_factory = study.ScoreCache.factory
 
@@ -96,7 +90,7 @@ def _oracle_factory(monkeypatch):
 
 
 def test_correlate_pool_against_scipy_and_an_oracle(bench_dir, tmp_path, monkeypatch):
-    import rwenas.study as study
+    import rwenas.study.estimators as study
 
     records = bench_records(bench_dir)
     truth = {r["key"]: r["truth"] for r in records}
@@ -153,7 +147,7 @@ def test_correlate_pool_against_scipy_and_an_oracle(bench_dir, tmp_path, monkeyp
 
 
 def test_pool_halves_partition_the_pool(bench_dir, monkeypatch):
-    from rwenas.study import pool_records
+    from rwenas.study.pool import pool_records
 
     _oracle_factory(monkeypatch)
     every = {r["key"] for r in pool_records(bench_dir)}
@@ -220,7 +214,8 @@ def test_study_along_search_and_init(bench_dir, tmp_path):
 
 
 def _main(argv, monkeypatch):
-    from rwenas.study_commands import add_bench, add_study
+    from rwenas.cli.bench import add_bench
+    from rwenas.cli.study import add_study
 
     if add_study not in cli.COMMANDS:
         monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, add_bench, add_study])
@@ -247,7 +242,7 @@ def test_cli_correlation_on_the_pool(bench_dir, tmp_path, monkeypatch, capsys):
 def test_tune_picks_within_the_budget_and_confirms(bench_dir, tmp_path, monkeypatch, capsys):
     import json
 
-    import rwenas.tune as tune
+    import rwenas.study.tune as tune
 
     small = {name: tune.Variant(name, desc, rwe=rwe, images=(200, 100)) for name, desc, rwe in (
         ("default", "the default", {}),

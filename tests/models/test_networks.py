@@ -356,3 +356,39 @@ def test_presets_and_build_network():
                         auxiliary=None)
     assert net.layers == 3 and net.auxiliary_head is None
     _check_network(net, (1, 28, 28), 3)
+
+
+def test_networks_of_spaces_are_resolved_on_the_models_side():
+    """Built-in spaces have no build method (they are torch-free); a subclass without one gets
+    the built-in network; a space's own build wins; any other space without one is refused."""
+    from rwenas.models import builtin_network
+    from rwenas.spaces import get_space
+    from rwenas.spaces.micro import MicroSpace
+
+    assert not hasattr(MicroSpace, "build") and not hasattr(MacroSpace, "build")
+
+    class Derived(MicroSpace):
+        name = "derived"
+
+    net = create_network(Derived(), HAND_GENOME, channels=4, layers=3)
+    assert type(net).__name__ == "MicroNetwork"
+
+    class Wrapping(MicroSpace):
+        def build(self, genome, **setting):
+            net = builtin_network(self, genome, **setting)
+            net.wrapped = True
+            return net
+
+    assert create_network(Wrapping(), HAND_GENOME, channels=4, layers=3).wrapped is True
+
+    class Foreign:
+        name = "foreign"
+
+        def decode(self, genome):
+            return genome
+
+    with pytest.raises(ConfigError, match="not derived from a built-in space"):
+        create_network(Foreign(), (1, 2))
+    nb301 = get_space("nb301")  # a subclass of the micro space
+    assert type(create_network(nb301, nb301.sample(np.random.default_rng(0)),
+                               channels=4, layers=3)).__name__ == "MicroNetwork"

@@ -10,9 +10,9 @@ import types
 import numpy as np
 import pytest
 
-from rwenas import nb301
 from rwenas.errors import ConfigError, GenomeError
 from rwenas.spaces import get_space
+from rwenas.study import nb301
 
 DARTS_OPS = {"max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
              "dil_conv_3x3", "dil_conv_5x5"}

@@ -361,7 +361,8 @@ def test_cli_user_errors(tmp_path, run_cli):
         (["train", "--arch", "DARTS", "--out", out, "--momentum", "1.5", *CLI_TINY],
          "momentum"),
         (["train", "--arch", "DARTS", "--out", out, "--dataset", "nope"], "unknown dataset"),
-        (["train", "--arch", "DARTS", "--out", out, "--lr", "abc"], "not a number"),
+        (["train", "--arch", "DARTS", "--out", out, "--lr", "abc"],
+         "--lr: value must be a finite number >= 0, got 'abc'"),
         (["export", str(tmp_path / "missing")], "no checkpoint"),
     ]
     for argv, fragment in cases:

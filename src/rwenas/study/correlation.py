@@ -1,7 +1,7 @@
 """The pool study's statistics and its outputs (``rwenas study correlation``).
 
 :func:`correlation_report` turns estimator values and the ground truth of a pool into every
-number the study reports (see :mod:`rwenas.stats` for the methods):
+number the study reports (see :mod:`rwenas.study.stats` for the methods):
 
 * per estimator: Spearman and Kendall with seeded bootstrap 95 % intervals;
 * per estimator other than the reference (RWE): the paired bootstrap interval of
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from rwenas import stats
-from rwenas.stats import Interval
+from rwenas.study import stats
+from rwenas.study.stats import Interval
 
 __all__ = ["correlation_report", "format_report", "scores_from_values", "write_report"]
 
@@ -103,7 +103,7 @@ def correlation_report(values: Mapping[str, Sequence[float]], truth: Sequence[fl
     ground-truth accuracy (mean of the runs); ``sources``: each architecture's source;
     ``madds``/``params``: its cost (the controls). Returns ``{"n", "reference", "resamples",
     "seed", "groups": [{"group", "n", "rows": [...]}], "bins": {...}, "retest", "seconds",
-    "failed"}``; rows hold :class:`~rwenas.stats.Interval` values."""
+    "failed"}``; rows hold :class:`~rwenas.study.stats.Interval` values."""
     truth = np.asarray(truth, dtype=float)
     sources = np.asarray(list(sources), dtype=object)
     madds = np.asarray(madds, dtype=float)

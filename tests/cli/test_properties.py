@@ -133,9 +133,9 @@ def _fake_train(*_: Any, **__: Any) -> SimpleNamespace:
 def _fake_build_bench(bench_dir, *, space="micro", size=30, retest=0, sampler="mixed",
                       budget=None, dataset="fashion-mnist", data_dir=None, seed=0,
                       **_: Any) -> dict[str, Any]:
-    """The checks :func:`rwenas.bench.build_bench` makes before it trains anything."""
-    from rwenas.bench import BenchBudget, bench_config
+    """The checks :func:`rwenas.study.bench.build_bench` makes before it trains anything."""
     from rwenas.spaces import get_space
+    from rwenas.study.bench import BenchBudget, bench_config
 
     get_space(space)
     bench_config(space, dataset, budget or BenchBudget(), data_dir=data_dir, seed=seed,
@@ -156,12 +156,12 @@ def _run(argv: list[str], work: Path, inputs: Path) -> None:
     cwd = os.getcwd()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("rwenas.search.nsga2.run_search", _fake_search)
-        mp.setattr("rwenas.cli.load_split", lambda args: (SimpleNamespace(), None))
+        mp.setattr("rwenas.cli.evaluate.load_split", lambda args: (SimpleNamespace(), None))
         mp.setattr("rwenas.evaluation.evaluate_genome", _fake_evaluation)
         mp.setattr("rwenas.train.run.train", _fake_train)
-        mp.setattr("rwenas.bench.build_bench", _fake_build_bench)
-        mp.setattr("rwenas.bench.bench_summary", lambda *a, **k: {})
-        mp.setattr("rwenas.bench.format_summary", lambda *a, **k: "")
+        mp.setattr("rwenas.study.bench.build_bench", _fake_build_bench)
+        mp.setattr("rwenas.study.bench.bench_summary", lambda *a, **k: {})
+        mp.setattr("rwenas.study.bench.format_summary", lambda *a, **k: "")
         mp.setattr("rwenas.build.build_network", lambda *a, **k: torch.nn.Identity())
         mp.setattr("rwenas.complexity.complexity",
                    lambda *a, **k: SimpleNamespace(params_m=0.0, madds_m=0.0))

@@ -3,7 +3,7 @@
 RWE variants (:data:`VARIANTS`: BatchNorm mode and standardisation, width and depth of the
 feature network, which features, how many images, how many random backbones, which
 initialisation) are measured on the bench's *tuning* half only
-(:func:`rwenas.bench.pool_halves`), each with its seconds per architecture. The variant with
+(:func:`rwenas.study.bench.pool_halves`), each with its seconds per architecture. The variant with
 the best Spearman among those within a stated budget of seconds per architecture is picked and
 written to ``picked.json``; ``rwenas study correlation --half confirmation --tuned
 picked.json`` then reports it on the confirmation half, which the choice never saw.
@@ -115,10 +115,10 @@ def tune_rwe(bench_dir: str | Path, variants: str | Sequence[str | Variant] | No
     Spearman among the variants whose mean seconds per architecture are at most ``budget``
     (ties: the cheaper). Returns ``{"rows", "picked", "budget", "n"}``; with ``out_dir``
     writes ``tune.md``, ``tune.csv`` and ``picked.json``."""
-    from rwenas import stats
-    from rwenas.bench import Bench, _check_sources
-    from rwenas.correlation import scores_from_values
-    from rwenas.study import pool_records, score_pool
+    from rwenas.study import stats
+    from rwenas.study.bench import Bench, _check_sources
+    from rwenas.study.correlation import scores_from_values
+    from rwenas.study.pool import pool_records, score_pool
 
     if not (isinstance(budget, int | float) and math.isfinite(budget) and budget > 0):
         raise ConfigError(f"budget must be a positive number of seconds, got {budget!r}")

@@ -19,13 +19,15 @@ import numpy as np
 import pytest
 import torch
 
-from rwenas import data
 from rwenas.data import (
     DATASET_NAMES,
     FASHION_MNIST_CLASSES,
     Dataset,
     DatasetInfo,
+    cifar,
     dataset_info,
+    download,
+    idx,
     load_dataset,
     read_idx,
     search_split,
@@ -91,7 +93,7 @@ def make_cifar10(base: Path, *, per_batch: int = 4, n_test: int = 3) -> dict[str
     tx = rng.integers(0, 256, (n_test, 3072), dtype=np.uint8)
     ty = [int(v) for v in rng.integers(0, 10, n_test)]
     write_pickle(directory / "test_batch", {b"data": tx, b"labels": ty})
-    names = [n.encode() for n in data.CIFAR10_CLASSES]
+    names = [n.encode() for n in cifar.CIFAR10_CLASSES]
     write_pickle(directory / "batches.meta", {b"label_names": names, b"num_vis": 3072})
     return {
         "train_x": np.concatenate(xs),
@@ -284,7 +286,7 @@ def test_fashion_mnist_incomplete_directory(tmp_path: Path) -> None:
 
 
 def test_fashion_mnist_missing_says_where(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIRS", (tmp_path / "system",))
+    monkeypatch.setattr(idx, "FASHION_MNIST_SYSTEM_DIRS", (tmp_path / "system",))
     with pytest.raises(DataError, match="Fashion-MNIST not found") as exc_info:
         load_dataset("fashion-mnist", tmp_path / "d")
     message = one_line_error(exc_info)
@@ -322,7 +324,7 @@ def test_cifar10_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ds.test_labels.numpy(), written["test_y"])
     # CIFAR rows are 1024 red, then 1024 green, then 1024 blue values, row-major
     assert ds.train_images[0, 1, 0, 5] == written["train_x"][0, 1024 + 5]
-    assert ds.classes == list(data.CIFAR10_CLASSES)
+    assert ds.classes == list(cifar.CIFAR10_CLASSES)
     assert ds.info == DatasetInfo("cifar10", 3, 32, 10)
     channels = written["train_x"].reshape(20, 3, -1).astype(np.float64) / 255
     assert ds.mean == pytest.approx(tuple(channels.mean(axis=(0, 2))), abs=1e-12)
@@ -502,15 +504,15 @@ def test_failed_download_is_a_data_error(tmp_path: Path, monkeypatch) -> None:
     assert "cifar-10-python.tar.gz" in message and str(tmp_path) in message
     assert not list(tmp_path.iterdir())  # no partial file left behind
 
-    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIRS", ())
+    monkeypatch.setattr(idx, "FASHION_MNIST_SYSTEM_DIRS", ())
     with pytest.raises(DataError, match=r"could not download .*train-images-idx3-ubyte.gz"):
         load_dataset("fashion-mnist", tmp_path, download=True)
 
 
 def test_download_extracts_and_loads(tmp_path: Path, monkeypatch) -> None:
     tarball = cifar_tarball(tmp_path)
-    spec = dataclasses.replace(data._CIFAR_SPECS["cifar10"], md5=hashlib.md5(tarball).hexdigest())
-    monkeypatch.setitem(data._CIFAR_SPECS, "cifar10", spec)
+    spec = dataclasses.replace(cifar.CIFAR_SPECS["cifar10"], md5=hashlib.md5(tarball).hexdigest())
+    monkeypatch.setitem(cifar.CIFAR_SPECS, "cifar10", spec)
     urls = []
 
     def fake_urlopen(url, timeout=None):
@@ -540,8 +542,8 @@ def test_local_tarball_is_verified_and_extracted(tmp_path: Path, monkeypatch) ->
     (target / "cifar-10-python.tar.gz").write_bytes(tarball)
     with pytest.raises(DataError, match="checksum mismatch"):  # not the official md5
         load_dataset("cifar10", target)
-    spec = dataclasses.replace(data._CIFAR_SPECS["cifar10"], md5=hashlib.md5(tarball).hexdigest())
-    monkeypatch.setitem(data._CIFAR_SPECS, "cifar10", spec)
+    spec = dataclasses.replace(cifar.CIFAR_SPECS["cifar10"], md5=hashlib.md5(tarball).hexdigest())
+    monkeypatch.setitem(cifar.CIFAR_SPECS, "cifar10", spec)
     assert load_dataset("cifar10", target).test_images.shape == (3, 3, 32, 32)
 
 
@@ -555,7 +557,7 @@ def test_extraction_refuses_path_traversal(tmp_path: Path) -> None:
     archive.write_bytes(buffer.getvalue())
     dest = tmp_path / "dest"
     with pytest.raises(DataError, match="points outside"):
-        data._safe_extract(archive, dest)
+        download.safe_extract(archive, dest)
     assert not (tmp_path / "escaped.txt").exists()
 
 

@@ -1,4 +1,5 @@
-"""rwenas.stats: rank statistics and bootstrap intervals against scipy and hand computations."""
+"""rwenas.study.stats: rank statistics and bootstrap intervals against scipy and hand
+computations."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from rwenas.stats import (
+from rwenas.study.stats import (
     Interval,
     bootstrap_indices,
     interval,

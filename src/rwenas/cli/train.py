@@ -1,8 +1,5 @@
-"""``rwenas train`` and ``rwenas export``: argparse wiring over :mod:`rwenas.train`.
-
-``add_train(sub)`` / ``add_export(sub)`` add the sub-commands to the CLI's sub-parsers (the
-CLI helpers are imported inside them: :mod:`rwenas.cli` imports this module's functions).
-"""
+"""``rwenas train``: train an architecture from scratch (from a genome, a genotype, a
+published cell or a search run's front), resumable."""
 
 from __future__ import annotations
 
@@ -11,6 +8,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rwenas.cli.args import (
+    add_trust_arg,
+    channels_type,
+    device_type,
+    image_size_type,
+    increment_type,
+    layers_type,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    seed_type,
+    threads_type,
+)
 from rwenas.errors import ConfigError
 from rwenas.fit.precision import PRECISIONS
 
@@ -26,24 +36,6 @@ RECIPE_FLAGS = {
 }
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must not be negative")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
-    return value
 
 
 def _recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -187,17 +179,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def add_train(sub: argparse._SubParsersAction) -> None:
     from rwenas.checks import MAX_IMAGE_SIZE, MAX_WORKERS, number_arg
-    from rwenas.cli import (
-        _channels,
-        _device,
-        _image_size,
-        _increment,
-        _layers,
-        _positive_int,
-        _seed,
-        _threads,
-        add_trust_arg,
-    )
 
     p = sub.add_parser("train", help="train an architecture from scratch (validation stage, "
                                      "ImageNet transfer)")
@@ -229,11 +210,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                       "DIR/val/<class>/)")
     data.add_argument("--download", action="store_true", help="download missing CIFAR/"
                       "Fashion-MNIST files")
-    data.add_argument("--image-size", type=_image_size,
+    data.add_argument("--image-size", type=image_size_type,
                       help="training/test image size (imagenet recipe: 224)")
-    data.add_argument("--train-size", type=_positive_int, help="seeded sub-sample of the "
+    data.add_argument("--train-size", type=positive_int, help="seeded sub-sample of the "
                       "training set")
-    data.add_argument("--test-size", type=_positive_int, help="seeded sub-sample of the test "
+    data.add_argument("--test-size", type=positive_int, help="seeded sub-sample of the test "
                       "set")
     data.add_argument("--workers", type=number_arg("workers", integer=True, low=0,
                                                    high=MAX_WORKERS),
@@ -242,42 +223,42 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     rec = p.add_argument_group("recipe (defaults: the recipe's; cifar = the paper's "
                                "validation setting)")
     rec.add_argument("--recipe", choices=("cifar", "imagenet"), help="default cifar")
-    rec.add_argument("--epochs", type=_positive_int, help="cifar 600, imagenet 250")
-    rec.add_argument("--batch-size", type=_positive_int, help="cifar 96, imagenet 1024")
-    rec.add_argument("--lr", type=_non_negative_float, help="SGD learning rate (cifar 0.025 "
+    rec.add_argument("--epochs", type=positive_int, help="cifar 600, imagenet 250")
+    rec.add_argument("--batch-size", type=positive_int, help="cifar 96, imagenet 1024")
+    rec.add_argument("--lr", type=non_negative_float, help="SGD learning rate (cifar 0.025 "
                      "cosine to 0; imagenet 0.5 after warm-up, linear to 1e-5)")
-    rec.add_argument("--momentum", type=_non_negative_float, help="default 0.9")
-    rec.add_argument("--weight-decay", type=_non_negative_float, help="cifar 3e-4, imagenet "
+    rec.add_argument("--momentum", type=non_negative_float, help="default 0.9")
+    rec.add_argument("--weight-decay", type=non_negative_float, help="cifar 3e-4, imagenet "
                      "3e-5")
-    rec.add_argument("--grad-clip", type=_non_negative_float, help="gradient-norm clipping "
+    rec.add_argument("--grad-clip", type=non_negative_float, help="gradient-norm clipping "
                      "(default 5; 0: none)")
-    rec.add_argument("--auxiliary-weight", type=_non_negative_float,
+    rec.add_argument("--auxiliary-weight", type=non_negative_float,
                      help="auxiliary-head loss weight (default 0.4; 0: no head)")
-    rec.add_argument("--cutout", type=_non_negative_int, help="cutout size (cifar 16; 0: none)")
-    rec.add_argument("--drop-path", type=_non_negative_float,
+    rec.add_argument("--cutout", type=non_negative_int, help="cutout size (cifar 16; 0: none)")
+    rec.add_argument("--drop-path", type=non_negative_float,
                      help="final drop-path probability, growing linearly (cifar 0.2)")
-    rec.add_argument("--label-smoothing", type=_non_negative_float, help="imagenet 0.1")
-    rec.add_argument("--warmup-epochs", type=_non_negative_float, help="imagenet 5")
-    rec.add_argument("--final-lr", type=_non_negative_float, help="imagenet 1e-5")
+    rec.add_argument("--label-smoothing", type=non_negative_float, help="imagenet 0.1")
+    rec.add_argument("--warmup-epochs", type=non_negative_float, help="imagenet 5")
+    rec.add_argument("--final-lr", type=non_negative_float, help="imagenet 1e-5")
     rec.add_argument("--crop-padding", type=number_arg("crop padding", integer=True, low=0,
                                                         high=MAX_IMAGE_SIZE),
                      help="zero padding of the random crop (cifar 4; 0: no crop)")
-    rec.add_argument("--color-jitter", type=_non_negative_float,
+    rec.add_argument("--color-jitter", type=non_negative_float,
                      help="brightness/contrast/saturation jitter (imagenet 0.4)")
     rec.add_argument("--no-flip", dest="flip", action="store_const", const=False,
                      default=None, help="no horizontal flips")
     net = p.add_argument_group("network (defaults: the recipe's setting)")
-    net.add_argument("--channels", type=_channels, help="initial channels (cifar 34, imagenet "
+    net.add_argument("--channels", type=channels_type, help="initial channels (cifar 34, imagenet "
                      "48; macro: C or C1,C2,C3)")
-    net.add_argument("--layers", type=_layers, help="cells (cifar 20, imagenet 14)")
-    net.add_argument("--increment", type=_increment,
+    net.add_argument("--layers", type=layers_type, help="cells (cifar 20, imagenet 14)")
+    net.add_argument("--increment", type=increment_type,
                      help="pyramid channel increment per cell (cifar 4, imagenet 0)")
     net.add_argument("--decoder", choices=("residual", "dense"),
                      help="macro phase decoder (default dense, as NSGA-Net trains)")
     run = p.add_argument_group("run")
-    run.add_argument("--seed", type=_seed, help="seed of weights, shuffling, augmentation and "
+    run.add_argument("--seed", type=seed_type, help="seed of weights, shuffling, augmentation and "
                      "sub-samples (default 0)")
-    run.add_argument("--device", type=_device, help="auto (CUDA when present), cpu or cuda[:N]")
+    run.add_argument("--device", type=device_type, help="auto (CUDA when present), cpu or cuda[:N]")
     run.add_argument("--precision", choices=PRECISIONS,
                      help="auto (default): bfloat16 autocast where the device computes it "
                      "natively (AMX/AVX512-BF16 CPUs, CUDA), else float32; fp32 forces float32")
@@ -285,68 +266,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                      help="same as --precision fp32")
     run.add_argument("--no-amp", dest="precision", action="store_const", const="fp32",
                      help=argparse.SUPPRESS)  # the old spelling of --fp32
-    run.add_argument("--threads", type=_threads, help="torch CPU threads")
+    run.add_argument("--threads", type=threads_type, help="torch CPU threads")
     add_trust_arg(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_train)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from rwenas.train.export import export, export_from_run
-
-    if args.from_run is not None or args.pick is not None:
-        if args.source is not None or args.from_run is None or args.pick is None:
-            raise ConfigError("export either a trained CHECKPOINT|DIR, or --from-run RUN_DIR "
-                              "--pick L|M|S|knee|BUDGET|INDEX (the searched network)")
-        res = export_from_run(args.from_run, args.pick, args.out, onnx=args.onnx,
-                              batch_size=args.batch_size, seed=args.seed, atol=args.atol,
-                              space=args.space, trust_plugins=args.trust_plugins)
-    elif args.source is None:
-        raise ConfigError("give a CHECKPOINT|DIR of `rwenas train`, or --from-run RUN_DIR "
-                          "--pick …")
-    else:
-        res = export(args.source, args.out, onnx=args.onnx, batch_size=args.batch_size,
-                     seed=args.seed, atol=args.atol, space=args.space,
-                     trust_plugins=args.trust_plugins)
-    ts = res.max_abs_diff.get("torchscript")
-    print(f"torchscript: {res.torchscript}  (max |diff| {ts:.3g} on a batch of "
-          f"{args.batch_size})")
-    if res.onnx is not None:
-        od = res.max_abs_diff.get("onnx")
-        print(f"onnx: {res.onnx}  " + (f"(max |diff| {od:.3g})" if od is not None
-                                       else "(outputs not compared: no onnxruntime)"))
-    for note in res.notes:
-        if note.startswith("ONNX skipped"):
-            print(note)
-    print(f"genotype: {res.genotype}")
-    return 0
-
-
-def add_export(sub: argparse._SubParsersAction) -> None:
-    from rwenas.cli import _positive_int, _seed, add_trust_arg
-
-    p = sub.add_parser("export", help="export a trained network (TorchScript, ONNX, genotype)")
-    p.add_argument("source", metavar="CHECKPOINT|DIR", nargs="?",
-                   help="checkpoint.pt or a `rwenas train` output directory")
-    p.add_argument("--from-run", metavar="RUN_DIR",
-                   help="instead: export a search run's architecture as it was evaluated "
-                        "(search setting, random weights), with --pick")
-    p.add_argument("--pick", metavar="L|M|S|knee|BUDGET|INDEX",
-                   help="front member of --from-run (as for `rwenas train`)")
-    p.add_argument("--out", metavar="DIR", help="where to write (default: DIR/export/, or "
-                                                "RUN_DIR/export-PICK/)")
-    onnx = p.add_mutually_exclusive_group()
-    onnx.add_argument("--onnx", dest="onnx", action="store_const", const=True, default=None,
-                      help="require ONNX (default: exported when the onnx package is "
-                           "installed)")
-    onnx.add_argument("--no-onnx", dest="onnx", action="store_const", const=False,
-                      help="skip ONNX")
-    p.add_argument("--batch-size", type=_positive_int, default=4,
-                   help="random batch the exports are checked on (default 4)")
-    p.add_argument("--atol", type=_non_negative_float, default=1e-4,
-                   help="largest allowed |difference| of the logits (default 1e-4)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the check batch")
-    p.add_argument("--space", help="the checkpoint's plugin space package.module:Class, to "
-                                   "confirm that it may be imported")
-    add_trust_arg(p)
-    p.set_defaults(handler=cmd_export)

@@ -22,7 +22,8 @@ source (:data:`SOURCES`; no study mixes them silently):
   appended by :func:`add_search` with their search seed and generation), trained by the next
   ``bench build``.
 * ``on_demand`` — an architecture trained into this store that belongs to no pool (benches
-  made before on-demand trainings got their own cache, :class:`rwenas.study.BenchProvider`).
+  made before on-demand trainings got their own cache,
+  :class:`rwenas.study.providers.BenchProvider`).
   Never part of a pool unless asked for by name.
 
 Retest: the first ``retest`` architectures of the sampled pool are trained twice, with two
@@ -484,15 +485,15 @@ def add_search(bench_dir: str | Path, *, seeds: int | Sequence[int] = 3, per_see
     bench dataset's training set; quick-profile sizes by default), pop ``pop_size`` for
     ``generations`` generations, RWE seeded per architecture by ``estimator_seed`` as a
     search does. Its visited architectures are ordered by
-    :func:`~rwenas.search_visits.spread_over_generations` (seeded by the bench seed and the
+    :func:`~rwenas.study.search_visits.spread_over_generations` (seeded by the bench seed and the
     search seed) and the first ``per_seed`` not yet in the pool are appended. Deterministic
     and resumable: running it again adds nothing; a larger ``per_seed`` extends each seed's
     sample. Returns ``{"added", "search_size", "per_seed": {seed: count}}``."""
     from tqdm.auto import tqdm
 
     from rwenas.estimators.proxies import RWEEstimator
-    from rwenas.search_visits import nsga2_visits, spread_over_generations
-    from rwenas.study import ScoreCache, estimator_split
+    from rwenas.study.estimators import ScoreCache, estimator_split
+    from rwenas.study.search_visits import nsga2_visits, spread_over_generations
 
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list or any(s < 0 for s in seed_list):
@@ -645,7 +646,7 @@ def retest_correlation(records: Sequence[Mapping[str, Any]], *, resamples: int =
     bootstrap interval ``spearman_lo``/``spearman_hi``), Kendall, the
     mean |Δacc| and the bound ``sqrt(Spearman)`` on any estimator's correlation with the
     (noisy) truth, with the interval's bounds carried through the square root."""
-    from rwenas import stats
+    from rwenas.study import stats
 
     pairs = [(r["test_acc"], r["retest_acc"][0]) for r in records if r.get("retest_acc")]
     n = len(pairs)
@@ -728,7 +729,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
                  f"(mean {100 * summary['acc_mean']:.2f} %, std {100 * summary['acc_std']:.2f};"
                  " retested: mean of both runs)")
     if rt["n"]:
-        from rwenas.stats import Interval
+        from rwenas.study.stats import Interval
 
         ci = Interval(rt["spearman"], rt["spearman_lo"], rt["spearman_hi"], rt["n"])
         lines.append(f"retest     {rt['n']} architectures trained twice: Spearman "

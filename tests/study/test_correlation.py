@@ -1,4 +1,4 @@
-"""rwenas.correlation: the pool study's report on synthetic estimators with known answers."""
+"""rwenas.study.correlation: the pool study's report on synthetic estimators with known answers."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from rwenas.correlation import correlation_report, format_report, scores_from_values
-from rwenas.stats import partial_spearman, spearman
+from rwenas.study.correlation import correlation_report, format_report, scores_from_values
+from rwenas.study.stats import partial_spearman, spearman
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,140 @@
+"""``rwenas bench build|add-search|show``: the ground truth of the estimator study."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rwenas.cli.args import (
+    Parser,
+    device_type,
+    layers_type,
+    positive_int,
+    seed_type,
+    set_threads,
+    threads_type,
+)
+from rwenas.errors import ConfigError
+
+
+def cmd_bench_build(args: argparse.Namespace) -> int:
+    from rwenas.checks import check_device
+    from rwenas.study.bench import BenchBudget, bench_summary, build_bench, format_summary
+
+    check_device(args.device)  # CUDA asked for where there is none: before anything is written
+    set_threads(args)
+    budget = BenchBudget(channels=args.channels, layers=args.layers, epochs=args.epochs,
+                         train_size=args.train_size, test_size=args.test_size,
+                         batch_size=args.batch_size, lr=args.lr, device=args.device,
+                         precision=args.precision)
+    result = build_bench(args.bench_dir, space=args.space, dataset=args.dataset,
+                         data_dir=args.data_dir, budget=budget, size=args.size,
+                         retest=args.retest, sampler=args.sampler, seed=args.seed,
+                         workers=args.workers, force=args.force, progress=not args.quiet)
+    print(f"trained {result['trained']} architecture(s) now")
+    print(format_summary(bench_summary(args.bench_dir)))
+    return 0
+
+
+def cmd_bench_add_search(args: argparse.Namespace) -> int:
+    from rwenas.study.bench import add_search
+
+    set_threads(args)
+    if not Path(args.bench_dir).is_dir():
+        raise ConfigError(f"bench directory {args.bench_dir} does not exist")
+    result = add_search(args.bench_dir, seeds=args.seeds, per_seed=args.per_seed,
+                        generations=args.generations, pop_size=args.pop_size,
+                        train_size=args.train_size, val_size=args.val_size,
+                        estimator_seed=args.seed, progress=not args.quiet)
+    per_seed = ", ".join(f"seed {s}: {n}" for s, n in result["per_seed"].items())
+    print(f"added {result['added']} search-visited architecture(s) to the pool "
+          f"({per_seed}); {result['search_size']} of source 'search' in all. "
+          "`rwenas bench build` with the bench's settings trains them.")
+    return 0
+
+
+def cmd_bench_show(args: argparse.Namespace) -> int:
+    from rwenas.study.bench import bench_summary, format_summary, parse_sources
+
+    summary = bench_summary(args.bench_dir, parse_sources(args.sources))
+    if args.json:
+        print(json.dumps(summary, indent=2, default=lambda o: None))
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="a trained ground truth: build or summarise a bench")
+    bsub = p.add_subparsers(dest="bench_command", required=True, parser_class=Parser)
+
+    from rwenas.checks import MAX_CHANNELS, MAX_WORKERS, number_arg
+    from rwenas.fit.precision import PRECISIONS
+
+    b = bsub.add_parser("build", help="train a sample of architectures (resumable)")
+    b.add_argument("bench_dir", metavar="BENCH_DIR", help="bench directory (holds run.db); "
+                   "an existing bench with the same settings is resumed")
+    b.add_argument("--space", default="micro", help="micro, nb301, macro (default micro)")
+    b.add_argument("--dataset", default="fashion-mnist", help="dataset (default fashion-mnist)")
+    b.add_argument("--data-dir", help="where dataset files are")
+    b.add_argument("--size", type=number_arg("size", integer=True, low=1, high=10**6),
+                   default=30, help="architectures in the pool (default 30; may grow on resume)")
+    b.add_argument("--sampler", choices=("uniform", "mixed"), default="mixed",
+                   help="mixed: uniform + pooling/skip-heavy + convolution-heavy cells")
+    b.add_argument("--retest", type=number_arg("retest", integer=True, low=0, high=10**6),
+                   default=5, help="train the first N architectures twice (default 5)")
+    b.add_argument("--channels", type=number_arg("channels", integer=True, low=1,
+                                                 high=MAX_CHANNELS),
+                   default=8, help="default 8")
+    b.add_argument("--layers", type=layers_type, default=5, help="default 5")
+    b.add_argument("--epochs", type=number_arg("epochs", integer=True, low=1, high=10**6),
+                   default=3, help="default 3")
+    b.add_argument("--train-size", type=positive_int,
+                   help="training images (default all of the training set)")
+    b.add_argument("--test-size", type=positive_int,
+                   help="test images (default the whole test set)")
+    b.add_argument("--batch-size", type=number_arg("batch size", integer=True, low=1,
+                                                   high=10**6),
+                   default=128, help="default 128")
+    b.add_argument("--lr", type=number_arg("lr", low=0, low_open=True, high=1e6), default=0.05,
+                   help="default 0.05 (cosine to 0)")
+    b.add_argument("--device", type=device_type, default="cpu",
+                   help="cpu, cuda or auto (default cpu)")
+    b.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto (default): bfloat16 autocast where native; fp32 forces float32")
+    b.add_argument("--seed", type=seed_type, default=0,
+                   help="pool, data sub-sample and weights")
+    b.add_argument("--workers", type=number_arg("workers", integer=True, low=1,
+                                                high=MAX_WORKERS),
+                   default=1, help="parallel training processes (default 1)")
+    b.add_argument("--threads", type=threads_type, help="torch threads (workers=1)")
+    b.add_argument("--force", action="store_true", help="start an existing bench over")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(handler=cmd_bench_build)
+
+    a = bsub.add_parser("add-search", help="add architectures visited by RWE-driven NSGA-II "
+                        "searches to the pool (source 'search'); bench build trains them")
+    a.add_argument("bench_dir", metavar="BENCH_DIR")
+    a.add_argument("--seeds", type=positive_int, default=3,
+                   help="searches, seeds 0..N-1 (default 3)")
+    a.add_argument("--per-seed", type=positive_int, default=20,
+                   help="architectures sampled across each search's generations (default 20)")
+    a.add_argument("--generations", type=positive_int, default=10, help="default 10")
+    a.add_argument("--pop-size", type=positive_int, default=10, help="default 10")
+    a.add_argument("--train-size", type=positive_int, default=2000,
+                   help="RWE training images of the search split (default 2000)")
+    a.add_argument("--val-size", type=positive_int, default=500,
+                   help="RWE validation images (default 500)")
+    a.add_argument("--seed", type=seed_type, default=0,
+                   help="RWE evaluation seed (default 0)")
+    a.add_argument("--threads", type=positive_int, help="torch threads")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(handler=cmd_bench_add_search)
+
+    s = bsub.add_parser("show", help="summarise a bench: size, sources, budget, reliability")
+    s.add_argument("bench_dir", metavar="BENCH_DIR")
+    s.add_argument("--sources", help="comma-separated sources (default all: uniform, light, "
+                   "conv, search; on_demand only when named)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler=cmd_bench_show)

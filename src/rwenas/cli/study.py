@@ -1,0 +1,221 @@
+"""``rwenas study correlation|tune|init``: the estimator study on a bench (or NAS-Bench-301)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rwenas.cli.args import Parser, positive_float, positive_int, seed_type, set_threads
+from rwenas.errors import ConfigError
+
+
+def _estimator_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    rwe = {k: getattr(args, "rwe_" + k) for k in ("epochs", "folds")
+           if getattr(args, "rwe_" + k, None) is not None}
+    short = {k: getattr(args, "short_" + k) for k in ("epochs", "channels", "layers")
+             if getattr(args, "short_" + k, None) is not None}
+    return {"rwe": rwe, "short_training": short}
+
+
+def _provider(args: argparse.Namespace):
+    from rwenas.study.providers import BenchProvider, NB301Provider
+
+    if args.nb301_models:
+        return NB301Provider(args.nb301_models)
+    if not args.bench:
+        raise ConfigError("give --bench BENCH_DIR (or --nb301-models DIR)")
+    if not Path(args.bench).is_dir():
+        raise ConfigError(f"bench directory {args.bench} does not exist")
+    return BenchProvider(args.bench, cache_dir=args.cache, workers=args.workers,
+                         progress=not args.quiet)
+
+
+def _search_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"seeds": args.seeds, "generations": args.generations, "pop_size": args.pop_size,
+            "dataset": args.dataset, "data_dir": args.data_dir, "train_size": args.train_size,
+            "val_size": args.val_size, "estimator_seed": args.seed,
+            "progress": not args.quiet, "out_dir": args.out}
+
+
+def _print_rows(path: Path) -> None:
+    print(path.read_text().rstrip())
+
+
+def _check_bench(args: argparse.Namespace) -> None:
+    if not args.bench:
+        raise ConfigError("give --bench BENCH_DIR")
+    if not Path(args.bench).is_dir():
+        raise ConfigError(f"bench directory {args.bench} does not exist")
+
+
+def cmd_study_correlation(args: argparse.Namespace) -> int:
+    from rwenas.study.along_search import study_along_search
+    from rwenas.study.bench import parse_sources
+    from rwenas.study.estimators import resolve_estimators
+    from rwenas.study.pool import correlate_pool
+
+    set_threads(args)
+    options = _estimator_options(args)
+    estimators = resolve_estimators(args.estimators, options)  # fail early on a bad name
+    if args.along_search:
+        if args.tuned or args.half != "all":
+            raise ConfigError("--tuned and --half apply to the pool study, not --along-search")
+        provider = _provider(args)
+        try:
+            study_along_search(provider, estimators, driver=args.driver,
+                               estimator_options=options, **_search_kwargs(args))
+            if provider.trained:
+                print(f"trained {provider.trained} architecture(s) on demand into "
+                      f"{provider.cache_dir} (a cache outside every pool)")
+        finally:
+            provider.close()
+    else:
+        _check_bench(args)
+        sources = parse_sources(args.sources)
+        note = ""
+        if args.tuned:
+            from rwenas.study.tune import load_tuned
+
+            tuned, picked = load_tuned(args.tuned)
+            if args.half != "confirmation":
+                raise ConfigError("a tuned RWE is reported on the confirmation half only: "
+                                  "add --half confirmation")
+            if int(picked.get("split_seed", 0)) != args.split_seed:
+                raise ConfigError(f"{args.tuned} was tuned with --split-seed "
+                                  f"{picked.get('split_seed')}, not {args.split_seed}")
+            if "rwe" not in estimators:
+                raise ConfigError("--tuned replaces the estimator 'rwe'; include it in "
+                                  "--estimators")
+            estimators["rwe"] = tuned
+            note = (f"rwe = the variant {picked['variant']} ({picked.get('description', '')}),"
+                    f" picked on the tuning half by rwenas study tune")
+        correlate_pool(args.bench, estimators, train_size=args.train_size,
+                       val_size=args.val_size, seed=args.seed, out_dir=args.out,
+                       progress=not args.quiet, sources=sources, half=args.half,
+                       split_seed=args.split_seed, resamples=args.resamples, bins=args.bins,
+                       note=note)
+    _print_rows(Path(args.out) / "study.md")
+    return 0
+
+
+def cmd_study_tune(args: argparse.Namespace) -> int:
+    from rwenas.study.bench import parse_sources
+    from rwenas.study.tune import tune_rwe
+
+    set_threads(args)
+    _check_bench(args)
+    result = tune_rwe(args.bench, args.variants, budget=args.budget,
+                      sources=parse_sources(args.sources), split_seed=args.split_seed,
+                      seed=args.seed, resamples=args.resamples, out_dir=args.out,
+                      progress=not args.quiet)
+    _print_rows(Path(args.out) / "tune.md")
+    return 0 if result["picked"] is not None else 1
+
+
+def cmd_study_init(args: argparse.Namespace) -> int:
+    from rwenas.study.estimators import INIT_METHODS
+    from rwenas.study.init_ablation import study_init
+
+    set_threads(args)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods \
+        else list(INIT_METHODS)
+    provider = _provider(args)
+    try:
+        study_init(provider, methods=methods, rwe_options=_estimator_options(args)["rwe"],
+                   **_search_kwargs(args))
+    finally:
+        provider.close()
+    _print_rows(Path(args.out) / "study.md")
+    return 0
+
+
+def _add_study_common(p: argparse.ArgumentParser, along: bool) -> None:
+    p.add_argument("--bench", metavar="BENCH_DIR", help="ground truth: a bench (rwenas bench "
+                   "build); along a search, missing architectures are trained on demand into "
+                   "a cache beside it (--cache), never into its pool")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (CSV, "
+                   "study.md, PNG)")
+    p.add_argument("--train-size", type=positive_int, default=2000,
+                   help="estimator training images of the search split (default 2000)")
+    p.add_argument("--val-size", type=positive_int, default=500,
+                   help="estimator validation images (default 500)")
+    p.add_argument("--seed", type=seed_type, default=0,
+                   help="estimator and bootstrap seed (default 0)")
+    p.add_argument("--rwe-epochs", type=positive_int, help="RWE classifier epochs")
+    p.add_argument("--rwe-folds", type=positive_int, help="RWE ensemble folds")
+    p.add_argument("--threads", type=positive_int, help="torch threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if along:
+        p.add_argument("--nb301-models", metavar="DIR", help="ground truth: the NAS-Bench-301 "
+                       "surrogate (pip install nasbench301; nb301 space)")
+        p.add_argument("--dataset", help="estimators' dataset (default: the bench's)")
+        p.add_argument("--data-dir", help="where dataset files are")
+        p.add_argument("--seeds", type=positive_int, default=5, help="searches (default 5)")
+        p.add_argument("--generations", type=positive_int, default=10, help="default 10")
+        p.add_argument("--pop-size", type=positive_int, default=10, help="default 10")
+        p.add_argument("--workers", type=positive_int, default=1,
+                       help="processes training missing architectures (default 1)")
+        p.add_argument("--cache", metavar="DIR", help="where architectures missing from the "
+                       "bench are trained on demand (default BENCH_DIR/on-demand)")
+
+
+def _add_pool_args(p: argparse.ArgumentParser, half: bool = True) -> None:
+    from rwenas.study.bench import HALVES
+
+    p.add_argument("--sources", help="comma-separated pool sources: uniform, light, conv, "
+                   "search (default all of them; on_demand only when named)")
+    if half:
+        p.add_argument("--half", choices=HALVES, default="all", help="all (default), or the "
+                       "tuning or confirmation half (seeded, stratified by source)")
+    p.add_argument("--split-seed", type=seed_type, default=0,
+                   help="seed of the tuning/confirmation split (default 0)")
+    p.add_argument("--resamples", type=positive_int, default=2000,
+                   help="bootstrap resamples of architectures (default 2000)")
+
+
+def add_study(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("study", help="estimator study: rank correlation with ground truth")
+    ssub = p.add_subparsers(dest="study_command", required=True, parser_class=Parser)
+
+    c = ssub.add_parser("correlation", help="estimators vs. ground truth (pool or along "
+                        "NSGA-II searches)")
+    _add_study_common(c, along=True)
+    c.add_argument("--estimators", default="cheap", help="comma-separated: rwe, synflow, "
+                   "grasp, fisher, jacob_cov, snip, grad_norm, naswot, params, madds, "
+                   "short_training; 'cheap' (default: all but short_training) or 'all'")
+    c.add_argument("--along-search", action="store_true",
+                   help="per generation along NSGA-II searches (Fig. 3) instead of the pool")
+    c.add_argument("--driver", default="rwe", help="estimator driving the search (default rwe)")
+    c.add_argument("--short-epochs", type=positive_int, help="short_training epochs (10)")
+    c.add_argument("--short-channels", type=positive_int, help="short_training C (16)")
+    c.add_argument("--short-layers", type=positive_int, help="short_training layers (8)")
+    _add_pool_args(c)
+    c.add_argument("--bins", type=positive_int, default=4,
+                   help="MAdds bins for Spearman at equal cost (default 4: quartiles)")
+    c.add_argument("--tuned", metavar="PICKED_JSON", help="replace 'rwe' by the variant "
+                   "rwenas study tune picked (needs --half confirmation)")
+    c.set_defaults(handler=cmd_study_correlation)
+
+    t = ssub.add_parser("tune", help="measure RWE variants on the tuning half and pick the "
+                        "best Spearman within a time budget")
+    t.add_argument("--bench", metavar="BENCH_DIR", help="ground truth: a bench")
+    t.add_argument("--out", required=True, metavar="DIR", help="output directory (tune.md, "
+                   "tune.csv, picked.json)")
+    t.add_argument("--variants", default="all", help="comma-separated variant names "
+                   "(default all; see rwenas.study.tune.VARIANTS)")
+    t.add_argument("--budget", type=positive_float, default=5.0,
+                   help="seconds per architecture a variant may take (default 5)")
+    t.add_argument("--seed", type=seed_type, default=0,
+                   help="estimator and bootstrap seed (default 0)")
+    t.add_argument("--threads", type=positive_int, help="torch threads")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_pool_args(t, half=False)  # always the tuning half
+    t.set_defaults(handler=cmd_study_tune)
+
+    i = ssub.add_parser("init", help="RWE under the 5 initialisation methods along NSGA-II "
+                        "searches (Fig. 4)")
+    _add_study_common(i, along=True)
+    i.add_argument("--methods", help="comma-separated subset of default, kaiming_normal, "
+                   "kaiming_uniform, xavier_normal, xavier_uniform")
+    i.set_defaults(handler=cmd_study_init)

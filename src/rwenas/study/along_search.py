@@ -1,0 +1,169 @@
+"""The paper's Fig. 3: NSGA-II searches (one estimator, the *driver*, plus MAdds as
+objectives), and at every generation the Spearman correlation of every estimator over the
+union of parents and offspring, against a ground-truth provider; mean ± std per generation
+over seeds."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rwenas.errors import ConfigError
+from rwenas.study.estimators import (
+    ScoreCache,
+    estimator_split,
+    make_study_estimator,
+    rank_correlation,
+    resolve_estimators,
+)
+from rwenas.study.pool import fmt
+
+
+def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "rwe",
+                       seeds: int | Sequence[int] = 5, generations: int = 10, pop_size: int = 10,
+                       estimator_options: Mapping[str, Mapping[str, Any]] | None = None,
+                       dataset: str | None = None, data_dir: str | None = None,
+                       train_size: int | None = 2000, val_size: int | None = 500,
+                       estimator_seed: int = 0, network: Mapping[str, Any] | None = None,
+                       out_dir: str | Path | None = None, title: str = "",
+                       progress: bool = False) -> list[dict[str, Any]]:
+    """Per-generation rank correlation of each estimator along NSGA-II searches.
+
+    For every search seed, NSGA-II (:func:`rwenas.search.nsga2.make_algorithm`: pop
+    ``pop_size``, ``generations`` generations, objectives: the ``driver`` estimator's value
+    and MAdds) runs ask-and-tell; at every generation the union of parents and offspring gets
+    ground-truth accuracies from ``provider`` and every estimator's Spearman/Kendall over it.
+    Returns rows ``{seed, generation, estimator, spearman, kendall, n}``; with ``out_dir``
+    also ``along_search.csv``, ``summary.csv``, ``study.md`` and ``along_search.png``.
+    ``driver`` is an estimator label of ``estimators`` or a registered name."""
+    from tqdm.auto import tqdm
+
+    from rwenas.spaces import get_space
+    from rwenas.study.search_visits import nsga2_visits
+
+    ests = resolve_estimators(estimators, estimator_options)
+    driver_label = driver
+    driver_est = ests.get(driver)
+    if driver_est is None:
+        driver_label = "driver:" + driver
+        driver_est = make_study_estimator(driver, **dict((estimator_options or {})
+                                                         .get(driver, {})))
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list or generations < 1 or pop_size < 2:
+        raise ConfigError("the study needs at least one seed, one generation and pop_size >= 2")
+    space = get_space(provider.space_name)
+    info, split = estimator_split(dataset or provider.dataset,
+                                  data_dir=data_dir if data_dir is not None
+                                  else provider.data_dir,
+                                  seed=estimator_seed, train_size=train_size, val_size=val_size)
+    cache = ScoreCache(space, split, info, seed=estimator_seed, network=network)
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=len(seed_list) * generations, unit="gen", desc="study",
+               disable=not progress, dynamic_ncols=True)
+    try:
+        for s in seed_list:
+            visits = nsga2_visits(space, lambda g: cache.score(driver_label, driver_est, g).value,
+                                  cache.madds, seed=s, generations=generations,
+                                  pop_size=pop_size)
+            for generation, parents, genomes in visits:
+                union: dict[str, tuple[int, ...]] = {}
+                for g in parents + genomes:
+                    union.setdefault(space.key(g), g)
+                members = list(union.values())
+                accs = provider.accuracies(members)
+                for label, est in ests.items():
+                    values = [cache.score(label, est, g).value for g in members]
+                    rho, tau = rank_correlation(values, accs)
+                    rows.append({"seed": s, "generation": generation, "estimator": label,
+                                 "spearman": rho, "kendall": tau, "n": len(members)})
+                bar.update(1)
+    finally:
+        bar.close()
+    if out_dir is not None:
+        write_search_outputs(rows, out_dir, title=title or (
+            f"NSGA-II driven by {driver} + MAdds: pop {pop_size}, {generations} generations, "
+            f"{len(seed_list)} seeds; ground truth {type(provider).__name__}"))
+    return rows
+
+
+def summarise_generations(rows: Sequence[Mapping[str, Any]], metric: str = "spearman"
+                          ) -> list[dict[str, Any]]:
+    """Mean ± std (over seeds, finite values only; ``ddof=0``) per (estimator, generation)."""
+    groups: dict[tuple[str, int], list[float]] = {}
+    for r in rows:
+        groups.setdefault((r["estimator"], int(r["generation"])), []).append(float(r[metric]))
+    out = []
+    for (est, gen), vals in groups.items():
+        finite = [v for v in vals if math.isfinite(v)]
+        out.append({"estimator": est, "generation": gen,
+                    "mean": float(np.mean(finite)) if finite else math.nan,
+                    "std": float(np.std(finite)) if finite else math.nan,
+                    "seeds": len(finite)})
+    return out
+
+
+def write_search_outputs(rows: Sequence[Mapping[str, Any]], out_dir: str | Path,
+                         title: str = "", stem: str = "along_search") -> dict[str, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fields = ["seed", "generation", "estimator", "spearman", "kendall", "n"]
+    with open(out / f"{stem}.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r[k] for k in fields})
+    summary = summarise_generations(rows)
+    with open(out / "summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["estimator", "generation", "mean", "std", "seeds"])
+        w.writeheader()
+        w.writerows(summary)
+    ests = list(dict.fromkeys(r["estimator"] for r in rows))
+    gens = sorted({int(r["generation"]) for r in rows})
+    table = {(r["estimator"], r["generation"]): r for r in summary}
+    lines = ["# Estimator study along NSGA-II searches (Spearman, mean ± std over seeds)", ""]
+    if title:
+        lines += [title, ""]
+    lines.append("| estimator | " + " | ".join(f"gen {g}" for g in gens) + " | mean |")
+    lines.append("|---" * (len(gens) + 2) + "|")
+    for e in ests:
+        cells = [f"{fmt(table[(e, g)]['mean'], 2)} ± {fmt(table[(e, g)]['std'], 2)}"
+                 for g in gens]
+        means = [table[(e, g)]["mean"] for g in gens if math.isfinite(table[(e, g)]["mean"])]
+        lines.append(f"| {e} | " + " | ".join(cells) +
+                     f" | {fmt(float(np.mean(means)) if means else math.nan, 2)} |")
+    (out / "study.md").write_text("\n".join(lines) + "\n")
+    png = out / f"{stem}.png"
+    _line_plot(summary, ests, gens, png, title)
+    return {"csv": out / f"{stem}.csv", "summary": out / "summary.csv",
+            "md": out / "study.md", "png": png}
+
+
+def _line_plot(summary: Sequence[Mapping[str, Any]], ests: Sequence[str], gens: Sequence[int],
+               path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = {(r["estimator"], r["generation"]): r for r in summary}
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for e in ests:
+        m = np.array([table[(e, g)]["mean"] for g in gens], dtype=float)
+        sd = np.array([table[(e, g)]["std"] for g in gens], dtype=float)
+        (line,) = ax.plot(gens, m, marker="o", ms=3, label=e)
+        ax.fill_between(gens, m - sd, m + sd, color=line.get_color(), alpha=0.15, lw=0)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("Spearman with ground truth")
+    ax.set_ylim(-1, 1)
+    ax.legend(fontsize=7, ncol=2)
+    if title:
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
