@@ -94,7 +94,7 @@ def cmd_study_correlation(args: argparse.Namespace) -> int:
                        val_size=args.val_size, seed=args.seed, out_dir=args.out,
                        progress=not args.quiet, sources=sources, half=args.half,
                        split_seed=args.split_seed, resamples=args.resamples, bins=args.bins,
-                       note=note)
+                       note=note, score_store=_score_store(args))
     _print_rows(Path(args.out) / "study.md")
     return 0
 
@@ -108,7 +108,7 @@ def cmd_study_tune(args: argparse.Namespace) -> int:
     result = tune_rwe(args.bench, args.variants, budget=args.budget,
                       sources=parse_sources(args.sources), split_seed=args.split_seed,
                       seed=args.seed, resamples=args.resamples, out_dir=args.out,
-                      progress=not args.quiet)
+                      progress=not args.quiet, score_store=_score_store(args))
     _print_rows(Path(args.out) / "tune.md")
     return 0 if result["picked"] is not None else 1
 
@@ -172,6 +172,16 @@ def _add_pool_args(p: argparse.ArgumentParser, half: bool = True) -> None:
                    help="seed of the tuning/confirmation split (default 0)")
     p.add_argument("--resamples", type=positive_int, default=2000,
                    help="bootstrap resamples of architectures (default 2000)")
+    p.add_argument("--score-cache", metavar="FILE",
+                   help="SQLite file keeping every estimator score, so a re-run scores only "
+                        "new architectures (default BENCH/scores.db; 'none': keep nothing)")
+
+
+def _score_store(args: argparse.Namespace) -> Path | None:
+    """The score cache file of a pool study (``--score-cache``; default in the bench)."""
+    if args.score_cache is None:
+        return Path(args.bench) / "scores.db"
+    return None if args.score_cache.lower() == "none" else Path(args.score_cache)
 
 
 def add_study(sub: argparse._SubParsersAction) -> None:

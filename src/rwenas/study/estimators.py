@@ -93,7 +93,8 @@ class ScoreCache:
     """Scores architectures with estimators on one split, cached by (label, key)."""
 
     def __init__(self, space: Any, split: Any, info: Any, *, seed: int = 0,
-                 network: Mapping[str, Any] | None = None) -> None:
+                 network: Mapping[str, Any] | None = None, store: Any = None,
+                 split_context: Mapping[str, Any] | None = None) -> None:
         self.space = space
         self.split = split
         self.info = info
@@ -101,6 +102,11 @@ class ScoreCache:
         self.network = dict(network or {})
         self.scores: dict[tuple[str, str], Any] = {}
         self._madds: dict[str, float] = {}
+        #: a :class:`rwenas.study.scores.ScoreStore` that keeps scores across runs, and what
+        #: identifies this split in it (dataset, sizes; the seed and network are added)
+        self.store = store
+        self.split_context = {**dict(split_context or {}), "seed": self.seed,
+                              "network": self.network, "space": getattr(space, "name", "")}
 
     def factory(self, genome: Sequence[int], estimator: Any = None) -> Callable[[], Any]:
         from rwenas.build import build_network
@@ -118,14 +124,27 @@ class ScoreCache:
         return make
 
     def score(self, label: str, estimator: Any, genome: Sequence[int]):
+        """``estimator``'s :class:`~rwenas.estimators.base.Score` of ``genome`` (cached in
+        memory, and in the store when there is one)."""
+        from rwenas.estimators.base import Score
         from rwenas.evaluation import derive_seed
 
         key = self.space.key(genome)
         hit = self.scores.get((label, key))
+        if hit is not None:
+            return hit
+        context = None
+        if self.store is not None:
+            context, description = self.store.context(estimator, self.split_context)
+            row = self.store.get(context, label, key)
+            if row is not None:
+                hit = Score(*row)
         if hit is None:
             hit = estimator.score(self.factory(genome, estimator), self.split,
                                   seed=derive_seed(self.seed, key))
-            self.scores[(label, key)] = hit
+            if context is not None:
+                self.store.put(context, description, label, key, hit)
+        self.scores[(label, key)] = hit
         return hit
 
     def madds(self, genome: Sequence[int]) -> float:

@@ -14,6 +14,7 @@ import numpy as np
 
 from rwenas.errors import ConfigError
 from rwenas.study.estimators import ScoreCache, estimator_split, resolve_estimators
+from rwenas.study.scores import open_score_store
 
 
 def _sizes(est: Any, train_size: int | None, val_size: int | None
@@ -26,11 +27,12 @@ def _sizes(est: Any, train_size: int | None, val_size: int | None
 def score_pool(records: Sequence[Mapping[str, Any]], estimators: Mapping[str, Any], *,
                space: Any, dataset: str, data_dir: str | None = None,
                train_size: int | None = 2000, val_size: int | None = 500, seed: int = 0,
-               network: Mapping[str, Any] | None = None, progress: bool = False
-               ) -> dict[str, list[Any]]:
+               network: Mapping[str, Any] | None = None, progress: bool = False,
+               store: Any = None) -> dict[str, list[Any]]:
     """``{label: [Score per record]}``: every estimator on every record's genome, on the
     search split of ``dataset`` (an estimator with ``images = (train, val)`` gets a split of
-    that size), seeded per architecture by ``derive_seed(seed, key)``."""
+    that size), seeded per architecture by ``derive_seed(seed, key)``. ``store`` (a
+    :class:`rwenas.study.scores.ScoreStore`) keeps the scores across runs."""
     from tqdm.auto import tqdm
 
     caches: dict[tuple[int | None, int | None], ScoreCache] = {}
@@ -43,7 +45,10 @@ def score_pool(records: Sequence[Mapping[str, Any]], estimators: Mapping[str, An
             if sizes not in caches:
                 info, split = estimator_split(dataset, data_dir=data_dir, seed=seed,
                                               train_size=sizes[0], val_size=sizes[1])
-                caches[sizes] = ScoreCache(space, split, info, seed=seed, network=network)
+                caches[sizes] = ScoreCache(
+                    space, split, info, seed=seed, network=network, store=store,
+                    split_context={"dataset": dataset, "train_size": sizes[0],
+                                   "val_size": sizes[1]})
             scores = []
             for r in records:
                 scores.append(caches[sizes].score(label, est, r["genome"]))
@@ -69,7 +74,7 @@ def correlate_pool(bench_dir: str | Path, estimators: Any = None, *,
                    progress: bool = False, sources: Sequence[str] | None = None,
                    half: str = "all", split_seed: int = 0, resamples: int = 2000,
                    bins: int = 4, reference: str = "rwe", title: str = "",
-                   note: str = "") -> dict[str, Any]:
+                   note: str = "", score_store: str | Path | None = None) -> dict[str, Any]:
     """The pool study: every estimator against the bench's ground truth, with intervals.
 
     The pool is the bench's records of ``sources`` (default: uniform, light, conv, search)
@@ -80,7 +85,8 @@ def correlate_pool(bench_dir: str | Path, estimators: Any = None, *,
     paired differences are taken against; the retest statistics are over the pool's
     retested architectures), plus ``"records"`` and ``"sources"``; with ``out_dir`` also
     writes ``study.md``, ``correlation.csv``, ``bins.csv`` and ``correlation.png``
-    (``note`` is appended to the title)."""
+    (``note`` is appended to the title). ``score_store``: a SQLite file keeping every score
+    (:mod:`rwenas.study.scores`), so a re-run scores only what is new."""
     from rwenas.study.bench import Bench, _check_sources, retest_correlation
     from rwenas.study.correlation import correlation_report, write_report
 
@@ -93,9 +99,11 @@ def correlate_pool(bench_dir: str | Path, estimators: Any = None, *,
         raise ConfigError(f"bench {bench_dir} has {len(records)} trained architecture(s) of "
                           f"sources {','.join(wanted)} in half {half!r}; need at least 3")
     ests = resolve_estimators(estimators, estimator_options)
-    scores = score_pool(records, ests, space=space, dataset=config["dataset"],
-                        data_dir=config.get("data_dir"), train_size=train_size,
-                        val_size=val_size, seed=seed, network=network, progress=progress)
+    with open_score_store(score_store) as store:
+        scores = score_pool(records, ests, space=space, dataset=config["dataset"],
+                            data_dir=config.get("data_dir"), train_size=train_size,
+                            val_size=val_size, seed=seed, network=network, progress=progress,
+                            store=store)
     report = correlation_report(
         {k: [s.value for s in v] for k, v in scores.items()},
         [r["truth"] for r in records], [r["source"] for r in records],

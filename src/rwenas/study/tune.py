@@ -106,7 +106,8 @@ def tune_rwe(bench_dir: str | Path, variants: str | Sequence[str | Variant] | No
              budget: float = DEFAULT_BUDGET, sources: Sequence[str] | None = None,
              split_seed: int = 0, seed: int = 0, resamples: int = 2000,
              rwe_overrides: Mapping[str, Any] | None = None,
-             out_dir: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+             out_dir: str | Path | None = None, progress: bool = False,
+             score_store: str | Path | None = None) -> dict[str, Any]:
     """Measure RWE variants on the tuning half and pick one.
 
     Each variant scores every architecture of the tuning half (sources ``sources``, split
@@ -114,11 +115,13 @@ def tune_rwe(bench_dir: str | Path, variants: str | Sequence[str | Variant] | No
     its Spearman minus the default variant's a paired interval. The pick: the best point
     Spearman among the variants whose mean seconds per architecture are at most ``budget``
     (ties: the cheaper). Returns ``{"rows", "picked", "budget", "n"}``; with ``out_dir``
-    writes ``tune.md``, ``tune.csv`` and ``picked.json``."""
+    writes ``tune.md``, ``tune.csv`` and ``picked.json``. ``score_store``: see
+    :func:`rwenas.study.pool.correlate_pool`."""
     from rwenas.study import stats
     from rwenas.study.bench import Bench, _check_sources
     from rwenas.study.correlation import scores_from_values
     from rwenas.study.pool import pool_records, score_pool
+    from rwenas.study.scores import open_score_store
 
     if not (isinstance(budget, int | float) and math.isfinite(budget) and budget > 0):
         raise ConfigError(f"budget must be a positive number of seconds, got {budget!r}")
@@ -131,8 +134,10 @@ def tune_rwe(bench_dir: str | Path, variants: str | Sequence[str | Variant] | No
         raise ConfigError(f"the tuning half of {bench_dir} has {len(records)} trained "
                           "architecture(s); need at least 3")
     ests = {v.name: RWEVariant(v, **dict(rwe_overrides or {})) for v in chosen}
-    scores = score_pool(records, ests, space=space, dataset=config["dataset"],
-                        data_dir=config.get("data_dir"), seed=seed, progress=progress)
+    with open_score_store(score_store) as store:
+        scores = score_pool(records, ests, space=space, dataset=config["dataset"],
+                            data_dir=config.get("data_dir"), seed=seed, progress=progress,
+                            store=store)
     truth = np.array([r["truth"] for r in records])
     n = len(truth)
     idx = stats.bootstrap_indices(n, resamples, seed)
