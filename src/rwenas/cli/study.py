@@ -1,4 +1,5 @@
-"""``rwenas study correlation|tune|init``: the estimator study on a bench (or NAS-Bench-301)."""
+"""``rwenas study correlation|tune|init``: the estimator study on a bench (or NAS-Bench-301);
+``rwenas study table``: the paper's Table 1, measured end to end."""
 
 from __future__ import annotations
 
@@ -6,7 +7,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rwenas.cli.args import Parser, positive_float, positive_int, seed_type, set_threads
+from rwenas.cli.args import (
+    Parser,
+    device_type,
+    image_size_type,
+    layers_type,
+    positive_float,
+    positive_int,
+    seed_type,
+    set_threads,
+    threads_type,
+)
 from rwenas.errors import ConfigError
 
 
@@ -130,6 +141,68 @@ def cmd_study_init(args: argparse.Namespace) -> int:
     return 0
 
 
+BUDGET_FIELDS = ("channels", "layers", "epochs", "train_size", "test_size", "batch_size", "lr",
+                 "device", "precision")
+
+
+def _table_budget(args: argparse.Namespace):
+    """The training budget: the bench's defaults < ``--budget FILE`` (JSON or TOML with
+    :class:`~rwenas.study.bench.BenchBudget` fields) < the flags given."""
+    import dataclasses
+
+    from rwenas.build import load_json_file
+    from rwenas.search.config import load_toml
+    from rwenas.study.bench import BenchBudget
+
+    known = [f.name for f in dataclasses.fields(BenchBudget)]
+    values: dict[str, Any] = {}
+    if args.budget:
+        data = load_toml(args.budget) if str(args.budget).endswith(".toml") \
+            else load_json_file(args.budget, "budget")
+        if not isinstance(data, dict):
+            raise ConfigError(f"budget file {args.budget} must hold a table of settings")
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"budget file {args.budget}: unknown setting(s) "
+                              f"{', '.join(unknown)} (known: {', '.join(known)})")
+        values.update(data)
+    values.update({k: getattr(args, k) for k in BUDGET_FIELDS if getattr(args, k) is not None})
+    return BenchBudget(**values)
+
+
+def cmd_study_table(args: argparse.Namespace) -> int:
+    from rwenas.checks import check_device
+    from rwenas.study.table import TableSettings, build_table
+
+    set_threads(args)
+    budget = _table_budget(args)
+    check_device(budget.device)  # CUDA asked for where there is none: before anything is written
+    if args.bench and not Path(args.bench).is_dir():
+        raise ConfigError(f"bench directory {args.bench} does not exist")
+    network = {k: v for k, v in (("channels", args.search_channels),
+                                 ("layers", args.search_layers)) if v is not None}
+    rwe = {k: v for k, v in (("epochs", args.rwe_epochs), ("folds", args.rwe_folds))
+           if v is not None}
+    published = None
+    if args.published is not None:
+        text = args.published.strip()
+        published = () if text.lower() == "none" else tuple(
+            n.strip() for n in text.split(",") if n.strip())
+    settings = TableSettings(
+        space=args.space, dataset=args.dataset, data_dir=args.data_dir,
+        image_size=args.image_size, seed=args.seed, seeds=args.seeds, pop_size=args.pop_size,
+        generations=args.generations, search_train_size=args.search_train_size,
+        search_val_size=args.search_val_size, search_network=network, rwe=rwe,
+        proxy=args.proxy, samples=args.samples, published=published, budget=budget)
+    result = build_table(args.out, settings, bench=args.bench, force=args.force,
+                         progress=not args.quiet)
+    if not result["complete"]:
+        print(f"{result['remaining']} training(s) left; run the same command again to continue")
+        return 0
+    _print_rows(Path(result["files"]["md"]))
+    return 0
+
+
 def _add_study_common(p: argparse.ArgumentParser, along: bool) -> None:
     p.add_argument("--bench", metavar="BENCH_DIR", help="ground truth: a bench (rwenas bench "
                    "build); along a search, missing architectures are trained on demand into "
@@ -223,9 +296,83 @@ def add_study(sub: argparse._SubParsersAction) -> None:
     _add_pool_args(t, half=False)  # always the tuning half
     t.set_defaults(handler=cmd_study_tune)
 
+    _add_table(ssub)
+
     i = ssub.add_parser("init", help="RWE under the 5 initialisation methods along NSGA-II "
                         "searches (Fig. 4)")
     _add_study_common(i, along=True)
     i.add_argument("--methods", help="comma-separated subset of default, kaiming_normal, "
                    "kaiming_uniform, xavier_normal, xavier_uniform")
     i.set_defaults(handler=cmd_study_init)
+
+
+def _add_table(ssub: argparse._SubParsersAction) -> None:
+    from rwenas.checks import MAX_CHANNELS, MAX_GENERATIONS, MAX_POP_SIZE, number_arg
+    from rwenas.fit.precision import PRECISIONS
+
+    t = ssub.add_parser("table", help="Table 1, measured: RWE + NSGA-II, random search, "
+                        "MAdds-matched random, a proxy-driven search and published cells, "
+                        "all trained at one budget (resumable)")
+    t.add_argument("--out", required=True, metavar="DIR", help="output directory (table.md, "
+                   "table.csv, table.json, table.png; the searches and trainings); the same "
+                   "command again continues it")
+    t.add_argument("--space", default="micro", help="search space (default micro)")
+    t.add_argument("--dataset", default="fashion-mnist", help="any dataset rwenas loads "
+                   "(default fashion-mnist)")
+    t.add_argument("--data-dir", help="where dataset files are")
+    t.add_argument("--image-size", type=image_size_type, help="image size (imagefolder, "
+                   "synthetic)")
+    t.add_argument("--seed", type=seed_type, default=0, help="searches, data sub-samples, the "
+                   "random sample and the training seeds (default 0)")
+    t.add_argument("--seeds", type=number_arg("seeds", integer=True, low=2, high=1000),
+                   default=2, help="trainings per architecture, different seeds (default 2)")
+    t.add_argument("--pop-size", type=number_arg("pop_size", integer=True, low=2,
+                                                 high=MAX_POP_SIZE),
+                   default=20, help="search population (default 20, the paper's)")
+    t.add_argument("--generations", type=number_arg("generations", integer=True, low=1,
+                                                    high=MAX_GENERATIONS),
+                   default=20, help="search generations, the first counted (default 20)")
+    t.add_argument("--search-train-size", type=positive_int, default=2000,
+                   help="RWE training images of the search split (default 2000)")
+    t.add_argument("--search-val-size", type=positive_int, default=500,
+                   help="RWE validation images of the search split (default 500)")
+    t.add_argument("--search-channels", type=number_arg("channels", integer=True, low=1,
+                                                        high=MAX_CHANNELS),
+                   help="channels of the search-setting network (default: the space's)")
+    t.add_argument("--search-layers", type=layers_type,
+                   help="cells of the search-setting network (default: the space's)")
+    t.add_argument("--rwe-epochs", type=positive_int, help="RWE classifier epochs")
+    t.add_argument("--rwe-folds", type=positive_int, help="RWE ensemble folds")
+    t.add_argument("--proxy", default="jacob_cov", help="zero-cost proxy driving row 4's "
+                   "NSGA-II, with MAdds (default jacob_cov)")
+    t.add_argument("--samples", type=number_arg("samples", integer=True, low=1, high=10**6),
+                   default=100, help="random architectures drawn for row 3 (default 100)")
+    t.add_argument("--published", help="comma-separated published cells of row 5 (default "
+                   "DARTS,NSGANet,AmoebaNet,NASNet,ENAS; 'none' for no row 5)")
+    t.add_argument("--budget", metavar="FILE", help="training budget as JSON or TOML "
+                   "(BenchBudget fields); the flags below override it")
+    t.add_argument("--channels", type=number_arg("channels", integer=True, low=1,
+                                                 high=MAX_CHANNELS),
+                   help="training budget: channels (default 8)")
+    t.add_argument("--layers", type=layers_type, help="training budget: cells (default 5)")
+    t.add_argument("--epochs", type=number_arg("epochs", integer=True, low=1, high=10**6),
+                   help="training budget: epochs (default 3)")
+    t.add_argument("--train-size", type=positive_int,
+                   help="training budget: training images (default all)")
+    t.add_argument("--test-size", type=positive_int,
+                   help="test images (default: the whole test set)")
+    t.add_argument("--batch-size", type=number_arg("batch size", integer=True, low=1,
+                                                   high=10**6),
+                   help="training budget: batch (default 128)")
+    t.add_argument("--lr", type=number_arg("lr", low=0, low_open=True, high=1e6),
+                   help="training budget: learning rate (default 0.05, cosine to 0)")
+    t.add_argument("--device", type=device_type, help="where trainings run: cpu (default), "
+                   "cuda or auto")
+    t.add_argument("--precision", choices=PRECISIONS,
+                   help="auto (default): bfloat16 autocast where native; fp32")
+    t.add_argument("--bench", metavar="BENCH_DIR", help="reuse this bench's trainings of the "
+                   "same architecture, budget, data and seed instead of training again")
+    t.add_argument("--threads", type=threads_type, help="torch threads")
+    t.add_argument("--force", action="store_true", help="start an existing table over")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(handler=cmd_study_table)

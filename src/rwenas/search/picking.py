@@ -104,6 +104,38 @@ def budget_index(rows: Sequence[Mapping[str, Any]], budget: str,
         error_of(rows[t[0]], objectives), t[1] if t[1] is not None else 0.0, t[0]))[0]
 
 
+#: the named picks of a front: lowest error, middle by MAdds, fewest MAdds
+LMS = ("L", "M", "S")
+
+
+def _number(row: Mapping[str, Any], key: str, index: int) -> float:
+    value = row.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ConfigError(f"front.json row {index} has no numeric {key!r}")
+    return float(value)
+
+
+def lms_index(rows: Sequence[Mapping[str, Any]], which: str, objectives: Sequence[str]) -> int:
+    """Index of the ``L``, ``M`` or ``S`` member of ``rows`` (a front, as ``front.json``
+    rows): ``L`` the lowest RWE error (the first objective for a run without RWE; ties: fewer
+    multiply-adds), ``S`` the fewest multiply-adds, ``M`` the middle of the front sorted by
+    multiply-adds (index ``len // 2``)."""
+    n = len(rows)
+    if n == 0:
+        raise ConfigError("the front is empty")
+    which = str(which).upper()
+    if which not in LMS:
+        raise ConfigError(f"unknown pick {which!r} (known: {', '.join(LMS)})")
+    if which == "L" and any(r.get("rwe_error") is None for r in rows):
+        return min(range(n), key=lambda i: (error_of(rows[i], objectives), i))
+    err = [_number(r, "rwe_error", i) if which == "L" else 0.0 for i, r in enumerate(rows)]
+    madds = [_number(r, "madds_m", i) for i, r in enumerate(rows)]
+    if which == "L":
+        return min(range(n), key=lambda i: (err[i], madds[i], i))
+    by_madds = sorted(range(n), key=lambda i: (madds[i], err[i], i))
+    return by_madds[0] if which == "S" else by_madds[n // 2]
+
+
 def select(rows: Sequence[Mapping[str, Any]], pick: str,
            objectives: Sequence[str]) -> int | None:
     """Index picked by ``knee`` or a budget; ``None`` for other picks (L/M/S, an index)."""

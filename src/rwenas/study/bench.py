@@ -58,6 +58,7 @@ __all__ = [
     "bench_pool",
     "bench_records",
     "bench_summary",
+    "budget_network",
     "build_bench",
     "format_summary",
     "sample_pool",
@@ -178,23 +179,37 @@ def sample_pool(space: Any, size: int, *, seed: int = 0, sampler: str = "mixed",
 
 
 # -- training ------------------------------------------------------------------------------------
-def train_architecture(space: Any, genome: Sequence[int], data: Any, budget: BenchBudget,
-                       seed: int) -> dict[str, Any]:
-    """Train ``genome`` at ``budget`` on ``data`` (a :class:`~rwenas.fit.loop.TrainData`)
-    with ``seed``; ``{test_acc, params_m, madds_m, seconds}``."""
+def budget_network(space: Any, budget: BenchBudget, *, in_channels: int, num_classes: int,
+                   genome: Sequence[int] | None = None, genotype: Any = None) -> Any:
+    """The network of ``genome`` (built from its canonical genome) or of ``genotype`` (e.g. a
+    published cell without a genome) at ``budget``'s scale: the search setting at
+    ``budget.channels`` (and ``budget.layers`` cells), no auxiliary head, no drop path."""
     from rwenas.build import build_network
-    from rwenas.estimators.base import build_network as seeded
-    from rwenas.fit.loop import fit
     from rwenas.spaces import canonical_genome
 
+    if (genome is None) == (genotype is None):
+        raise ConfigError("give exactly one of a genome or a genotype")
     options: dict[str, Any] = {"channels": budget.channels}
     if getattr(space, "name", "") != "macro":
         options.update(layers=budget.layers, auxiliary=False, drop_path=0.0)
+    arch = genotype if genome is None else canonical_genome(space, tuple(int(v) for v in genome))
+    return build_network(space, arch, in_channels=in_channels, num_classes=num_classes,
+                         setting="search", **options)
+
+
+def train_architecture(space: Any, genome: Sequence[int] | None, data: Any,
+                       budget: BenchBudget, seed: int, *, genotype: Any = None
+                       ) -> dict[str, Any]:
+    """Train ``genome`` (or, when it is ``None``, ``genotype``: a published cell without a
+    genome) at ``budget`` on ``data`` (a :class:`~rwenas.fit.loop.TrainData`) with ``seed``;
+    ``{test_acc, params_m, madds_m, seconds}``."""
+    from rwenas.estimators.base import build_network as seeded
+    from rwenas.fit.loop import fit
+
     t0 = time.perf_counter()
-    net = seeded(lambda: build_network(space, canonical_genome(space, tuple(genome)),
-                                       in_channels=data.in_channels,
-                                       num_classes=data.num_classes, setting="search",
-                                       **options), seed)
+    net = seeded(lambda: budget_network(space, budget, in_channels=data.in_channels,
+                                        num_classes=data.num_classes, genome=genome,
+                                        genotype=genotype if genome is None else None), seed)
     result = fit(net, data, budget.recipe(), seed=seed, device=budget.device,
                  precision=budget.precision, test_every_epoch=False)
     return {"test_acc": float(result.history[-1]["test_acc"]), "params_m": result.params_m,
@@ -216,6 +231,8 @@ class BenchContext:
     data_dir: str | None
     budget: dict[str, Any]
     data_seed: int = 0
+    #: ``None``: the dataset's own size (the images are resized otherwise)
+    image_size: int | None = None
 
     def load(self) -> _Loaded:
         from rwenas.data import load_dataset
@@ -223,7 +240,8 @@ class BenchContext:
         from rwenas.spaces import get_space
 
         budget = BenchBudget(**self.budget)
-        ds = load_dataset(self.dataset, self.data_dir, seed=self.data_seed)
+        ds = load_dataset(self.dataset, self.data_dir, image_size=self.image_size,
+                          seed=self.data_seed)
         data = TrainData.from_dataset(ds, train_size=budget.train_size,
                                       test_size=budget.test_size, seed=self.data_seed)
         return _Loaded(get_space(self.space), data, budget)
@@ -325,7 +343,7 @@ class Bench:
     def context(self) -> BenchContext:
         c = self.config
         return BenchContext(c["space"], c["dataset"], c.get("data_dir"), c["budget"],
-                            int(c.get("seed", 0)))
+                            int(c.get("seed", 0)), c.get("image_size"))
 
     def accuracy(self, key: str) -> float | None:
         rec = self.store.get_evaluation(key)
@@ -394,14 +412,18 @@ class Bench:
 
 
 def bench_config(space: str, dataset: str, budget: BenchBudget, *, data_dir: str | None = None,
-                 seed: int = 0, sampler: str = "mixed") -> dict[str, Any]:
+                 seed: int = 0, sampler: str = "mixed", image_size: int | None = None
+                 ) -> dict[str, Any]:
     if sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)})")
-    return {"kind": KIND, "space": space, "dataset": dataset, "data_dir": data_dir,
-            "seed": int(seed), "sampler": sampler, "budget": budget.to_dict()}
+    config = {"kind": KIND, "space": space, "dataset": dataset, "data_dir": data_dir,
+              "seed": int(seed), "sampler": sampler, "budget": budget.to_dict()}
+    if image_size is not None:  # stored only when given: older benches stay as they are
+        config["image_size"] = int(image_size)
+    return config
 
 
-_FIXED = ("space", "dataset", "seed", "sampler", "budget")
+_FIXED = ("space", "dataset", "seed", "sampler", "budget", "image_size")
 
 
 def build_bench(bench_dir: str | Path, *, space: str = "micro", dataset: str = "fashion-mnist",

@@ -10,7 +10,6 @@ an integer: that row of ``front.json`` (0-based, in file order; negative counts 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,12 @@ from typing import Any
 
 from rwenas.build import Architecture, load_json_file, resolve_architecture
 from rwenas.errors import ConfigError, RwenasError
-from rwenas.search.picking import error_of, is_budget, select
+from rwenas.search.picking import LMS, is_budget, lms_index, select
 from rwenas.spaces import check_stored_space
 
 __all__ = ["PICKS", "Picked", "pick_from_run", "pick_index"]
 
-PICKS = ("L", "M", "S")
+PICKS = LMS
 
 
 @dataclass(frozen=True)
@@ -44,13 +43,6 @@ class Picked:
                 "search_dataset": self.config.get("dataset")}
 
 
-def _number(row: Mapping[str, Any], key: str, index: int) -> float:
-    value = row.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise ConfigError(f"front.json row {index} has no numeric {key!r}")
-    return float(value)
-
-
 def _objectives(rows: list[Mapping[str, Any]]) -> list[str]:
     first = rows[0].get("objectives") if rows else None
     return list(first) if isinstance(first, Mapping) else ["rwe", "madds"]
@@ -68,17 +60,7 @@ def pick_index(rows: list[Mapping[str, Any]], pick: str | int,
     if chosen is not None:
         return chosen
     if text.upper() in PICKS:
-        which = text.upper()
-        if which == "L" and any(r.get("rwe_error") is None for r in rows):
-            objs = objectives or _objectives(rows)
-            return min(range(n), key=lambda i: (error_of(rows[i], objs), i))
-        err = [_number(r, "rwe_error", i) if which == "L" else 0.0
-               for i, r in enumerate(rows)]
-        madds = [_number(r, "madds_m", i) for i, r in enumerate(rows)]
-        if which == "L":
-            return min(range(n), key=lambda i: (err[i], madds[i], i))
-        by_madds = sorted(range(n), key=lambda i: (madds[i], err[i], i))
-        return by_madds[0] if which == "S" else by_madds[n // 2]
+        return lms_index(rows, text.upper(), objectives or _objectives(rows))
     try:
         index = int(text)
     except ValueError:

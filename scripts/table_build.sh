@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Table 1, measured (`rwenas study table`, issue 12) on Fashion-MNIST, in runs/table-fm: RWE +
+# NSGA-II, random search, MAdds-matched random architectures, jacob_cov + NSGA-II and the
+# published cells, every architecture trained twice at the bench's budget (C=8, 5 cells,
+# 3 epochs on 10,000 training images, all 10,000 test images, batch 128, lr 0.05) on one
+# core (one thread, niced). Trainings the bench runs/bench-fm-v2 already did (same
+# architecture, budget, data and seed) are reused, not repeated. Resumable: re-run it to
+# continue after any interruption; every finished search evaluation and training is kept.
+# Hours of CPU: start it in the background, e.g.
+#   nohup bash scripts/table_build.sh > runs/table-fm.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=runs/table-fm
+BENCH=runs/bench-fm-v2
+SNAPSHOT=docs/study/bench-fm-v2.db
+# The bench to share trainings with: its working copy, or the committed snapshot (as
+# scripts/bench_build.sh continues it on a fresh clone).
+if [ ! -f "$BENCH/run.db" ] && [ -f "$SNAPSHOT" ]; then
+  mkdir -p "$BENCH" && cp "$SNAPSHOT" "$BENCH/run.db"
+fi
+SHARE=()
+if [ -f "$BENCH/run.db" ]; then
+  SHARE=(--bench "$BENCH")
+fi
+export OMP_NUM_THREADS=1
+exec nice -n "${NICE:-5}" .venv/bin/rwenas study table --out "$OUT" --dataset fashion-mnist \
+  --seeds 2 --pop-size 20 --generations 20 --proxy jacob_cov \
+  --channels 8 --layers 5 --epochs 3 --train-size 10000 --batch-size 128 --lr 0.05 \
+  --threads 1 "${SHARE[@]}" "$@"
