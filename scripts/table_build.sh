@@ -8,11 +8,36 @@
 # continue after any interruption; every finished search evaluation and training is kept.
 # Hours of CPU: start it in the background, e.g.
 #   nohup bash scripts/table_build.sh > runs/table-fm.log 2>&1 &
+#   bash scripts/table_build.sh snapshot   # copy its stores to docs/study/table-fm/ (commit it)
+# On a fresh clone (no runs/table-fm) it continues from that committed snapshot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=runs/table-fm
 BENCH=runs/bench-fm-v2
 SNAPSHOT=docs/study/bench-fm-v2.db
+TABLE_SNAPSHOT=docs/study/table-fm
+# Consistent copies of every SQLite store under $1 into $2 (same relative paths).
+copy_stores() {
+  .venv/bin/python - "$1" "$2" <<'PY'
+import os, pathlib, sqlite3, sys
+src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+for db in sorted(src.rglob("run.db")):
+    target = dst / db.relative_to(src)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    a, b = sqlite3.connect(db), sqlite3.connect(str(target) + ".tmp")
+    a.backup(b)
+    b.execute("PRAGMA journal_mode=DELETE")
+    b.close(); a.close()
+    os.replace(str(target) + ".tmp", target)
+PY
+}
+if [ "${1:-}" = snapshot ]; then
+  copy_stores "$OUT" "$TABLE_SNAPSHOT"
+  exit 0
+fi
+if [ ! -f "$OUT/run.db" ] && [ -f "$TABLE_SNAPSHOT/run.db" ]; then
+  copy_stores "$TABLE_SNAPSHOT" "$OUT"
+fi
 # The bench to share trainings with: its working copy, or the committed snapshot (as
 # scripts/bench_build.sh continues it on a fresh clone).
 if [ ! -f "$BENCH/run.db" ] && [ -f "$SNAPSHOT" ]; then
