@@ -268,8 +268,11 @@ def test_process_pool_gives_the_same_front(reference_run: Path, tmp_path: Path):
     assert front_signature(tmp_path / "pool") == front_signature(reference_run)
 
 
-def test_ray_search_on_a_local_runtime(reference_run: Path, tmp_path: Path):
+def test_ray_search_on_a_local_runtime(reference_run: Path, tmp_path: Path, monkeypatch):
     pytest.importorskip("ray")
+    # Ray starts its workers 15 nice levels below the driver by default: on a machine busy
+    # with background jobs they wait behind those; here they get the test's own priority.
+    monkeypatch.setenv("RAY_worker_niceness", "0")
     run_search(tiny_config(executor="ray", workers=2), tmp_path / "ray", progress=False)
     assert front_signature(tmp_path / "ray") == front_signature(reference_run)
 
@@ -281,14 +284,17 @@ FLAKY_SPACE = textwrap.dedent("""
 
     class FlakySpace(MicroSpace):
         '''Micro space whose networks fail to build when block 0 of the normal cell applies
-        a pooling operation on its first operand (a stand-in for a user's broken plugin).'''
+        a pooling operation on its first operand (a stand-in for a user's broken plugin).
+        With FLAKY_DIE set, those applying average pooling kill their worker process
+        instead, and the others build.'''
         name = "flaky"
 
         def build(self, genome, **setting):
             g = tuple(genome) if not hasattr(genome, "normal") else self.encode(genome)
-            if g[0] in (0, 1):
-                if os.environ.get("FLAKY_DIE"):
+            if os.environ.get("FLAKY_DIE"):
+                if g[0] == 1:
                     os._exit(3)  # the worker process dies
+            elif g[0] in (0, 1):
                 raise RuntimeError("simulated build failure")
             return builtin_network(self, genome, **setting)
 """)
@@ -322,7 +328,11 @@ def test_failing_evaluations_are_recorded_with_worst_objectives(flaky_space, tmp
 
 def test_a_dying_worker_is_retried_then_recorded_as_failed(flaky_space, tmp_path, monkeypatch):
     """Only the architectures that kill their worker fail, each after max_retries + 1 solo
-    attempts; the innocent ones that ran beside them when the pool broke are all ok."""
+    attempts; the innocent ones that ran beside them when the pool broke are all ok.
+
+    Killers are those whose first operation is average pooling: 2 of the 8 here. (Any pooling
+    made 5 of 8, and every kill costs a new pool of freshly spawned workers, each importing
+    torch: 16 pools instead of 8, for the same paths through the executor.)"""
     monkeypatch.setenv("FLAKY_DIE", "1")
     cfg = tiny_config(space=flaky_space, pop_size=8, generations=1, max_retries=1,
                       executor="process", workers=2)
@@ -332,7 +342,7 @@ def test_a_dying_worker_is_retried_then_recorded_as_failed(flaky_space, tmp_path
     assert len(records) == 8  # every evaluation finished, one way or the other
     # networks are built from the canonical genome, so that is what the plugin's build sees
     space = MicroSpace()
-    killers = {e["key"] for e in records if space.canonical(e["genome"])[0] in (0, 1)}
+    killers = {e["key"] for e in records if space.canonical(e["genome"])[0] == 1}
     failed = {e["key"] for e in records if e["status"] == "failed"}
     assert killers, "no genome kills its worker (adjust the plugin's condition)"
     assert len(killers) < len(records), "no innocent genome to protect"

@@ -145,8 +145,10 @@ def test_cli_errors_are_one_line(argv, message, tmp_path, monkeypatch, capsys):
 # -- sources, the search-visited source, halves ------------------------------------------------
 
 FAST_RWE = {"epochs": 2, "folds": 1}
+#: RWE on tiny networks (3 cells, so that a normal cell is built): the searches only need to
+#: visit architectures (the search-setting networks scored here took 3/4 of this test's time)
 SEARCH = dict(seeds=2, per_seed=3, generations=2, pop_size=4, train_size=200, val_size=100,
-              rwe_options=FAST_RWE)
+              rwe_options=FAST_RWE, network={"channels": 4, "layers": 3})
 
 
 def test_add_search_tags_samples_resumes_and_build_trains_once(tmp_path, monkeypatch):
@@ -172,6 +174,9 @@ def test_add_search_tags_samples_resumes_and_build_trains_once(tmp_path, monkeyp
     assert more["added"] == 2
     with Bench.open(bench_dir) as bench:
         extended = bench.store.get_state("search_pool")
+        runs = bench.store.get_state("search_runs")
+    assert {s: r["network"] for s, r in runs.items()} == {
+        "0": SEARCH["network"], "1": SEARCH["network"]}
     assert extended[:6] == search and [p["search_seed"] for p in extended[6:]] == [0, 1]
 
     calls = []

@@ -23,8 +23,10 @@ from rwenas.study.providers import BenchProvider
 TINY = BenchBudget(channels=4, layers=2, epochs=1, train_size=200, test_size=100)
 FAST_RWE = {"rwe": {"epochs": 2, "folds": 1}}
 SIZES = {"train_size": 200, "val_size": 100}
-#: estimator networks along the searches: tiny, but 3 cells so that normal cells are built
-ALONG = {**SIZES, "network": {"channels": 4, "layers": 3}}
+#: estimator networks (along the searches, RWE variants): tiny, but 3 cells so that normal
+#: cells are built
+TINY_NET = {"channels": 4, "layers": 3}
+ALONG = {**SIZES, "network": TINY_NET}
 
 
 @pytest.fixture(scope="module")
@@ -244,10 +246,11 @@ def test_tune_picks_within_the_budget_and_confirms(bench_dir, tmp_path, monkeypa
 
     import rwenas.study.tune as tune
 
-    small = {name: tune.Variant(name, desc, rwe=rwe, images=(200, 100)) for name, desc, rwe in (
-        ("default", "the default", {}),
-        ("no-standardise", "not standardised", {"standardize": False}),
-        ("all-cells", "every cell", {"features": "all_cells"}))}
+    small = {name: tune.Variant(name, desc, rwe=rwe, network=TINY_NET, images=(200, 100))
+             for name, desc, rwe in (
+                 ("default", "the default", {}),
+                 ("no-standardise", "not standardised", {"standardize": False}),
+                 ("all-cells", "every cell", {"features": "all_cells"}))}
     result = tune.tune_rwe(bench_dir, list(small.values()), budget=1e6, resamples=100,
                            rwe_overrides=FAST_RWE["rwe"], out_dir=tmp_path / "tune")
     tuning = len(pool_records(bench_dir, half="tuning"))

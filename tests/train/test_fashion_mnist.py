@@ -25,9 +25,9 @@ def test_small_network_learns_fashion_mnist(fashion, tmp_path):
     recipe = CifarRecipe(channels=8, layers=3, epochs=2, batch_size=32, lr=0.05, cutout=0,
                          drop_path=0.0)
     res = train(resolve_architecture("micro", arch="DARTS"), recipe, data=fashion,
-                train_size=3000, test_size=1000, out_dir=tmp_path / "run")
-    # chance is 10 %; measured 65 % on this subset (76 % on the full set with the paper's
-    # regularisation, see the README)
+                train_size=2000, test_size=1000, out_dir=tmp_path / "run")
+    # chance is 10 %; measured 63 % on this subset (56 % after the first epoch; 76 % on the
+    # full set with the paper's regularisation, see the README)
     assert res.result["test_error"] < 0.5
     assert res.history[1]["test_acc"] > res.history[0]["test_acc"]
     assert res.history[1]["train_loss"] < res.history[0]["train_loss"]

@@ -496,7 +496,8 @@ def bench_pool(store: Any) -> list[dict[str, Any]]:
 def add_search(bench_dir: str | Path, *, seeds: int | Sequence[int] = 3, per_seed: int = 20,
                generations: int = 10, pop_size: int = 10, train_size: int | None = 2000,
                val_size: int | None = 500, estimator_seed: int = 0,
-               rwe_options: Mapping[str, Any] | None = None, progress: bool = False
+               rwe_options: Mapping[str, Any] | None = None,
+               network: Mapping[str, Any] | None = None, progress: bool = False
                ) -> dict[str, Any]:
     """Add architectures visited by RWE-driven NSGA-II searches to the bench's pool, tagged
     ``search`` with their search seed and the generation of their first visit; the next
@@ -506,7 +507,8 @@ def add_search(bench_dir: str | Path, *, seeds: int | Sequence[int] = 3, per_see
     over (RWE error, MAdds) runs on the search split (``train_size``/``val_size`` of the
     bench dataset's training set; quick-profile sizes by default), pop ``pop_size`` for
     ``generations`` generations, RWE seeded per architecture by ``estimator_seed`` as a
-    search does. Its visited architectures are ordered by
+    search does, on networks built with ``network`` (options of the search setting, which
+    they default to: C=10, 5 cells). Its visited architectures are ordered by
     :func:`~rwenas.study.search_visits.spread_over_generations` (seeded by the bench seed and the
     search seed) and the first ``per_seed`` not yet in the pool are appended. Deterministic
     and resumable: running it again adds nothing; a larger ``per_seed`` extends each seed's
@@ -528,7 +530,7 @@ def add_search(bench_dir: str | Path, *, seeds: int | Sequence[int] = 3, per_see
         info, split = estimator_split(config["dataset"], data_dir=config.get("data_dir"),
                                       seed=estimator_seed, train_size=train_size,
                                       val_size=val_size)
-        cache = ScoreCache(space, split, info, seed=estimator_seed)
+        cache = ScoreCache(space, split, info, seed=estimator_seed, network=network)
         bench_seed = int(config.get("seed", 0))
         added = 0
         counts: dict[int, int] = {}
@@ -568,7 +570,8 @@ def add_search(bench_dir: str | Path, *, seeds: int | Sequence[int] = 3, per_see
             runs[str(s)] = {"generations": generations, "pop_size": pop_size,
                             "train_size": train_size, "val_size": val_size,
                             "estimator_seed": estimator_seed,
-                            "rwe": dict(rwe_options or {}), "per_seed": per_seed}
+                            "rwe": dict(rwe_options or {}), "network": dict(network or {}),
+                            "per_seed": per_seed}
         store.set_state("search_runs", runs)
         return {"added": added, "search_size": len(store.get_state("search_pool") or []),
                 "per_seed": counts}
