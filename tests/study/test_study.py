@@ -26,7 +26,7 @@ SIZES = {"train_size": 200, "val_size": 100}
 #: estimator networks (along the searches, RWE variants): tiny, but 3 cells so that normal
 #: cells are built
 TINY_NET = {"channels": 4, "layers": 3}
-ALONG = {**SIZES, "network": TINY_NET}
+ALONG = {"train_size": 100, "val_size": 50, "network": TINY_NET}
 
 
 @pytest.fixture(scope="module")
