@@ -6,6 +6,11 @@ per-sample items, then five ``nn.Linear`` classifiers trained one after another 
 random backbone (same seed), the same folds, standardisation and classifier recipe.
 
     python benchmarks/bench_rwe.py [--train-size 10000] [--val-size 2000] [--threads N]
+
+It also reports how far the feature pass is from the machine's limit: achieved GFLOP/s
+(2 x the network's multiply-adds per image x images / feature seconds) against a ceiling
+measured in the same run, a large matrix multiplication in the features' precision on the
+same threads (what the cores reach on the friendliest possible work).
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from rwenas.complexity import count_madds
 from rwenas.data import load_dataset, search_split
+from rwenas.device import bf16_is_native
 from rwenas.estimators.rwe import RWEConfig, fold_indices, rwe, standardise
+from rwenas.models import create_network
 from rwenas.spaces import get_space
 
 # Fixed micro genomes (search setting C=10, L=5): from pooling/skip-heavy to conv-heavy.
@@ -81,6 +89,19 @@ def reference_rwe(factory, split, config: RWEConfig, seed: int) -> tuple[float, 
     return error, time.perf_counter() - t0
 
 
+def matmul_ceiling(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of an n x n matrix product in ``dtype`` on the current threads (best of
+    ``repeats``, after one warm-up): the roof the feature pass is compared with."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train-size", type=int, default=10000)
@@ -89,35 +110,47 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--dataset", default="fashion-mnist", help="any dataset rwenas loads")
+    ap.add_argument("--genomes", type=int, default=len(GENOMES),
+                    help="how many of the fixed genomes to run (default all 6)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    ds = load_dataset("fashion-mnist")
+    ds = load_dataset(args.dataset)
     split = search_split(ds, seed=0, train_size=args.train_size, val_size=args.val_size)
     space = get_space("micro")
     config = RWEConfig(device=args.device, precision=args.precision)
-    print(f"Fashion-MNIST {len(split.train_x)} train / {len(split.val_x)} val, micro C=10 L=5, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, device "
-          f"{'cuda' if torch.cuda.is_available() and args.device != 'cpu' else 'cpu'}")
+    device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu"
+                          else "cpu")
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_is_native(device))
+    shape = tuple(split.train_x.shape[1:])
+    images = len(split.train_x) + len(split.val_x)
+    print(f"{args.dataset} {len(split.train_x)} train / {len(split.val_x)} val, micro C=10 L=5, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
     print(f"{'genome':<11} {'rwenas s':>9} {'ref s':>8} {'speed-up':>8} {'rwenas err':>10} "
-          f"{'ref err':>8} {'diff pt':>7}")
-    ours_t, ref_t, diffs = [], [], []
-    for name, text in GENOMES.items():
+          f"{'ref err':>8} {'diff pt':>7} {'MAdds M':>8} {'feat s':>7} {'GFLOP/s':>8}")
+    ours_t, ref_t, diffs, rates = [], [], [], []
+    for name, text in list(GENOMES.items())[: args.genomes]:
         genome = space.validate(text)
 
         def factory(genome=genome):
-            return space.build(genome, channels=10, layers=5, in_channels=1, num_classes=10)
+            return create_network(space, genome, channels=10, layers=5,
+                                  in_channels=shape[0], num_classes=10)
 
+        madds = count_madds(factory(), shape)
         res = rwe(factory, split, config, seed=0)
         ours_t.append(res.seconds)
+        rates.append(2 * madds * images / res.features_seconds / 1e9)
+        cost = f"{madds / 1e6:8.2f} {res.features_seconds:7.3f} {rates[-1]:8.1f}"
         if args.skip_reference:
-            print(f"{name:<11} {res.seconds:9.2f} {'-':>8} {'-':>8} {100 * res.error:10.2f}")
+            print(f"{name:<11} {res.seconds:9.2f} {'-':>8} {'-':>8} {100 * res.error:10.2f} "
+                  f"{'-':>8} {'-':>7} {cost}")
             continue
         ref_err, ref_s = reference_rwe(factory, split, config, seed=0)
         ref_t.append(ref_s)
         diffs.append(100 * (res.error - ref_err))
         print(f"{name:<11} {res.seconds:9.2f} {ref_s:8.2f} {ref_s / res.seconds:7.1f}x "
-              f"{100 * res.error:10.2f} {100 * ref_err:8.2f} {diffs[-1]:+7.2f}")
+              f"{100 * res.error:10.2f} {100 * ref_err:8.2f} {diffs[-1]:+7.2f} {cost}")
     print(f"mean rwenas {statistics.mean(ours_t):.2f} s/arch", end="")
     if ref_t:
         print(f", reference {statistics.mean(ref_t):.2f} s/arch, speed-up "
@@ -125,7 +158,14 @@ def main() -> None:
               f"{max(abs(d) for d in diffs):.2f} points")
     else:
         print()
-
+    if device.type == "cpu":
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        roof = matmul_ceiling(dtype)
+        fp32 = roof if dtype == torch.float32 else matmul_ceiling(torch.float32)
+        print(f"feature pass {statistics.mean(rates):.1f} GFLOP/s (mean over genomes) against a "
+              f"{str(dtype).removeprefix('torch.')} matrix-product ceiling of {roof:.0f} GFLOP/s "
+              f"on the same threads: {100 * statistics.mean(rates) / roof:.1f} % of it "
+              f"(float32 ceiling {fp32:.0f} GFLOP/s)")
 
 if __name__ == "__main__":
     main()
