@@ -37,7 +37,14 @@ import numpy as np
 
 from rwenas.checks import MAX_SEED, check_number
 from rwenas.errors import ConfigError, RwenasError
-from rwenas.study.bench import BenchBudget, arch_seed, budget_network, train_architecture
+from rwenas.study.bench import (
+    BenchBudget,
+    arch_seed,
+    budget_network,
+    same_budget,
+    train_architecture,
+    training_device,
+)
 
 __all__ = ["PUBLISHED", "ROWS", "TableSettings", "build_table", "default_published"]
 
@@ -276,8 +283,8 @@ def nearest(sample: Sequence[Mapping[str, Any]], target: float) -> int:
 class BenchLookup:
     """Trainings of a bench (and of its on-demand cache) that the table can reuse: same
     space, dataset and data (the bench's seed, which draws its sub-samples, and image size
-    are the table's), same budget, and a training seed that equals the table's for that
-    architecture."""
+    are the table's), same budget (wherever it ran: the device is no part of a budget), and
+    a training seed that equals the table's for that architecture."""
 
     def __init__(self, bench_dir: str | Path, settings: TableSettings) -> None:
         from rwenas.search.store import DB_NAME
@@ -297,7 +304,7 @@ class BenchLookup:
                 ("dataset", c.get("dataset") == settings.dataset),
                 ("seed", int(c.get("seed", 0)) == settings.seed),
                 ("image size", c.get("image_size") == settings.image_size),
-                ("budget", c.get("budget") == self.budget)) if not same]
+                ("budget", same_budget(c.get("budget"), self.budget))) if not same]
             if why:
                 self.notes.append(f"{path}: not shared (other {', '.join(why)})")
                 bench.close()
@@ -310,14 +317,14 @@ class BenchLookup:
             if rec is None or rec["status"] != "ok":
                 continue
             extra = rec["extra"] or {}
-            if extra.get("budget", self.budget) != self.budget:
+            if not same_budget(extra.get("budget", self.budget), self.budget):
                 continue
             seeds = [extra.get("seed"), *(extra.get("retest_seeds") or [])]
             accs = [extra.get("test_acc"), *(extra.get("retest_acc") or [])]
             for i, (s, acc) in enumerate(zip(seeds, accs, strict=False)):
                 if s is not None and int(s) == int(seed) and acc is not None:
                     return {"test_acc": float(acc), "params_m": rec["params_m"],
-                            "madds_m": rec["madds_m"],
+                            "madds_m": rec["madds_m"], "device": training_device(extra),
                             # the bench keeps the time of its first training only
                             "seconds": rec["seconds"] if i == 0 else None,
                             "bench_dir": str(bench.store.run_dir)}
@@ -385,8 +392,9 @@ def plan_entries(settings: TableSettings, searches: Mapping[str, Any],
 def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
                 bench: str | Path | None = None, force: bool = False, progress: bool = True,
                 stop_after: int | None = None,
-                on_training: Callable[[dict[str, Any]], None] | None = None
-                ) -> dict[str, Any]:
+                on_training: Callable[[dict[str, Any]], None] | None = None,
+                workers: int = 1, threads: int | None = None,
+                time_limit: float | None = None) -> dict[str, Any]:
     """Build (or continue) the table in ``out_dir`` and write ``table.md``, ``table.csv``,
     ``table.json`` and ``table.png`` there once every training is done.
 
@@ -396,7 +404,11 @@ def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
     key, budget, data and seed are reused. ``stop_after``: train at most this many now (the
     table is written only when nothing is left). ``on_training(record)`` is called after each
     committed training (an exception there, e.g. KeyboardInterrupt, stops the build with every
-    finished training kept). Returns the table (``complete`` False while trainings remain).
+    finished training kept). ``workers``: trainings run in that many spawned processes
+    (``threads`` torch threads each; default the cores shared out), with the same results as
+    in one (each training is seeded on its own). ``time_limit``: seconds after which no
+    training starts (running ones finish and are kept). Returns the table (``complete``
+    False while trainings remain).
     """
     from tqdm.auto import tqdm
 
@@ -452,37 +464,64 @@ def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
                 jobs.setdefault(training_key(e.key, seed, budget), (e, i, seed))
         todo = [k for k in jobs if store.get_evaluation(k) is None]
         trained = reused = 0
+        deadline = None if time_limit is None else time.monotonic() + float(time_limit)
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="training",
                    desc="table", disable=not progress, dynamic_ncols=True)
+
+        def commit(tkey: str, found: Mapping[str, Any], source: str) -> None:
+            e, i, seed = jobs[tkey]
+            extra = {"arch_key": e.key, "seed": seed, "seed_index": i,
+                     "test_acc": float(found["test_acc"]), "budget": budget.to_dict(),
+                     "source": source, "bench_dir": found.get("bench_dir"),
+                     "device": found.get("device")}
+            store.add_evaluation(
+                tkey, list(e.genome or ()), objectives=[1.0 - extra["test_acc"]],
+                generation=0, status="ok",
+                genotype=space.genotype_to_json(e.genotype if e.genome is None
+                                                else space.decode(e.genome)),
+                params_m=found["params_m"], madds_m=found["madds_m"],
+                seconds=found.get("seconds"), extra=extra)
+            tick()
+            bar.update(1)
+            bar.set_postfix(row=e.row, pick=e.pick, test_acc=f"{extra['test_acc']:.4f}")
+            if on_training is not None:
+                on_training({"key": tkey, **extra})
+
         try:
-            for tkey in todo:
-                e, i, seed = jobs[tkey]
+            to_train = []
+            for tkey in todo:  # the bench's trainings first: nothing to wait for
+                e, _i, seed = jobs[tkey]
                 found = lookup.find(e.key, seed) if lookup is not None else None
                 if found is None:
-                    if stop_after is not None and trained >= stop_after:
+                    to_train.append(tkey)
+                else:
+                    reused += 1
+                    commit(tkey, found, "bench")
+            if stop_after is not None:
+                to_train = to_train[:stop_after]
+            if workers <= 1:
+                for tkey in to_train:
+                    if deadline is not None and time.monotonic() >= deadline:
                         break
+                    e, _i, seed = jobs[tkey]
                     found = train_architecture(space, e.genome, data, budget, seed,
                                                genotype=e.genotype)
-                    source = "trained"
                     trained += 1
-                else:
-                    source = "bench"
-                    reused += 1
-                extra = {"arch_key": e.key, "seed": seed, "seed_index": i,
-                         "test_acc": float(found["test_acc"]), "budget": budget.to_dict(),
-                         "source": source, "bench_dir": found.get("bench_dir")}
-                store.add_evaluation(
-                    tkey, list(e.genome or ()), objectives=[1.0 - extra["test_acc"]],
-                    generation=0, status="ok",
-                    genotype=space.genotype_to_json(e.genotype if e.genome is None
-                                                    else space.decode(e.genome)),
-                    params_m=found["params_m"], madds_m=found["madds_m"],
-                    seconds=found.get("seconds"), extra=extra)
-                tick()
-                bar.update(1)
-                bar.set_postfix(row=e.row, pick=e.pick, test_acc=f"{extra['test_acc']:.4f}")
-                if on_training is not None:
-                    on_training({"key": tkey, **extra})
+                    commit(tkey, found, "trained")
+            else:
+                from rwenas.study.bench import BenchContext, run_indexed
+
+                context = BenchContext(settings.space, settings.dataset, settings.data_dir,
+                                       budget.to_dict(), settings.seed, settings.image_size)
+                work = []
+                for tkey in to_train:
+                    e, _i, seed = jobs[tkey]
+                    work.append((e.genome, (seed,)) if e.genome is not None
+                                else (None, (seed,), e.genotype))
+                for n, _job, outcome in run_indexed(context, work, workers=workers,
+                                                    threads=threads, deadline=deadline):
+                    trained += 1
+                    commit(to_train[n], outcome["runs"][0], "trained")
         finally:
             bar.close()
         missing = [k for k in jobs if store.get_evaluation(k) is None]
