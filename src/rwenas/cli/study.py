@@ -207,7 +207,8 @@ def cmd_study_table(args: argparse.Namespace) -> int:
         proxy=args.proxy, samples=args.samples, published=published, budget=budget)
     result = build_table(args.out, settings, bench=args.bench, force=args.force,
                          progress=not args.quiet, workers=args.workers,
-                         threads=args.threads, time_limit=args.time_limit)
+                         threads=args.threads, time_limit=args.time_limit,
+                         searches_from=args.searches_from)
     if not result["complete"]:
         print(f"{result['remaining']} training(s) left; run the same command again to continue")
         return 0
@@ -403,6 +404,9 @@ def _add_table(ssub: argparse._SubParsersAction) -> None:
     t.add_argument("--time-limit", type=positive_float, metavar="SECONDS",
                    help="start no training after this many seconds (running ones finish and "
                    "are kept); the same command again continues (default: none)")
+    t.add_argument("--searches-from", metavar="TABLE_DIR", help="start this table's searches "
+                   "from those of another table with the same search settings (e.g. the "
+                   "same table at another training budget); they continue here")
     t.add_argument("--force", action="store_true", help="start an existing table over")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(handler=cmd_study_table)

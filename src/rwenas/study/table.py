@@ -240,6 +240,54 @@ def run_row_search(out_dir: Path, settings: TableSettings, row: str, progress: b
             "algorithm": config["algorithm"], "picks": picks}
 
 
+def copy_searches(out_dir: Path, settings: TableSettings, source: str | Path, *,
+                  write: bool = True) -> dict[str, dict[str, Any]]:
+    """Copy the search stores of the table in ``source`` into ``out_dir`` where this table has
+    none yet (a table at another training budget shares the searches: they depend on the
+    search settings only, which must be this table's, else :class:`ConfigError` before
+    anything is copied). A copied search resumes here; one that was finished is replayed.
+    Returns ``{row: {"dir", "evaluations"}}`` of the copies (``write=False``: checks and
+    returns them, copying nothing)."""
+    import sqlite3
+
+    from rwenas.search.store import DB_NAME, RunStore
+
+    src = Path(source)
+    if not src.is_dir():
+        raise ConfigError(f"--searches-from {source}: no such directory")
+    plan = []
+    for row, sub in SEARCH_DIRS.items():
+        if (out_dir / sub / DB_NAME).is_file() or not (src / sub / DB_NAME).is_file():
+            continue
+        with RunStore.open(src / sub) as store:
+            config, n = store.config, store.count_evaluations()
+        want = json.loads(json.dumps(settings.search_config(row)))
+        changed = [k for k in want if config.get(k) != want[k]]
+        if changed:
+            raise ConfigError(f"the {row} search in {src / sub} was made with other search "
+                              f"settings (changed: {', '.join(changed)}); it cannot be this "
+                              "table's")
+        plan.append((row, sub, n))
+    if not plan and not any((src / sub / DB_NAME).is_file() for sub in SEARCH_DIRS.values()):
+        raise ConfigError(f"--searches-from {source}: no table searches there "
+                          f"({', '.join(SEARCH_DIRS.values())})")
+    copied = {}
+    for row, sub, n in plan:
+        copied[row] = {"dir": str(src / sub), "evaluations": n}
+        if not write:
+            continue
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+        target = out_dir / sub / DB_NAME
+        a, b = sqlite3.connect(src / sub / DB_NAME), sqlite3.connect(str(target) + ".tmp")
+        try:
+            a.backup(b)
+        finally:
+            b.close()
+            a.close()
+        os.replace(str(target) + ".tmp", target)
+    return copied
+
+
 # -- row 3: random architectures matched in MAdds ---------------------------------------------
 def arch_madds(space: Any, budget: BenchBudget, data_shape: tuple[int, int, int],
                num_classes: int, *, genome: Sequence[int] | None = None,
@@ -394,7 +442,8 @@ def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
                 stop_after: int | None = None,
                 on_training: Callable[[dict[str, Any]], None] | None = None,
                 workers: int = 1, threads: int | None = None,
-                time_limit: float | None = None) -> dict[str, Any]:
+                time_limit: float | None = None,
+                searches_from: str | Path | None = None) -> dict[str, Any]:
     """Build (or continue) the table in ``out_dir`` and write ``table.md``, ``table.csv``,
     ``table.json`` and ``table.png`` there once every training is done.
 
@@ -408,7 +457,8 @@ def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
     (``threads`` torch threads each; default the cores shared out), with the same results as
     in one (each training is seeded on its own). ``time_limit``: seconds after which no
     training starts (running ones finish and are kept). Returns the table (``complete``
-    False while trainings remain).
+    False while trainings remain). ``searches_from``: another table's directory whose
+    searches this one starts from (:func:`copy_searches`).
     """
     from tqdm.auto import tqdm
 
@@ -429,6 +479,8 @@ def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
     data = TrainData.from_dataset(ds, train_size=budget.train_size, test_size=budget.test_size,
                                   seed=settings.seed)
     shape = (data.in_channels, data.image_size, data.image_size)
+    if searches_from is not None:
+        copy_searches(out, settings, searches_from, write=False)  # checked before writing
     lookup = BenchLookup(bench, settings) if bench is not None else None
     try:
         store = open_table_store(out, settings, force)
@@ -444,6 +496,11 @@ def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
 
     try:
         store.set_state("sessions", int(store.get_state("sessions", 0) or 0) + 1)
+        if searches_from is not None:
+            copied = copy_searches(out, settings, searches_from)
+            if copied:
+                store.set_state("searches_from",
+                                {**(store.get_state("searches_from") or {}), **copied})
         searches = {}
         for row in SEARCH_DIRS:
             searches[row] = run_row_search(out, settings, row, progress)
@@ -541,6 +598,7 @@ def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
                           "reused": sum(1 for k in jobs
                                         if store.get_evaluation(k)["extra"]["source"] == "bench")}
         table["random_sample"] = sample
+        table["searches_from"] = store.get_state("searches_from") or {}
         result.update(table)
         result["files"] = {k: str(v) for k, v in table_outputs.write_table(result, out).items()}
         return result
