@@ -382,7 +382,7 @@ def test_a_table_at_another_budget_starts_from_the_searches_of_another(tmp_path,
         assert set(store.get_state("searches_from")) == set(SEARCHES)
     # other search settings: refused before anything is written
     other = tmp_path / "other"
-    with pytest.raises(ConfigError, match="other search settings .changed: pop_size"):
+    with pytest.raises(ConfigError, match=r"other search settings \(changed: pop_size"):
         build_table(other, replace(wider, pop_size=6), progress=False, searches_from=full[0])
     assert not other.exists()
     with pytest.raises(ConfigError, match="no table searches there"):
