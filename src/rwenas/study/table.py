@@ -520,6 +520,7 @@ def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
                 seed = arch_seed(settings.seed, e.key, i)
                 jobs.setdefault(training_key(e.key, seed, budget), (e, i, seed))
         todo = [k for k in jobs if store.get_evaluation(k) is None]
+        store.set_state("trainings_planned", len(jobs))
         trained = reused = 0
         deadline = None if time_limit is None else time.monotonic() + float(time_limit)
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="training",
