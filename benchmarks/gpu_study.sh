@@ -32,10 +32,12 @@
 #        run(command="bash benchmarks/gpu_study.sh $OUT", carry=[".whl", ".gpu-data"],
 #            timeout_s=580)
 #   3. back here: `rwenas bench merge <files_at>/bench runs/bench-fm-v2` (README).
-# To continue a cut-short part in a second call, copy the returned stores into the tree
-# first (an ignored folder that travels with carry), e.g. .gpu-out/{bench,table}, then:
-#        run(command="GPU_RESUME=.gpu-out GPU_PARTS='table' GPU_BUDGET_S=200 \
-#            bash benchmarks/gpu_study.sh $OUT", carry=[".whl", ".gpu-data", ".gpu-out"],
+# To continue a cut-short part in a second call, copy the returned folders into an ignored
+# folder of the tree that travels with carry (runs/ is ignored), e.g.
+#   cp -r <files_at>/bench <files_at>/table runs/gpu-study/     (whole folders: -wal files too)
+# then:
+#        run(command="GPU_RESUME=runs/gpu-study GPU_PARTS='table' GPU_BUDGET_S=200 \
+#            bash benchmarks/gpu_study.sh $OUT", carry=[".whl", ".gpu-data", "runs/gpu-study"],
 #            timeout_s=240)
 # Dry run on a CPU (tiny sizes, minutes):  bash benchmarks/gpu_study.sh /tmp/out --smoke
 #
