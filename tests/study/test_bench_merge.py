@@ -227,3 +227,19 @@ def test_cli_merge_reports_and_refuses_in_one_line(tmp_path, fake_training, caps
     assert err.startswith("rwenas: error: cannot merge") and "other dataset" in err
     assert len(err.strip().splitlines()) == 1
     assert _rows(dest) == rows
+
+
+def test_a_running_build_skips_what_was_merged_meanwhile(tmp_path, fake_training):
+    dest = tmp_path / "dest"
+    build_bench(dest, stop_after=2, **KW)
+    src = _copy(dest, tmp_path / "src")
+    build_bench(src, **KW)  # the other machine trains the rest
+    fake_training.clear()
+
+    def merge_after_first(_record):  # merged while dest's build is running
+        if len(fake_training) == 1:
+            merge_bench(src, dest)
+
+    result = build_bench(dest, on_result=merge_after_first, **KW)
+    assert result["trained"] == 1 and len(fake_training) == 1  # the rest was merged
+    assert len(bench_records(dest)) == 6

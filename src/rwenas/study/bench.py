@@ -332,19 +332,21 @@ def _past(deadline: float | None) -> bool:
 
 def run_jobs(context: BenchContext, jobs: Sequence[Job], *, workers: int = 1,
              threads: int | None = None, loaded: _Loaded | None = None,
-             deadline: float | None = None) -> Iterator[tuple[Job, dict[str, Any]]]:
+             deadline: float | None = None, skip: Callable[[Job], bool] | None = None
+             ) -> Iterator[tuple[Job, dict[str, Any]]]:
     """Yield ``(job, outcome)`` as trainings finish: in this process (``workers=1``) or in a
     spawned pool of ``workers`` processes (each loading the data once; at most ``workers``
     jobs are handed out at a time). ``deadline`` (a :func:`time.monotonic` value): no job
-    starts after it; those running finish and are yielded."""
+    starts after it; those running finish and are yielded. ``skip(job)``, asked just before a
+    job would start: true drops it (e.g. another process has trained it meanwhile)."""
     for _i, job, outcome in run_indexed(context, jobs, workers=workers, threads=threads,
-                                        loaded=loaded, deadline=deadline):
+                                        loaded=loaded, deadline=deadline, skip=skip):
         yield job, outcome
 
 
 def run_indexed(context: BenchContext, jobs: Sequence[Job], *, workers: int = 1,
                 threads: int | None = None, loaded: _Loaded | None = None,
-                deadline: float | None = None
+                deadline: float | None = None, skip: Callable[[Job], bool] | None = None
                 ) -> Iterator[tuple[int, Job, dict[str, Any]]]:
     """:func:`run_jobs`, yielding ``(index in jobs, job, outcome)``."""
     if not jobs:
@@ -354,6 +356,8 @@ def run_indexed(context: BenchContext, jobs: Sequence[Job], *, workers: int = 1,
         for i, job in enumerate(jobs):
             if _past(deadline):
                 return
+            if skip is not None and skip(job):
+                continue
             yield i, job, local.run(job)
         return
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
@@ -368,6 +372,8 @@ def run_indexed(context: BenchContext, jobs: Sequence[Job], *, workers: int = 1,
                 nxt = next(queue, None)
                 if nxt is None:
                     return
+                if skip is not None and skip(nxt[1]):
+                    continue
                 pending[pool.submit(_run_in_worker, nxt[1])] = nxt
 
         submit()
@@ -468,8 +474,15 @@ class Bench:
         bar = tqdm(total=len(jobs), unit="arch", desc="bench", disable=not progress,
                    dynamic_ncols=True)
         try:
+            def merged_meanwhile(job: Job) -> bool:  # e.g. by `bench merge`
+                if self.store.get_evaluation(by_genome[job[0]]["key"]) is None:
+                    return False
+                bar.update(1)
+                return True
+
             for (genome, seeds), outcome in run_jobs(self.context, jobs, workers=workers,
-                                                     loaded=self._loaded, deadline=deadline):
+                                                     loaded=self._loaded, deadline=deadline,
+                                                     skip=merged_meanwhile):
                 item = by_genome[genome]
                 runs = outcome["runs"]
                 first = runs[0]
