@@ -371,8 +371,22 @@ def test_a_table_at_another_budget_starts_from_the_searches_of_another(tmp_path,
 
     wider = replace(SETTINGS, budget=BenchBudget(channels=5, layers=3, epochs=1,
                                                  train_size=128))
+    # the source as a committed snapshot is stored: rollback journal, not WAL
+    committed = tmp_path / "committed"
+    for sub in SEARCHES.values():
+        (committed / sub).mkdir(parents=True)
+        a = sqlite3.connect(full[0] / sub / "run.db")
+        b = sqlite3.connect(committed / sub / "run.db")
+        a.backup(b)
+        b.execute("PRAGMA journal_mode=DELETE")
+        b.close()
+        a.close()
+    before = {sub: (committed / sub / "run.db").read_bytes() for sub in SEARCHES.values()}
     out = tmp_path / "wide"
-    result = build_table(out, wider, progress=False, searches_from=full[0], time_limit=1e-9)
+    result = build_table(out, wider, progress=False, searches_from=committed, time_limit=1e-9)
+    # reading another table's searches never writes to its databases
+    assert {sub: (committed / sub / "run.db").read_bytes() for sub in SEARCHES.values()} == before
+    assert sorted(p.name for p in (committed / "search-rwe").iterdir()) == ["run.db"]
     assert not result["complete"] and result["trained"] == 0
     for sub in SEARCHES.values():  # the same searches: the same evaluations
         with RunStore.open(out / sub) as mine, RunStore.open(full[0] / sub) as theirs:

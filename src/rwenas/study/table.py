@@ -27,6 +27,8 @@ import json
 import math
 import os
 import platform
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -255,36 +257,41 @@ def copy_searches(out_dir: Path, settings: TableSettings, source: str | Path, *,
     src = Path(source)
     if not src.is_dir():
         raise ConfigError(f"--searches-from {source}: no such directory")
-    plan = []
-    for row, sub in SEARCH_DIRS.items():
-        if (out_dir / sub / DB_NAME).is_file() or not (src / sub / DB_NAME).is_file():
-            continue
-        with RunStore.open(src / sub) as store:
-            config, n = store.config, store.count_evaluations()
-        want = json.loads(json.dumps(settings.search_config(row)))
-        changed = [k for k in want if config.get(k) != want[k]]
-        if changed:
-            raise ConfigError(f"the {row} search in {src / sub} was made with other search "
-                              f"settings (changed: {', '.join(changed)}); it cannot be this "
-                              "table's")
-        plan.append((row, sub, n))
-    if not plan and not any((src / sub / DB_NAME).is_file() for sub in SEARCH_DIRS.values()):
+    if not any((src / sub / DB_NAME).is_file() for sub in SEARCH_DIRS.values()):
         raise ConfigError(f"--searches-from {source}: no table searches there "
                           f"({', '.join(SEARCH_DIRS.values())})")
     copied = {}
-    for row, sub, n in plan:
-        copied[row] = {"dir": str(src / sub), "evaluations": n}
-        if not write:
-            continue
-        (out_dir / sub).mkdir(parents=True, exist_ok=True)
-        target = out_dir / sub / DB_NAME
-        a, b = sqlite3.connect(src / sub / DB_NAME), sqlite3.connect(str(target) + ".tmp")
-        try:
-            a.backup(b)
-        finally:
-            b.close()
-            a.close()
-        os.replace(str(target) + ".tmp", target)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = []
+        for row, sub in SEARCH_DIRS.items():
+            if (out_dir / sub / DB_NAME).is_file() or not (src / sub / DB_NAME).is_file():
+                continue
+            # Read a copy: opening the source's store would switch it to WAL mode, i.e. write
+            # to another table's (possibly committed) database.
+            copy = Path(tmp) / sub
+            copy.mkdir()
+            a = sqlite3.connect(f"file:{src / sub / DB_NAME}?mode=ro", uri=True)
+            b = sqlite3.connect(copy / DB_NAME)
+            try:
+                a.backup(b)
+            finally:
+                b.close()
+                a.close()
+            with RunStore.open(copy) as store:
+                config, n = store.config, store.count_evaluations()
+            want = json.loads(json.dumps(settings.search_config(row)))
+            changed = [k for k in want if config.get(k) != want[k]]
+            if changed:
+                raise ConfigError(f"the {row} search in {src / sub} was made with other search "
+                                  f"settings (changed: {', '.join(changed)}); it cannot be "
+                                  "this table's")
+            staged.append((row, sub, n, copy / DB_NAME))
+        for row, sub, n, db in staged:
+            copied[row] = {"dir": str(src / sub), "evaluations": n}
+            if write:
+                (out_dir / sub).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(db, out_dir / sub / (DB_NAME + ".tmp"))
+                os.replace(out_dir / sub / (DB_NAME + ".tmp"), out_dir / sub / DB_NAME)
     return copied
 
 
