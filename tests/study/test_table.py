@@ -343,3 +343,62 @@ def test_budget_file_and_flags(tmp_path):
     f.write_text("chanels = 16\n")
     with pytest.raises(ConfigError, match="unknown setting"):
         _table_budget(args)
+
+
+def test_two_workers_train_the_same_table_as_one(tmp_path, full):
+    """The trainings in two spawned processes give the very same errors as the fixture's in
+    this one (each training is seeded on its own; one thread each, as here)."""
+    out = tmp_path / "t"
+    shutil.copytree(full[0], out)
+    _forget(out, None)
+    for f in out.glob("table.*"):
+        f.unlink()
+    # a time limit already spent starts no training, in one process or in two
+    for workers in (1, 2):
+        stopped = build_table(out, SETTINGS, progress=False, workers=workers, time_limit=1e-9)
+        assert not stopped["complete"] and stopped["trained"] == 0
+    assert not _trainings(out)
+    result = build_table(out, SETTINGS, progress=False, workers=2, threads=1)
+    assert result["complete"] and result["trained"] == len(_trainings(full[0]))
+    assert _csv(out / "table.csv") == _csv(full[0] / "table.csv")
+    for key, rec in _trainings(out).items():
+        assert rec["extra"]["test_acc"] == _trainings(full[0])[key]["extra"]["test_acc"]
+        assert rec["extra"]["device"] == "cpu"
+
+
+def test_a_table_at_another_budget_starts_from_the_searches_of_another(tmp_path, full):
+    from dataclasses import replace
+
+    wider = replace(SETTINGS, budget=BenchBudget(channels=5, layers=3, epochs=1,
+                                                 train_size=128))
+    # the source as a committed snapshot is stored: rollback journal, not WAL
+    committed = tmp_path / "committed"
+    for sub in SEARCHES.values():
+        (committed / sub).mkdir(parents=True)
+        a = sqlite3.connect(full[0] / sub / "run.db")
+        b = sqlite3.connect(committed / sub / "run.db")
+        a.backup(b)
+        b.execute("PRAGMA journal_mode=DELETE")
+        b.close()
+        a.close()
+    before = {sub: (committed / sub / "run.db").read_bytes() for sub in SEARCHES.values()}
+    out = tmp_path / "wide"
+    result = build_table(out, wider, progress=False, searches_from=committed, time_limit=1e-9)
+    # reading another table's searches never writes to its databases
+    assert {sub: (committed / sub / "run.db").read_bytes() for sub in SEARCHES.values()} == before
+    assert sorted(p.name for p in (committed / "search-rwe").iterdir()) == ["run.db"]
+    assert not result["complete"] and result["trained"] == 0
+    for sub in SEARCHES.values():  # the same searches: the same evaluations
+        with RunStore.open(out / sub) as mine, RunStore.open(full[0] / sub) as theirs:
+            assert [e["key"] for e in mine.evaluations()] == \
+                [e["key"] for e in theirs.evaluations()]
+    with RunStore.open(out) as store:
+        assert set(store.get_state("searches_from")) == set(SEARCHES)
+    # other search settings: refused before anything is written
+    other = tmp_path / "other"
+    with pytest.raises(ConfigError, match=r"other search settings \(changed: pop_size"):
+        build_table(other, replace(wider, pop_size=6), progress=False, searches_from=full[0])
+    assert not other.exists()
+    with pytest.raises(ConfigError, match="no table searches there"):
+        build_table(other, wider, progress=False, searches_from=tmp_path)
+    assert not other.exists()

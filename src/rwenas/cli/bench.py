@@ -31,7 +31,8 @@ def cmd_bench_build(args: argparse.Namespace) -> int:
     result = build_bench(args.bench_dir, space=args.space, dataset=args.dataset,
                          data_dir=args.data_dir, budget=budget, size=args.size,
                          retest=args.retest, sampler=args.sampler, seed=args.seed,
-                         workers=args.workers, force=args.force, progress=not args.quiet)
+                         workers=args.workers, force=args.force, progress=not args.quiet,
+                         time_limit=args.time_limit)
     print(f"trained {result['trained']} architecture(s) now")
     print(format_summary(bench_summary(args.bench_dir)))
     return 0
@@ -51,6 +52,19 @@ def cmd_bench_add_search(args: argparse.Namespace) -> int:
     print(f"added {result['added']} search-visited architecture(s) to the pool "
           f"({per_seed}); {result['search_size']} of source 'search' in all. "
           "`rwenas bench build` with the bench's settings trains them.")
+    return 0
+
+
+def cmd_bench_merge(args: argparse.Namespace) -> int:
+    from rwenas.study.bench import bench_summary, format_merge, format_summary, merge_bench
+
+    result = merge_bench(args.src_dir, args.dest_dir, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(format_merge(result))
+    if not args.dry_run:
+        print(format_summary(bench_summary(args.dest_dir)))
     return 0
 
 
@@ -109,6 +123,10 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                                                 high=MAX_WORKERS),
                    default=1, help="parallel training processes (default 1)")
     b.add_argument("--threads", type=threads_type, help="torch threads (workers=1)")
+    b.add_argument("--time-limit", type=number_arg("time limit", low=0, low_open=True,
+                                                   high=1e9),
+                   metavar="SECONDS", help="start no training after this many seconds "
+                   "(running ones finish and are kept; default: none)")
     b.add_argument("--force", action="store_true", help="start an existing bench over")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(handler=cmd_bench_build)
@@ -131,6 +149,16 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--threads", type=positive_int, help="torch threads")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     a.set_defaults(handler=cmd_bench_add_search)
+
+    m = bsub.add_parser("merge", help="copy into DEST_DIR the trainings of SRC_DIR it lacks "
+                        "(the same bench trained elsewhere, e.g. on a GPU)")
+    m.add_argument("src_dir", metavar="SRC_DIR", help="a copy of the bench, trained further")
+    m.add_argument("dest_dir", metavar="DEST_DIR", help="the bench to complete; its finished "
+                   "trainings are never overwritten")
+    m.add_argument("--dry-run", action="store_true", help="report what would be copied, "
+                   "write nothing")
+    m.add_argument("--json", action="store_true", help="the counts as JSON")
+    m.set_defaults(handler=cmd_bench_merge)
 
     s = bsub.add_parser("show", help="summarise a bench: size, sources, budget, reliability")
     s.add_argument("bench_dir", metavar="BENCH_DIR")

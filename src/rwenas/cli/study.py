@@ -34,12 +34,17 @@ def _provider(args: argparse.Namespace):
 
     if args.nb301_models:
         return NB301Provider(args.nb301_models)
+    if args.device is not None:
+        from rwenas.checks import check_device
+
+        check_device(args.device)
     if not args.bench:
         raise ConfigError("give --bench BENCH_DIR (or --nb301-models DIR)")
     if not Path(args.bench).is_dir():
         raise ConfigError(f"bench directory {args.bench} does not exist")
     return BenchProvider(args.bench, cache_dir=args.cache, workers=args.workers,
-                         progress=not args.quiet)
+                         progress=not args.quiet, device=args.device,
+                         time_limit=args.time_limit)
 
 
 def _search_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -61,7 +66,7 @@ def _check_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_study_correlation(args: argparse.Namespace) -> int:
-    from rwenas.study.along_search import study_along_search
+    from rwenas.study.along_search import Unfinished, study_along_search
     from rwenas.study.bench import parse_sources
     from rwenas.study.estimators import resolve_estimators
     from rwenas.study.pool import correlate_pool
@@ -74,8 +79,14 @@ def cmd_study_correlation(args: argparse.Namespace) -> int:
             raise ConfigError("--tuned and --half apply to the pool study, not --along-search")
         provider = _provider(args)
         try:
-            study_along_search(provider, estimators, driver=args.driver,
-                               estimator_options=options, **_search_kwargs(args))
+            try:
+                study_along_search(provider, estimators, driver=args.driver,
+                                   estimator_options=options, **_search_kwargs(args))
+            except Unfinished as exc:
+                print(f"trained {provider.trained} architecture(s) on demand into "
+                      f"{provider.cache_dir}; {exc.remaining} left at the time limit: run "
+                      "the same command again to continue")
+                return 0
             if provider.trained:
                 print(f"trained {provider.trained} architecture(s) on demand into "
                       f"{provider.cache_dir} (a cache outside every pool)")
@@ -195,7 +206,9 @@ def cmd_study_table(args: argparse.Namespace) -> int:
         search_val_size=args.search_val_size, search_network=network, rwe=rwe,
         proxy=args.proxy, samples=args.samples, published=published, budget=budget)
     result = build_table(args.out, settings, bench=args.bench, force=args.force,
-                         progress=not args.quiet)
+                         progress=not args.quiet, workers=args.workers,
+                         threads=args.threads, time_limit=args.time_limit,
+                         searches_from=args.searches_from)
     if not result["complete"]:
         print(f"{result['remaining']} training(s) left; run the same command again to continue")
         return 0
@@ -231,6 +244,11 @@ def _add_study_common(p: argparse.ArgumentParser, along: bool) -> None:
                        help="processes training missing architectures (default 1)")
         p.add_argument("--cache", metavar="DIR", help="where architectures missing from the "
                        "bench are trained on demand (default BENCH_DIR/on-demand)")
+        p.add_argument("--device", type=device_type, help="where on-demand trainings run: "
+                       "cpu, cuda or auto (default: the bench's; the budget stays the same)")
+        p.add_argument("--time-limit", type=positive_float, metavar="SECONDS",
+                       help="start no on-demand training after this many seconds; the "
+                       "same command again continues (default: none)")
 
 
 def _add_pool_args(p: argparse.ArgumentParser, half: bool = True) -> None:
@@ -307,7 +325,13 @@ def add_study(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_table(ssub: argparse._SubParsersAction) -> None:
-    from rwenas.checks import MAX_CHANNELS, MAX_GENERATIONS, MAX_POP_SIZE, number_arg
+    from rwenas.checks import (
+        MAX_CHANNELS,
+        MAX_GENERATIONS,
+        MAX_POP_SIZE,
+        MAX_WORKERS,
+        number_arg,
+    )
     from rwenas.fit.precision import PRECISIONS
 
     t = ssub.add_parser("table", help="Table 1, measured: RWE + NSGA-II, random search, "
@@ -372,7 +396,17 @@ def _add_table(ssub: argparse._SubParsersAction) -> None:
                    help="auto (default): bfloat16 autocast where native; fp32")
     t.add_argument("--bench", metavar="BENCH_DIR", help="reuse this bench's trainings of the "
                    "same architecture, budget, data and seed instead of training again")
-    t.add_argument("--threads", type=threads_type, help="torch threads")
+    t.add_argument("--threads", type=threads_type, help="torch threads (of each worker)")
+    t.add_argument("--workers", type=number_arg("workers", integer=True, low=1,
+                                                high=MAX_WORKERS),
+                   default=1, help="parallel training processes (default 1); the same "
+                   "results as one")
+    t.add_argument("--time-limit", type=positive_float, metavar="SECONDS",
+                   help="start no training after this many seconds (running ones finish and "
+                   "are kept); the same command again continues (default: none)")
+    t.add_argument("--searches-from", metavar="TABLE_DIR", help="start this table's searches "
+                   "from those of another table with the same search settings (e.g. the "
+                   "same table at another training budget); they continue here")
     t.add_argument("--force", action="store_true", help="start an existing table over")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(handler=cmd_study_table)

@@ -24,6 +24,15 @@ from rwenas.study.estimators import (
 from rwenas.study.pool import fmt
 
 
+class Unfinished(Exception):
+    """The ground truth of the visited architectures is not complete (a provider's time
+    limit stopped its trainings): ``remaining`` are left; the same call again continues."""
+
+    def __init__(self, remaining: int) -> None:
+        super().__init__(f"{remaining} architecture(s) left to train")
+        self.remaining = remaining
+
+
 def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "rwe",
                        seeds: int | Sequence[int] = 5, generations: int = 10, pop_size: int = 10,
                        estimator_options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -62,8 +71,10 @@ def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "
                                   else provider.data_dir,
                                   seed=estimator_seed, train_size=train_size, val_size=val_size)
     cache = ScoreCache(space, split, info, seed=estimator_seed, network=network)
-    rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(seed_list) * generations, unit="gen", desc="study",
+    # the searches first (the driver and MAdds steer them, never the ground truth), so every
+    # architecture they visit can be trained in one pool of workers before correlating
+    runs: list[tuple[int, int, list[tuple[int, ...]]]] = []
+    bar = tqdm(total=len(seed_list) * generations, unit="gen", desc="searches",
                disable=not progress, dynamic_ncols=True)
     try:
         for s in seed_list:
@@ -74,16 +85,23 @@ def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "
                 union: dict[str, tuple[int, ...]] = {}
                 for g in parents + genomes:
                     union.setdefault(space.key(g), g)
-                members = list(union.values())
-                accs = provider.accuracies(members)
-                for label, est in ests.items():
-                    values = [cache.score(label, est, g).value for g in members]
-                    rho, tau = rank_correlation(values, accs)
-                    rows.append({"seed": s, "generation": generation, "estimator": label,
-                                 "spearman": rho, "kendall": tau, "n": len(members)})
+                runs.append((s, generation, list(union.values())))
                 bar.update(1)
     finally:
         bar.close()
+    prefetch = getattr(provider, "prefetch", None)
+    if prefetch is not None:
+        remaining = prefetch([g for _s, _gen, members in runs for g in members])
+        if remaining:
+            raise Unfinished(remaining)
+    rows: list[dict[str, Any]] = []
+    for s, generation, members in runs:
+        accs = provider.accuracies(members)
+        for label, est in ests.items():
+            values = [cache.score(label, est, g).value for g in members]
+            rho, tau = rank_correlation(values, accs)
+            rows.append({"seed": s, "generation": generation, "estimator": label,
+                         "spearman": rho, "kendall": tau, "n": len(members)})
     if out_dir is not None:
         write_search_outputs(rows, out_dir, title=title or (
             f"NSGA-II driven by {driver} + MAdds: pop {pop_size}, {generations} generations, "

@@ -60,7 +60,9 @@ __all__ = [
     "bench_summary",
     "budget_network",
     "build_bench",
+    "format_merge",
     "format_summary",
+    "merge_bench",
     "sample_pool",
     "train_architecture",
 ]
@@ -73,6 +75,9 @@ LIGHT_OPS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect")
 #: the sources a pool is selected from; ``on_demand`` (in no pool) only when named
 SOURCES = ("uniform", "light", "conv", "search")
 ON_DEMAND = "on_demand"
+#: budget fields that say where a training runs, not what is trained (see
+#: :meth:`BenchBudget.identity`)
+WHERE = ("device",)
 
 
 @dataclass(frozen=True)
@@ -118,10 +123,36 @@ class BenchBudget:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def identity(self) -> dict[str, Any]:
+        """What is trained, not where: the budget without its ``device``. Two budgets with the
+        same identity train the same networks on the same data with the same recipe and
+        seeds, so a bench continued on a GPU (or merged from one) keeps one budget; each
+        training records the device it ran on (``extra["device"]``)."""
+        return {k: v for k, v in self.to_dict().items() if k not in WHERE}
+
     def describe(self) -> str:
         return (f"C={self.channels}, {self.layers} layers, {self.epochs} epochs, "
                 f"{self.train_size or 'all'} train / {self.test_size or 'all'} test images, "
                 f"batch {self.batch_size}, lr {self.lr}")
+
+
+def same_budget(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """Whether two stored budgets (``BenchBudget.to_dict()``) are the same budget: equal but
+    perhaps for the device (:meth:`BenchBudget.identity`; missing fields take their
+    defaults, as when the budget is loaded)."""
+    if a is None or b is None:
+        return a is b
+    try:
+        return BenchBudget(**a).identity() == BenchBudget(**b).identity()
+    except (TypeError, ConfigError):
+        return dict(a) == dict(b)
+
+
+def changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The settings that make two bench configurations different benches (:data:`_FIXED`;
+    the budget compared by :func:`same_budget`, so a change of device is none)."""
+    return [k for k in _FIXED if (not same_budget(old.get(k), new.get(k)) if k == "budget"
+                                  else old.get(k) != new.get(k))]
 
 
 # -- sampling ----------------------------------------------------------------------------------
@@ -213,7 +244,21 @@ def train_architecture(space: Any, genome: Sequence[int] | None, data: Any,
     result = fit(net, data, budget.recipe(), seed=seed, device=budget.device,
                  precision=budget.precision, test_every_epoch=False)
     return {"test_acc": float(result.history[-1]["test_acc"]), "params_m": result.params_m,
-            "madds_m": result.madds_m, "seconds": time.perf_counter() - t0}
+            "madds_m": result.madds_m, "seconds": time.perf_counter() - t0,
+            "device": device_label(budget.device)}
+
+
+def device_label(device: str) -> str:
+    """Where a training on ``device`` runs, as recorded with it: ``cpu``, or ``cuda`` with
+    the GPU's name (``cuda:NVIDIA H200``)."""
+    from rwenas.device import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type != "cuda":
+        return dev.type
+    import torch
+
+    return f"cuda:{torch.cuda.get_device_name(dev)}"
 
 
 def arch_seed(bench_seed: int, key: str, repeat: int = 0) -> int:
@@ -253,9 +298,11 @@ class _Loaded:
     data: Any
     budget: BenchBudget
 
-    def run(self, job: tuple[tuple[int, ...], tuple[int, ...]]) -> dict[str, Any]:
-        genome, seeds = job
-        runs = [train_architecture(self.space, genome, self.data, self.budget, s)
+    def run(self, job: Job) -> dict[str, Any]:
+        genome, seeds, *rest = job
+        genotype = rest[0] if rest else None
+        runs = [train_architecture(self.space, genome, self.data, self.budget, s,
+                                   genotype=genotype if genome is None else None)
                 for s in seeds]
         return {"runs": runs, "seeds": list(seeds)}
 
@@ -270,44 +317,83 @@ def _init_worker(context: BenchContext, threads: int) -> None:
     _WORKER["loaded"] = context.load()
 
 
-def _run_in_worker(job: tuple[tuple[int, ...], tuple[int, ...]]) -> dict[str, Any]:
+def _run_in_worker(job: Job) -> dict[str, Any]:
     return _WORKER["loaded"].run(job)
 
 
-Job = tuple[tuple[int, ...], tuple[int, ...]]
+#: a training job: ``(genome, seeds)``, or ``(None, seeds, genotype)`` for an architecture
+#: without a genome (a published cell)
+Job = tuple[Any, ...]
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
 
 
 def run_jobs(context: BenchContext, jobs: Sequence[Job], *, workers: int = 1,
-             threads: int | None = None, loaded: _Loaded | None = None
+             threads: int | None = None, loaded: _Loaded | None = None,
+             deadline: float | None = None, skip: Callable[[Job], bool] | None = None
              ) -> Iterator[tuple[Job, dict[str, Any]]]:
     """Yield ``(job, outcome)`` as trainings finish: in this process (``workers=1``) or in a
-    spawned pool of ``workers`` processes (each loading the data once)."""
+    spawned pool of ``workers`` processes (each loading the data once; at most ``workers``
+    jobs are handed out at a time). ``deadline`` (a :func:`time.monotonic` value): no job
+    starts after it; those running finish and are yielded. ``skip(job)``, asked just before a
+    job would start: true drops it (e.g. another process has trained it meanwhile)."""
+    for _i, job, outcome in run_indexed(context, jobs, workers=workers, threads=threads,
+                                        loaded=loaded, deadline=deadline, skip=skip):
+        yield job, outcome
+
+
+def run_indexed(context: BenchContext, jobs: Sequence[Job], *, workers: int = 1,
+                threads: int | None = None, loaded: _Loaded | None = None,
+                deadline: float | None = None, skip: Callable[[Job], bool] | None = None
+                ) -> Iterator[tuple[int, Job, dict[str, Any]]]:
+    """:func:`run_jobs`, yielding ``(index in jobs, job, outcome)``."""
     if not jobs:
         return
     if workers <= 1:
         local = loaded or context.load()
-        for job in jobs:
-            yield job, local.run(job)
+        for i, job in enumerate(jobs):
+            if _past(deadline):
+                return
+            if skip is not None and skip(job):
+                continue
+            yield i, job, local.run(job)
         return
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(context, threads))
     try:
-        pending = {pool.submit(_run_in_worker, job): job for job in jobs}
+        queue = iter(enumerate(jobs))
+        pending: dict[Any, tuple[int, Job]] = {}
+
+        def submit() -> None:
+            while len(pending) < workers and not _past(deadline):
+                nxt = next(queue, None)
+                if nxt is None:
+                    return
+                if skip is not None and skip(nxt[1]):
+                    continue
+                pending[pool.submit(_run_in_worker, nxt[1])] = nxt
+
+        submit()
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                job = pending.pop(fut)
-                yield job, fut.result()
+                i, job = pending.pop(fut)
+                yield i, job, fut.result()
+            submit()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
 # -- the bench -----------------------------------------------------------------------------------
 class Bench:
-    """An open bench directory (its store, space and budget)."""
+    """An open bench directory (its store, space and budget). ``device``: where this object
+    trains (default: the device the bench was created with); a device is no part of a
+    bench's budget (:meth:`BenchBudget.identity`)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, device: str | None = None) -> None:
         from rwenas.spaces import get_space
 
         config = store.config
@@ -318,17 +404,21 @@ class Bench:
         self.config = config
         self.space = get_space(config["space"])
         self.budget = BenchBudget(**config["budget"])
+        if device is not None:
+            self.budget = dataclasses.replace(self.budget, device=device)
         self.trainings = 0  # trainings done through this object
         self._loaded: _Loaded | None = None
 
     @classmethod
-    def open(cls, bench_dir: str | Path) -> Bench:
-        from rwenas.search.store import RunStore
+    def open(cls, bench_dir: str | Path, device: str | None = None) -> Bench:
+        from rwenas.search.store import DB_NAME, RunStore
 
         path = Path(bench_dir)
         if not path.is_dir():
             raise ConfigError(f"bench directory {bench_dir} does not exist")
-        return cls(RunStore.open(path))
+        if not (path / DB_NAME).is_file():
+            raise ConfigError(f"{bench_dir} holds no bench ({DB_NAME} missing)")
+        return cls(RunStore.open(path), device)
 
     def close(self) -> None:
         self.store.close()
@@ -342,7 +432,7 @@ class Bench:
     @property
     def context(self) -> BenchContext:
         c = self.config
-        return BenchContext(c["space"], c["dataset"], c.get("data_dir"), c["budget"],
+        return BenchContext(c["space"], c["dataset"], c.get("data_dir"), self.budget.to_dict(),
                             int(c.get("seed", 0)), c.get("image_size"))
 
     def accuracy(self, key: str) -> float | None:
@@ -354,10 +444,12 @@ class Bench:
     def train_missing(self, items: Sequence[Mapping[str, Any]], *, workers: int = 1,
                       retest_keys: set[str] | frozenset = frozenset(), progress: bool = False,
                       on_result: Callable[[dict[str, Any]], None] | None = None,
-                      stop_after: int | None = None, generation: int = 0) -> int:
+                      stop_after: int | None = None, generation: int = 0,
+                      deadline: float | None = None) -> int:
         """Train every item (``{"genome", "key"[, "kind"]}``) not yet in the bench (those in
         ``retest_keys`` twice); returns how many architectures were trained. Each result is
-        committed as it arrives. ``stop_after``: train at most this many now."""
+        committed as it arrives. ``stop_after``: train at most this many now; ``deadline``
+        (a :func:`time.monotonic` value): start none after it."""
         from tqdm.auto import tqdm
 
         seed = int(self.config.get("seed", 0))
@@ -382,15 +474,22 @@ class Bench:
         bar = tqdm(total=len(jobs), unit="arch", desc="bench", disable=not progress,
                    dynamic_ncols=True)
         try:
+            def merged_meanwhile(job: Job) -> bool:  # e.g. by `bench merge`
+                if self.store.get_evaluation(by_genome[job[0]]["key"]) is None:
+                    return False
+                bar.update(1)
+                return True
+
             for (genome, seeds), outcome in run_jobs(self.context, jobs, workers=workers,
-                                                     loaded=self._loaded):
+                                                     loaded=self._loaded, deadline=deadline,
+                                                     skip=merged_meanwhile):
                 item = by_genome[genome]
                 runs = outcome["runs"]
                 first = runs[0]
                 extra = {"test_acc": first["test_acc"], "seed": seeds[0],
                          "budget": self.budget.to_dict(), "kind": item.get("kind", ON_DEMAND),
                          "retest_acc": [r["test_acc"] for r in runs[1:]],
-                         "retest_seeds": list(seeds[1:])}
+                         "retest_seeds": list(seeds[1:]), "device": first["device"]}
                 for name in ("search_seed", "search_generation"):
                     if name in item:
                         extra[name] = item[name]
@@ -430,13 +529,17 @@ def build_bench(bench_dir: str | Path, *, space: str = "micro", dataset: str = "
                 data_dir: str | None = None, budget: BenchBudget | None = None, size: int = 30,
                 retest: int = 0, sampler: str = "mixed", seed: int = 0, workers: int = 1,
                 force: bool = False, progress: bool = False, stop_after: int | None = None,
-                on_result: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                on_result: Callable[[dict[str, Any]], None] | None = None,
+                time_limit: float | None = None) -> dict[str, Any]:
     """Create (or resume) the bench in ``bench_dir`` and train the missing part of its pool.
 
     An existing bench is resumed when its space, dataset, seed, sampler and budget equal the
     ones given (else :class:`ConfigError`; ``force`` starts over); ``size`` and ``retest``
-    may grow. Returns ``{"trained", "size", "bench_dir"}``. Ctrl-C leaves every finished
-    training in the store."""
+    may grow. The budget's device is no part of that: a bench made on the CPU continues on a
+    GPU (``budget.device``), each training recording where it ran. ``time_limit``: seconds
+    after which no training starts (those running finish and are kept). Returns
+    ``{"trained", "size", "bench_dir"}``. Ctrl-C leaves every finished training in the
+    store."""
     from rwenas.search.store import DB_NAME, RunStore
     from rwenas.spaces import get_space
 
@@ -451,7 +554,7 @@ def build_bench(bench_dir: str | Path, *, space: str = "micro", dataset: str = "
     if (path / DB_NAME).is_file() and not force:
         store = RunStore.open(path)
         old = store.config
-        changed = [k for k in _FIXED if old.get(k) != config.get(k)]
+        changed = changed_settings(old, config)
         if old.get("kind") != KIND:
             store.close()
             raise ConfigError(f"{path} is a search run, not a bench")
@@ -461,7 +564,8 @@ def build_bench(bench_dir: str | Path, *, space: str = "micro", dataset: str = "
                               f"{', '.join(changed)}); use --force to start over")
     else:
         store = RunStore.create(path, config, force=force)
-    with Bench(store) as bench:
+    deadline = None if time_limit is None else time.monotonic() + float(time_limit)
+    with Bench(store, device=budget.device) as bench:
         pool = sample_pool(bench.space, size, seed=seed, sampler=sampler)
         if len(pool) > len(store.get_state("pool") or []):
             store.set_state("pool", pool)
@@ -474,7 +578,7 @@ def build_bench(bench_dir: str | Path, *, space: str = "micro", dataset: str = "
         trained = bench.train_missing(bench_pool(store), workers=workers,
                                       retest_keys=retest_keys,
                                       progress=progress, stop_after=stop_after,
-                                      on_result=on_result)
+                                      on_result=on_result, deadline=deadline)
         return {"trained": trained, "trainings": bench.trainings, "size": len(pool),
                 "search_size": len(store.get_state("search_pool") or []),
                 "bench_dir": str(path)}
@@ -577,6 +681,127 @@ def add_search(bench_dir: str | Path, *, seeds: int | Sequence[int] = 3, per_see
                 "per_seed": counts}
 
 
+# -- merging a copy's trainings back ---------------------------------------------------------------
+def _pool_difference(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]
+                     ) -> int | None:
+    """The first position where two pools (lists of members) name different architectures,
+    ``None`` when one is a prefix of the other."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x["key"] != y["key"]:
+            return i
+    return None
+
+
+def merge_bench(src_dir: str | Path, dest_dir: str | Path, *, dry_run: bool = False
+                ) -> dict[str, Any]:
+    """Copy into the bench ``dest_dir`` every training of the bench ``src_dir`` that it lacks:
+    the way trainings done on another machine (a GPU copy of the bench) come back.
+
+    Both must be the same bench: same space, dataset, seed, sampler, image size and budget
+    (:func:`same_budget`: the device may differ), pools that agree member by member where
+    both have one (a longer pool, e.g. a larger ``--size`` or more ``add-search`` members,
+    carries its extra members over) and the same retest count; otherwise
+    :class:`ConfigError` and nothing is written. A finished (``ok``) training of ``dest_dir``
+    is never overwritten (a failed one is replaced by ``src_dir``'s finished one); failed
+    trainings of ``src_dir`` are not copied, nor (counted as ``mismatched``) any whose seeds
+    or budget are not the ones this bench gives that architecture. Idempotent: merging again
+    copies nothing. ``dry_run``: count, write nothing. Returns ``{"copied", "replaced_failed",
+    "already", "differing", "failed_in_src", "mismatched", "pool_added", "devices"}``."""
+    src_path, dest_path = Path(src_dir), Path(dest_dir)
+    if src_path.resolve() == dest_path.resolve():
+        raise ConfigError(f"{src_dir} and {dest_dir} are the same bench")
+    with Bench.open(src_dir) as src, Bench.open(dest_dir) as dest:
+        changed = changed_settings(dest.config, src.config)
+        if changed:
+            raise ConfigError(f"cannot merge {src_dir} into {dest_dir}: other "
+                              f"{', '.join(changed)} (only the same bench merges; the device "
+                              "may differ)")
+        grow: dict[str, list[dict[str, Any]]] = {}
+        for name in ("pool", "search_pool"):
+            a = list(src.store.get_state(name) or [])
+            b = list(dest.store.get_state(name) or [])
+            at = _pool_difference(a, b)
+            if at is not None:
+                raise ConfigError(f"cannot merge {src_dir} into {dest_dir}: their pools differ "
+                                  f"({name} member {at + 1}: {a[at]['key'][:40]} against "
+                                  f"{b[at]['key'][:40]})")
+            if len(a) > len(b):
+                grow[name] = a
+        retests = [int(bench.store.get_state("retest", 0) or 0) for bench in (src, dest)]
+        if retests[0] != retests[1]:
+            raise ConfigError(f"cannot merge {src_dir} into {dest_dir}: other retest count "
+                              f"({retests[0]} against {retests[1]}); build both with the same "
+                              "--retest first")
+        seed = int(dest.config.get("seed", 0))
+        counts = {"copied": 0, "replaced_failed": 0, "already": 0, "differing": 0,
+                  "failed_in_src": len(src.store.evaluations("failed")), "mismatched": 0}
+        devices: dict[str, int] = {}
+        todo = []
+        for rec in src.store.evaluations("ok"):
+            extra = rec["extra"] or {}
+            have = dest.store.get_evaluation(rec["key"])
+            if have is not None and have["status"] == "ok":
+                counts["already"] += 1
+                mine = have["extra"] or {}
+                if [mine.get("test_acc"), *(mine.get("retest_acc") or [])] != \
+                        [extra.get("test_acc"), *(extra.get("retest_acc") or [])]:
+                    counts["differing"] += 1  # trained on both: dest's is kept
+                continue
+            seeds = [extra.get("seed"), *(extra.get("retest_seeds") or [])]
+            if (extra.get("test_acc") is None
+                    or len(extra.get("retest_acc") or []) != len(seeds) - 1
+                    or seeds != [arch_seed(seed, rec["key"], r) for r in range(len(seeds))]
+                    or not same_budget(extra.get("budget", dest.config["budget"]),
+                                       dest.config["budget"])):
+                counts["mismatched"] += 1
+                continue
+            todo.append((rec, have is not None))
+            device = training_device(extra)
+            devices[device] = devices.get(device, 0) + len(seeds)
+        counts["copied"] = sum(1 for _rec, replace in todo if not replace)
+        counts["replaced_failed"] = sum(1 for _rec, replace in todo if replace)
+        pool_added = sum(len(v) - len(dest.store.get_state(k) or []) for k, v in grow.items())
+        if not dry_run:
+            for name, members in grow.items():
+                dest.store.set_state(name, members)
+            if "search_pool" in grow:
+                runs = dict(dest.store.get_state("search_runs") or {})
+                for k, v in (src.store.get_state("search_runs") or {}).items():
+                    runs.setdefault(k, v)
+                dest.store.set_state("search_runs", runs)
+            for rec, replace in todo:
+                dest.store.add_evaluation(
+                    rec["key"], rec["genome"], objectives=rec["objectives"],
+                    generation=rec["generation"], status="ok", genotype=rec["genotype"],
+                    params_m=rec["params_m"], madds_m=rec["madds_m"], seconds=rec["seconds"],
+                    features_seconds=rec["features_seconds"],
+                    classifier_seconds=rec["classifier_seconds"], attempts=rec["attempts"],
+                    extra=rec["extra"], replace=replace)
+        return {**counts, "pool_added": pool_added, "devices": devices, "dry_run": dry_run,
+                "src": str(src_dir), "dest": str(dest_dir)}
+
+
+def format_merge(result: Mapping[str, Any]) -> str:
+    """``bench merge``'s report, one line."""
+    devices = ", ".join(f"{d} {n}" for d, n in sorted(result["devices"].items()))
+    verb = "would copy" if result["dry_run"] else "copied"
+    parts = [f"{verb} {result['copied'] + result['replaced_failed']} architecture(s) of "
+             f"{result['src']} into {result['dest']}"
+             + (f" ({devices} trainings)" if devices else "")]
+    if result["replaced_failed"]:
+        parts.append(f"{result['replaced_failed']} of them over a failed training")
+    parts.append(f"{result['already']} already there (kept as they were"
+                 + (f"; {result['differing']} with other accuracies, trained on both"
+                    if result["differing"] else "") + ")")
+    if result["pool_added"]:
+        parts.append(f"pool grown by {result['pool_added']}")
+    if result["failed_in_src"]:
+        parts.append(f"{result['failed_in_src']} failed in the source, not copied")
+    if result["mismatched"]:
+        parts.append(f"{result['mismatched']} with other seeds or budget, not copied")
+    return "; ".join(parts)
+
+
 # -- tuning and confirmation halves ---------------------------------------------------------------
 HALVES = ("all", "tuning", "confirmation")
 
@@ -661,8 +886,16 @@ def bench_records(bench_dir: str | Path, sources: Sequence[str] | None = None
                         "search_seed": extra.get("search_seed"),
                         "search_generation": extra.get("search_generation"),
                         "seconds": rec["seconds"], "params_m": rec["params_m"],
-                        "madds_m": rec["madds_m"]})
+                        "madds_m": rec["madds_m"], "device": training_device(extra)})
         return out
+
+
+def training_device(extra: Mapping[str, Any]) -> str:
+    """Where a bench training ran: its record's ``device`` (``cpu``, ``cuda:<GPU name>``),
+    or for trainings recorded before devices were, the device of its stored budget."""
+    if extra.get("device"):
+        return str(extra["device"])
+    return str((extra.get("budget") or {}).get("device") or "cpu")
 
 
 def retest_correlation(records: Sequence[Mapping[str, Any]], *, resamples: int = 2000,
@@ -709,8 +942,10 @@ def bench_summary(bench_dir: str | Path, sources: Sequence[str] | None = None
     accs = np.array([r["truth"] for r in records], dtype=float)
     secs = np.array([r["seconds"] or 0.0 for r in records], dtype=float)
     kinds: dict[str, int] = {}
+    devices: dict[str, int] = {}  # trainings (a retested architecture counts twice)
     for r in records:
         kinds[r["source"]] = kinds.get(r["source"], 0) + 1
+        devices[r["device"]] = devices.get(r["device"], 0) + 1 + len(r["retest_acc"])
     pool_sources: dict[str, int] = {}
     for p in pool:
         pool_sources[p.get("kind") or "uniform"] = pool_sources.get(p.get("kind") or "uniform",
@@ -720,7 +955,7 @@ def bench_summary(bench_dir: str | Path, sources: Sequence[str] | None = None
         "sampler": config.get("sampler"), "seed": config.get("seed"),
         "budget": config["budget"], "pool_size": len(pool), "trained": len(records),
         "failed": failed, "kinds": kinds, "pool_sources": pool_sources,
-        "on_demand": on_demand, "sources": list(wanted),
+        "on_demand": on_demand, "sources": list(wanted), "devices": devices,
         "acc_min": float(accs.min()) if len(accs) else math.nan,
         "acc_max": float(accs.max()) if len(accs) else math.nan,
         "acc_mean": float(accs.mean()) if len(accs) else math.nan,
@@ -768,4 +1003,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         lines.append("retest     none (use --retest N)")
     lines.append(f"time       {summary['seconds_per_arch']:.1f} s per architecture "
                  "(one training)")
+    devices = summary.get("devices") or {}
+    if devices:
+        lines.append("devices    " + ", ".join(f"{d} {n}" for d, n in sorted(devices.items()))
+                     + " trainings (where each ran; the budget is the same)")
     return "\n".join(lines)

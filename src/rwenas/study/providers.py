@@ -23,13 +23,20 @@ class BenchProvider:
     same space, dataset, seed and budget), never into the bench itself: a study along
     searches must not change the pool that other studies read (:func:`rwenas.study.bench.
     bench_records`). ``trained`` counts the on-demand trainings of this provider; the cache
-    is reused by later studies."""
+    is reused by later studies. ``device``: where those trainings run (default: the device
+    the bench was made with; the device is no part of its budget). ``time_limit``: seconds
+    after which :meth:`prefetch` starts no training."""
 
     def __init__(self, bench_dir: str | Path, *, cache_dir: str | Path | None = None,
-                 workers: int = 1, progress: bool = False) -> None:
+                 workers: int = 1, progress: bool = False, device: str | None = None,
+                 time_limit: float | None = None) -> None:
+        import time
+
         from rwenas.study.bench import Bench
 
         self.bench = Bench.open(bench_dir)
+        self.device = device
+        self.deadline = None if time_limit is None else time.monotonic() + float(time_limit)
         self.workers = workers
         self.progress = progress
         self.space_name = self.bench.config["space"]
@@ -46,20 +53,20 @@ class BenchProvider:
     def cache(self):
         """The cache bench (created with the bench's configuration on first use)."""
         from rwenas.search.store import DB_NAME, RunStore
-        from rwenas.study.bench import _FIXED, Bench
+        from rwenas.study.bench import Bench, changed_settings
 
         if self._cache is None:
             config = {**self.bench.config, "cache_of": str(self.bench.store.run_dir)}
             if (self.cache_dir / DB_NAME).is_file():
                 store = RunStore.open(self.cache_dir)
-                changed = [k for k in _FIXED if store.config.get(k) != config.get(k)]
+                changed = changed_settings(store.config, config)
                 if changed:
                     store.close()
                     raise ConfigError(f"on-demand cache {self.cache_dir} belongs to another "
                                       f"bench (changed: {', '.join(changed)})")
             else:
                 store = RunStore.create(self.cache_dir, config)
-            self._cache = Bench(store)
+            self._cache = Bench(store, device=self.device)
         return self._cache
 
     def _truth(self, bench: Any, key: str) -> float | None:
@@ -69,12 +76,33 @@ class BenchProvider:
         extra = rec["extra"]
         return float(np.mean([extra["test_acc"], *(extra.get("retest_acc") or [])]))
 
+    def _missing(self, genomes: Sequence[Sequence[int]]) -> list[dict[str, Any]]:
+        from rwenas.search.store import DB_NAME
+
+        space = self.bench.space
+        cache = self.cache() if self._cache is not None or \
+            (self.cache_dir / DB_NAME).is_file() else None
+        out: dict[str, dict[str, Any]] = {}
+        for g in genomes:
+            k = space.key(g)
+            if k not in out and self._truth(self.bench, k) is None and (
+                    cache is None or self._truth(cache, k) is None):
+                out[k] = {"genome": list(g), "key": k, "kind": "on_demand"}
+        return list(out.values())
+
+    def prefetch(self, genomes: Sequence[Sequence[int]]) -> int:
+        """Train the architectures of ``genomes`` the bench and the cache lack, all in one
+        pool of workers (until the time limit); returns how many are still missing."""
+        missing = self._missing(genomes)
+        if missing:
+            self.cache().train_missing(missing, workers=self.workers, progress=self.progress,
+                                       deadline=self.deadline)
+        return len(self._missing(genomes))
+
     def accuracies(self, genomes: Sequence[Sequence[int]]) -> list[float]:
         space = self.bench.space
         keys = [space.key(g) for g in genomes]
-        missing = [{"genome": list(g), "key": k, "kind": "on_demand"}
-                   for g, k in zip(genomes, keys, strict=True)
-                   if self._truth(self.bench, k) is None]
+        missing = self._missing(genomes)
         if missing:
             self.cache().train_missing(missing, workers=self.workers, progress=self.progress)
         out = []

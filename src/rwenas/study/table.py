@@ -27,6 +27,8 @@ import json
 import math
 import os
 import platform
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +39,14 @@ import numpy as np
 
 from rwenas.checks import MAX_SEED, check_number
 from rwenas.errors import ConfigError, RwenasError
-from rwenas.study.bench import BenchBudget, arch_seed, budget_network, train_architecture
+from rwenas.study.bench import (
+    BenchBudget,
+    arch_seed,
+    budget_network,
+    same_budget,
+    train_architecture,
+    training_device,
+)
 
 __all__ = ["PUBLISHED", "ROWS", "TableSettings", "build_table", "default_published"]
 
@@ -233,6 +242,59 @@ def run_row_search(out_dir: Path, settings: TableSettings, row: str, progress: b
             "algorithm": config["algorithm"], "picks": picks}
 
 
+def copy_searches(out_dir: Path, settings: TableSettings, source: str | Path, *,
+                  write: bool = True) -> dict[str, dict[str, Any]]:
+    """Copy the search stores of the table in ``source`` into ``out_dir`` where this table has
+    none yet (a table at another training budget shares the searches: they depend on the
+    search settings only, which must be this table's, else :class:`ConfigError` before
+    anything is copied). A copied search resumes here; one that was finished is replayed.
+    Returns ``{row: {"dir", "evaluations"}}`` of the copies (``write=False``: checks and
+    returns them, copying nothing)."""
+    import sqlite3
+
+    from rwenas.search.store import DB_NAME, RunStore
+
+    src = Path(source)
+    if not src.is_dir():
+        raise ConfigError(f"--searches-from {source}: no such directory")
+    if not any((src / sub / DB_NAME).is_file() for sub in SEARCH_DIRS.values()):
+        raise ConfigError(f"--searches-from {source}: no table searches there "
+                          f"({', '.join(SEARCH_DIRS.values())})")
+    copied = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = []
+        for row, sub in SEARCH_DIRS.items():
+            if (out_dir / sub / DB_NAME).is_file() or not (src / sub / DB_NAME).is_file():
+                continue
+            # Read a copy: opening the source's store would switch it to WAL mode, i.e. write
+            # to another table's (possibly committed) database.
+            copy = Path(tmp) / sub
+            copy.mkdir()
+            a = sqlite3.connect(f"file:{src / sub / DB_NAME}?mode=ro", uri=True)
+            b = sqlite3.connect(copy / DB_NAME)
+            try:
+                a.backup(b)
+            finally:
+                b.close()
+                a.close()
+            with RunStore.open(copy) as store:
+                config, n = store.config, store.count_evaluations()
+            want = json.loads(json.dumps(settings.search_config(row)))
+            changed = [k for k in want if config.get(k) != want[k]]
+            if changed:
+                raise ConfigError(f"the {row} search in {src / sub} was made with other search "
+                                  f"settings (changed: {', '.join(changed)}); it cannot be "
+                                  "this table's")
+            staged.append((row, sub, n, copy / DB_NAME))
+        for row, sub, n, db in staged:
+            copied[row] = {"dir": str(src / sub), "evaluations": n}
+            if write:
+                (out_dir / sub).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(db, out_dir / sub / (DB_NAME + ".tmp"))
+                os.replace(out_dir / sub / (DB_NAME + ".tmp"), out_dir / sub / DB_NAME)
+    return copied
+
+
 # -- row 3: random architectures matched in MAdds ---------------------------------------------
 def arch_madds(space: Any, budget: BenchBudget, data_shape: tuple[int, int, int],
                num_classes: int, *, genome: Sequence[int] | None = None,
@@ -276,8 +338,8 @@ def nearest(sample: Sequence[Mapping[str, Any]], target: float) -> int:
 class BenchLookup:
     """Trainings of a bench (and of its on-demand cache) that the table can reuse: same
     space, dataset and data (the bench's seed, which draws its sub-samples, and image size
-    are the table's), same budget, and a training seed that equals the table's for that
-    architecture."""
+    are the table's), same budget (wherever it ran: the device is no part of a budget), and
+    a training seed that equals the table's for that architecture."""
 
     def __init__(self, bench_dir: str | Path, settings: TableSettings) -> None:
         from rwenas.search.store import DB_NAME
@@ -297,7 +359,7 @@ class BenchLookup:
                 ("dataset", c.get("dataset") == settings.dataset),
                 ("seed", int(c.get("seed", 0)) == settings.seed),
                 ("image size", c.get("image_size") == settings.image_size),
-                ("budget", c.get("budget") == self.budget)) if not same]
+                ("budget", same_budget(c.get("budget"), self.budget))) if not same]
             if why:
                 self.notes.append(f"{path}: not shared (other {', '.join(why)})")
                 bench.close()
@@ -310,14 +372,14 @@ class BenchLookup:
             if rec is None or rec["status"] != "ok":
                 continue
             extra = rec["extra"] or {}
-            if extra.get("budget", self.budget) != self.budget:
+            if not same_budget(extra.get("budget", self.budget), self.budget):
                 continue
             seeds = [extra.get("seed"), *(extra.get("retest_seeds") or [])]
             accs = [extra.get("test_acc"), *(extra.get("retest_acc") or [])]
             for i, (s, acc) in enumerate(zip(seeds, accs, strict=False)):
                 if s is not None and int(s) == int(seed) and acc is not None:
                     return {"test_acc": float(acc), "params_m": rec["params_m"],
-                            "madds_m": rec["madds_m"],
+                            "madds_m": rec["madds_m"], "device": training_device(extra),
                             # the bench keeps the time of its first training only
                             "seconds": rec["seconds"] if i == 0 else None,
                             "bench_dir": str(bench.store.run_dir)}
@@ -385,8 +447,10 @@ def plan_entries(settings: TableSettings, searches: Mapping[str, Any],
 def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
                 bench: str | Path | None = None, force: bool = False, progress: bool = True,
                 stop_after: int | None = None,
-                on_training: Callable[[dict[str, Any]], None] | None = None
-                ) -> dict[str, Any]:
+                on_training: Callable[[dict[str, Any]], None] | None = None,
+                workers: int = 1, threads: int | None = None,
+                time_limit: float | None = None,
+                searches_from: str | Path | None = None) -> dict[str, Any]:
     """Build (or continue) the table in ``out_dir`` and write ``table.md``, ``table.csv``,
     ``table.json`` and ``table.png`` there once every training is done.
 
@@ -396,7 +460,12 @@ def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
     key, budget, data and seed are reused. ``stop_after``: train at most this many now (the
     table is written only when nothing is left). ``on_training(record)`` is called after each
     committed training (an exception there, e.g. KeyboardInterrupt, stops the build with every
-    finished training kept). Returns the table (``complete`` False while trainings remain).
+    finished training kept). ``workers``: trainings run in that many spawned processes
+    (``threads`` torch threads each; default the cores shared out), with the same results as
+    in one (each training is seeded on its own). ``time_limit``: seconds after which no
+    training starts (running ones finish and are kept). Returns the table (``complete``
+    False while trainings remain). ``searches_from``: another table's directory whose
+    searches this one starts from (:func:`copy_searches`).
     """
     from tqdm.auto import tqdm
 
@@ -417,6 +486,8 @@ def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
     data = TrainData.from_dataset(ds, train_size=budget.train_size, test_size=budget.test_size,
                                   seed=settings.seed)
     shape = (data.in_channels, data.image_size, data.image_size)
+    if searches_from is not None:
+        copy_searches(out, settings, searches_from, write=False)  # checked before writing
     lookup = BenchLookup(bench, settings) if bench is not None else None
     try:
         store = open_table_store(out, settings, force)
@@ -432,6 +503,11 @@ def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
 
     try:
         store.set_state("sessions", int(store.get_state("sessions", 0) or 0) + 1)
+        if searches_from is not None:
+            copied = copy_searches(out, settings, searches_from)
+            if copied:
+                store.set_state("searches_from",
+                                {**(store.get_state("searches_from") or {}), **copied})
         searches = {}
         for row in SEARCH_DIRS:
             searches[row] = run_row_search(out, settings, row, progress)
@@ -451,38 +527,66 @@ def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
                 seed = arch_seed(settings.seed, e.key, i)
                 jobs.setdefault(training_key(e.key, seed, budget), (e, i, seed))
         todo = [k for k in jobs if store.get_evaluation(k) is None]
+        store.set_state("trainings_planned", len(jobs))
         trained = reused = 0
+        deadline = None if time_limit is None else time.monotonic() + float(time_limit)
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="training",
                    desc="table", disable=not progress, dynamic_ncols=True)
+
+        def commit(tkey: str, found: Mapping[str, Any], source: str) -> None:
+            e, i, seed = jobs[tkey]
+            extra = {"arch_key": e.key, "seed": seed, "seed_index": i,
+                     "test_acc": float(found["test_acc"]), "budget": budget.to_dict(),
+                     "source": source, "bench_dir": found.get("bench_dir"),
+                     "device": found.get("device")}
+            store.add_evaluation(
+                tkey, list(e.genome or ()), objectives=[1.0 - extra["test_acc"]],
+                generation=0, status="ok",
+                genotype=space.genotype_to_json(e.genotype if e.genome is None
+                                                else space.decode(e.genome)),
+                params_m=found["params_m"], madds_m=found["madds_m"],
+                seconds=found.get("seconds"), extra=extra)
+            tick()
+            bar.update(1)
+            bar.set_postfix(row=e.row, pick=e.pick, test_acc=f"{extra['test_acc']:.4f}")
+            if on_training is not None:
+                on_training({"key": tkey, **extra})
+
         try:
-            for tkey in todo:
-                e, i, seed = jobs[tkey]
+            to_train = []
+            for tkey in todo:  # the bench's trainings first: nothing to wait for
+                e, _i, seed = jobs[tkey]
                 found = lookup.find(e.key, seed) if lookup is not None else None
                 if found is None:
-                    if stop_after is not None and trained >= stop_after:
+                    to_train.append(tkey)
+                else:
+                    reused += 1
+                    commit(tkey, found, "bench")
+            if stop_after is not None:
+                to_train = to_train[:stop_after]
+            if workers <= 1:
+                for tkey in to_train:
+                    if deadline is not None and time.monotonic() >= deadline:
                         break
+                    e, _i, seed = jobs[tkey]
                     found = train_architecture(space, e.genome, data, budget, seed,
                                                genotype=e.genotype)
-                    source = "trained"
                     trained += 1
-                else:
-                    source = "bench"
-                    reused += 1
-                extra = {"arch_key": e.key, "seed": seed, "seed_index": i,
-                         "test_acc": float(found["test_acc"]), "budget": budget.to_dict(),
-                         "source": source, "bench_dir": found.get("bench_dir")}
-                store.add_evaluation(
-                    tkey, list(e.genome or ()), objectives=[1.0 - extra["test_acc"]],
-                    generation=0, status="ok",
-                    genotype=space.genotype_to_json(e.genotype if e.genome is None
-                                                    else space.decode(e.genome)),
-                    params_m=found["params_m"], madds_m=found["madds_m"],
-                    seconds=found.get("seconds"), extra=extra)
-                tick()
-                bar.update(1)
-                bar.set_postfix(row=e.row, pick=e.pick, test_acc=f"{extra['test_acc']:.4f}")
-                if on_training is not None:
-                    on_training({"key": tkey, **extra})
+                    commit(tkey, found, "trained")
+            else:
+                from rwenas.study.bench import BenchContext, run_indexed
+
+                context = BenchContext(settings.space, settings.dataset, settings.data_dir,
+                                       budget.to_dict(), settings.seed, settings.image_size)
+                work = []
+                for tkey in to_train:
+                    e, _i, seed = jobs[tkey]
+                    work.append((e.genome, (seed,)) if e.genome is not None
+                                else (None, (seed,), e.genotype))
+                for n, _job, outcome in run_indexed(context, work, workers=workers,
+                                                    threads=threads, deadline=deadline):
+                    trained += 1
+                    commit(to_train[n], outcome["runs"][0], "trained")
         finally:
             bar.close()
         missing = [k for k in jobs if store.get_evaluation(k) is None]
@@ -502,6 +606,7 @@ def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
                           "reused": sum(1 for k in jobs
                                         if store.get_evaluation(k)["extra"]["source"] == "bench")}
         table["random_sample"] = sample
+        table["searches_from"] = store.get_state("searches_from") or {}
         result.update(table)
         result["files"] = {k: str(v) for k, v in table_outputs.write_table(result, out).items()}
         return result

@@ -163,6 +163,13 @@ def table_markdown(table: Mapping[str, Any]) -> str:
     if bench.get("dir"):
         out += ["", f"Bench {bench['dir']}: {bench['reused']} training(s) reused."
                 + "".join(f" {n}." for n in bench.get("notes", []))]
+    copied = table.get("searches_from") or {}
+    if copied:
+        out += ["", "Searches started from another table's (same search settings): "
+                + "; ".join(f"{row} from {c['dir']} at {c['evaluations']} evaluations"
+                            for row, c in copied.items())
+                + ". Their cost includes the seconds of those evaluations, measured where "
+                "they ran."]
     return "\n".join(out) + "\n"
 
 
