@@ -213,6 +213,41 @@ def test_golden_rwe_error_of_a_fixed_micro_network():
     assert res.error == pytest.approx(0.625, abs=1e-6)
 
 
+def test_separable_max_pools_leave_rwe_unchanged(monkeypatch):
+    """RWE swaps the max pools of its frozen CPU backbone for a faster separable form; the
+    features, and so the error, must be those of ``nn.MaxPool2d`` exactly (a genome with max
+    pools in the normal and the reduction cell, bfloat16 as on AMX cores)."""
+    import rwenas.estimators.rwe as rwe_module
+
+    space = get_space("micro")
+    pools = "0 0 0 1 0 0 3 1 0 2 4 0 0 3 0 4 0 5 0 1"  # max_pool_3x3 is op 0
+    genome = space.validate(f"{pools} {pools}")
+    cfg = RWEConfig(epochs=3, device="cpu", precision="bf16", inference_batch=64)
+    seen = []
+
+    def factory() -> nn.Module:
+        net = create_network(space, genome, channels=4, layers=3, in_channels=1, num_classes=4)
+        seen.append(net)
+        return net
+
+    features = []
+    extract = rwe_module.extract_features
+
+    def recording(*args, **kwargs):
+        features.append(extract(*args, **kwargs))
+        return features[-1]
+
+    monkeypatch.setattr(rwe_module, "extract_features", recording)
+    fast = rwe(factory, hard_images(), cfg, seed=7)
+    assert sum(type(m).__name__ == "SeparableMaxPool3x3" for m in seen[-1].modules()) >= 6
+    monkeypatch.setattr(rwe_module, "separable_max_pools", lambda net: net)
+    slow = rwe(factory, hard_images(), cfg, seed=7)
+    assert not any(type(m).__name__ == "SeparableMaxPool3x3" for m in seen[-1].modules())
+    assert len(features) == 4 and features[0].abs().sum() > 0
+    assert torch.equal(features[0], features[2]) and torch.equal(features[1], features[3])
+    assert fast.error == slow.error
+
+
 def test_shrunken_features_do_not_collapse():
     split = blobs()
     normal = rwe(lambda: Flat(), split, CPU, seed=1)
