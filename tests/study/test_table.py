@@ -18,17 +18,23 @@ from rwenas import cli
 from rwenas.errors import ConfigError
 from rwenas.search.store import RunStore
 from rwenas.spaces import canonical_genome, get_space
-from rwenas.study.bench import BenchBudget, arch_seed, bench_config, sample_pool
-from rwenas.study.table import PUBLISHED, TableSettings, build_table
+from rwenas.study.bench import BenchBudget, arch_seed, bench_config
+from rwenas.study.table import (
+    PUBLISHED,
+    TableSettings,
+    build_table,
+    matched_random,
+    random_draw,
+)
 
 BUDGET = BenchBudget(channels=4, layers=3, epochs=1, train_size=128)
 SETTINGS = TableSettings(dataset="synthetic", image_size=8, pop_size=4, generations=2,
                          search_train_size=100, search_val_size=50,
                          search_network={"channels": 4, "layers": 3},
-                         rwe={"epochs": 2, "folds": 1}, samples=6, budget=BUDGET)
+                         rwe={"epochs": 2, "folds": 1}, samples=30, budget=BUDGET)
 ARGV = ["--dataset", "synthetic", "--image-size", "8", "--pop-size", "4", "--generations", "2",
         "--search-train-size", "100", "--search-val-size", "50", "--search-channels", "4",
-        "--search-layers", "3", "--rwe-epochs", "2", "--rwe-folds", "1", "--samples", "6",
+        "--search-layers", "3", "--rwe-epochs", "2", "--rwe-folds", "1", "--samples", "30",
         "--channels", "4", "--layers", "3", "--epochs", "1", "--train-size", "128", "--quiet"]
 SEARCHES = {"rwe": "search-rwe", "random_search": "search-random", "proxy": "search-proxy"}
 
@@ -118,32 +124,92 @@ def test_rows_hold_the_right_architectures(full):
     assert _line(table, "published", "DARTS")["genome"] is None  # DARTS has no genome here
 
 
-def test_matched_madds_are_the_nearest_samples(full):
+def _madds_by_hand(space, genome, data):
     from rwenas.build import build_network
     from rwenas.complexity import count_madds
 
+    shape = (data["in_channels"], data["image_size"], data["image_size"])
+    net = build_network(space, canonical_genome(space, tuple(genome)), in_channels=shape[0],
+                        num_classes=data["num_classes"], setting="search", channels=4,
+                        layers=3, auxiliary=False, drop_path=0.0)
+    return count_madds(net, shape) / 1e6
+
+
+def test_matched_madds_are_the_first_draw_within_tolerance(full):
     _, _, table = full
     space = get_space("micro")
-    data = table["data"]  # the synthetic images: 1 channel, 8 pixels, 10 classes
-    shape = (data["in_channels"], data["image_size"], data["image_size"])
-    sample = table["random_sample"]
-    assert [s["key"] for s in sample] == [p["key"] for p in
-                                           sample_pool(space, 6, seed=0, sampler="uniform")]
-    madds = []
-    for s in sample:  # by hand: the network at the budget, counted again
-        net = build_network(space, canonical_genome(space, tuple(s["genome"])),
-                            in_channels=shape[0], num_classes=data["num_classes"],
-                            setting="search", channels=4, layers=3, auxiliary=False,
-                            drop_path=0.0)
-        madds.append(count_madds(net, shape) / 1e6)
-    assert [s["madds_m"] for s in sample] == pytest.approx(madds)
-    for which in "LMS":
+    draws = table["random_sample"]
+    for n, which in enumerate("LMS"):
         target = _line(table, "rwe", which)["madds_m"]  # what the training measured
         matched = _line(table, "random_matched", which)
         assert matched["target_madds_m"] == pytest.approx(target)
-        best = min(range(len(madds)), key=lambda i: (abs(madds[i] - target), i))
-        assert matched["sample_index"] == best and matched["key"] == sample[best]["key"]
-        assert matched["madds_m"] == pytest.approx(madds[best])  # and it trained that network
+        mine = [d for d in draws if d["pick"] == which]
+        assert [d["index"] for d in mine] == list(range(len(mine)))
+        for d in mine:  # by hand: the same seeded draws, their networks counted again
+            assert tuple(d["genome"]) == random_draw(space, 0, n, d["index"])
+            assert d["madds_m"] == pytest.approx(_madds_by_hand(space, d["genome"],
+                                                                table["data"]))
+        inside = [d for d in mine if abs(d["madds_m"] - target) <= 0.05 * target]
+        if inside:  # drawing stops at the first match
+            assert matched["within"] and inside == [mine[-1]]
+            assert matched["sample_index"] == mine[-1]["index"]
+        else:  # none within: all drawn, the nearest taken, and flagged
+            assert not matched["within"] and len(mine) == SETTINGS.samples
+            best = min(mine, key=lambda d: (abs(d["madds_m"] - target), d["index"]))
+            assert matched["sample_index"] == best["index"]
+        assert matched["key"] == mine[matched["sample_index"]]["key"]
+        assert matched["madds_m"] == pytest.approx(matched["sample_madds_m"])  # trained it
+    assert any(_line(table, "random_matched", w)["within"] for w in "LMS")
+
+
+def test_random_draws_span_pooling_heavy_to_convolution_heavy_cells():
+    space = get_space("micro")
+    light = {i for i, op in enumerate(space.ops) if op in ("max_pool_3x3", "avg_pool_3x3",
+                                                            "skip_connect")}
+    shares = []
+    for i in range(60):
+        genome = random_draw(space, 0, 0, i)
+        assert random_draw(space, 0, 0, i) == genome  # seeded
+        ops = [genome[p] for q in range(0, len(genome), 4) for p in (q, q + 2)]
+        shares.append(sum(op in light for op in ops) / len(ops))
+    assert min(shares) < 0.15 and max(shares) > 0.85  # uniform sampling: ~1/3 ± 0.1
+    assert random_draw(space, 1, 0, 0) != random_draw(space, 0, 0, 0)
+    assert random_draw(space, 0, 1, 0) != random_draw(space, 0, 0, 0)
+
+
+class _State:
+    def __init__(self):
+        self.state = {}
+
+    def get_state(self, key):
+        return self.state.get(key)
+
+    def set_state(self, key, value):
+        self.state[key] = value
+
+
+def test_matched_random_hits_low_targets_is_seeded_and_kept(monkeypatch):
+    import rwenas.study.table as table_module
+
+    space = get_space("micro")
+    settings = TableSettings(budget=BenchBudget(channels=4, layers=3), samples=200)
+    data = {"in_channels": 1, "image_size": 8, "num_classes": 10}
+    low = min(_madds_by_hand(space, random_draw(space, 0, 0, i), data) for i in range(20))
+    targets = {"L": 1.4 * low, "S": 1.02 * low}  # near the cheapest of 20 draws
+    store = _State()
+    matched, draws = matched_random(store, space, settings, targets, (1, 8, 8), 10)
+    for which, target in targets.items():
+        assert matched[which]["within"]
+        assert abs(matched[which]["sample_madds_m"] - target) <= 0.05 * target
+    again, _ = matched_random(_State(), space, settings, targets, (1, 8, 8), 10)
+    assert again == matched  # same seed, same draws
+    calls = []
+    monkeypatch.setattr(table_module, "arch_madds", lambda *a, **k: calls.append(1) or 1.0)
+    kept, kept_draws = matched_random(store, space, settings, targets, (1, 8, 8), 10)
+    assert (kept, kept_draws) == (matched, draws) and not calls  # nothing counted again
+    tight = TableSettings(budget=settings.budget, samples=5, match_tolerance=0.0)
+    flagged, few = matched_random(_State(), space, tight, {"L": 0.5 * low}, (1, 8, 8), 10)
+    assert not flagged["L"]["within"] and len(few) == 5 and flagged["L"]["draws"] == 5
 
 
 def test_mean_std_and_search_cost_from_the_stores(full):

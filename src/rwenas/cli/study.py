@@ -204,7 +204,8 @@ def cmd_study_table(args: argparse.Namespace) -> int:
         image_size=args.image_size, seed=args.seed, seeds=args.seeds, pop_size=args.pop_size,
         generations=args.generations, search_train_size=args.search_train_size,
         search_val_size=args.search_val_size, search_network=network, rwe=rwe,
-        proxy=args.proxy, samples=args.samples, published=published, budget=budget)
+        proxy=args.proxy, samples=args.samples, match_tolerance=args.match_tolerance,
+        published=published, budget=budget)
     result = build_table(args.out, settings, bench=args.bench, force=args.force,
                          progress=not args.quiet, workers=args.workers,
                          threads=args.threads, time_limit=args.time_limit,
@@ -370,7 +371,11 @@ def _add_table(ssub: argparse._SubParsersAction) -> None:
     t.add_argument("--proxy", default="jacob_cov", help="zero-cost proxy driving row 4's "
                    "NSGA-II, with MAdds (default jacob_cov)")
     t.add_argument("--samples", type=number_arg("samples", integer=True, low=1, high=10**6),
-                   default=100, help="random architectures drawn for row 3 (default 100)")
+                   default=2000, help="row 3: at most this many random architectures drawn "
+                   "per pick to find one of matched MAdds (default 2000)")
+    t.add_argument("--match-tolerance", type=number_arg("match-tolerance", low=0.0, high=1.0),
+                   default=0.05, help="row 3: relative MAdds tolerance of a match (default "
+                   "0.05)")
     t.add_argument("--published", help="comma-separated published cells of row 5 (default "
                    "DARTS,NSGANet,AmoebaNet,NASNet,ENAS; 'none' for no row 5)")
     t.add_argument("--budget", metavar="FILE", help="training budget as JSON or TOML "

@@ -7,8 +7,9 @@ BenchBudget`, the bench's), with ``seeds`` seeds, and tested on the full test se
    the search split; the L, M and S picks of its front.
 2. ``random_search`` — random search at the same number of evaluations, RWE error measured,
    picked the same way: what NSGA-II's selection adds over sampling.
-3. ``random_matched`` — random architectures matched in MAdds to row 1's L, M and S, no
-   estimator at all: what RWE adds at equal cost.
+3. ``random_matched`` — random architectures matched in MAdds to row 1's L, M and S (the
+   first random draw within ``match_tolerance`` of each), no estimator at all: what RWE adds
+   at equal cost.
 4. ``proxy`` — NSGA-II driven by a zero-cost proxy (default ``jacob_cov``) and MAdds, same
    budget: RWE against the cheap alternative.
 5. ``published`` — DARTS, NSGA-Net, AmoebaNet, NASNet and ENAS cells at the same budget.
@@ -58,7 +59,7 @@ PUBLISHED = ("DARTS", "NSGANet", "AmoebaNet", "NASNet", "ENAS")
 PICKS = ("L", "M", "S")
 KIND = "table"
 #: settings that may change when a table is continued (they only add or drop trainings)
-MUTABLE = ("seeds", "published")
+MUTABLE = ("seeds", "published", "samples", "match_tolerance")
 
 
 def default_published(space: str) -> tuple[str, ...]:
@@ -96,8 +97,10 @@ class TableSettings:
     #: RWE options of the searches (:class:`rwenas.estimators.rwe.RWEConfig` fields)
     rwe: Mapping[str, Any] = field(default_factory=dict)
     proxy: str = "jacob_cov"
-    #: random architectures drawn for row 3, of which the nearest in MAdds are taken
-    samples: int = 100
+    #: row 3: at most this many random architectures drawn per pick (L, M, S) to find one
+    #: whose MAdds at the budget is within ``match_tolerance`` (relative) of the pick's
+    samples: int = 2000
+    match_tolerance: float = 0.05
     #: published cells of row 5 (``None``: every one the space can build)
     published: tuple[str, ...] | None = None
     budget: BenchBudget = field(default_factory=BenchBudget)
@@ -106,6 +109,7 @@ class TableSettings:
         check_number("seed", self.seed, integer=True, low=0, high=MAX_SEED)
         check_number("seeds", self.seeds, integer=True, low=2, high=1000)
         check_number("samples", self.samples, integer=True, low=1, high=10**6)
+        check_number("match_tolerance", self.match_tolerance, low=0.0, high=1.0)
         for name in ("image_size", "search_train_size", "search_val_size"):
             if getattr(self, name) is not None:
                 check_number(name, getattr(self, name), integer=True, low=1)
@@ -136,6 +140,7 @@ class TableSettings:
                   "search_val_size": self.search_val_size,
                   "search_network": dict(self.search_network), "rwe": dict(self.rwe),
                   "proxy": self.proxy, "samples": self.samples,
+                  "match_tolerance": self.match_tolerance,
                   "published": list(self.published_names), "budget": self.budget.to_dict()}
         return json.loads(json.dumps(config))
 
@@ -310,23 +315,63 @@ def arch_madds(space: Any, budget: BenchBudget, data_shape: tuple[int, int, int]
     return count_madds(net, data_shape) / 1e6
 
 
-def random_sample(store: Any, space: Any, settings: TableSettings,
-                  data_shape: tuple[int, int, int], num_classes: int) -> list[dict[str, Any]]:
-    """``settings.samples`` uniformly random architectures (seeded by the table's seed: the
-    draws a bench with that seed makes for its uniform members, so trainings may be shared)
-    with their MAdds at the budget; kept in the store, so a re-run does not count them
-    again."""
-    from rwenas.study.bench import sample_pool
+def random_draw(space: Any, seed: int, pick: int, i: int) -> tuple[int, ...]:
+    """Draw ``i`` for pick number ``pick`` of row 3 (seeded by all three): a random
+    architecture whose operations are parameter-free (pooling, skip) with a probability that
+    is itself drawn uniformly from [0, 1], convolutions otherwise — so draws cover the whole
+    range of MAdds, down to the pooling-heavy cells an RWE front ends in, which uniform
+    sampling practically never reaches. Spaces without an operation table sample uniformly."""
+    from rwenas.study.bench import LIGHT_OPS
 
-    stored = store.get_state("random_sample")
-    if isinstance(stored, list) and len(stored) == settings.samples:
-        return stored
-    pool = sample_pool(space, settings.samples, seed=settings.seed, sampler="uniform")
-    sample = [{"genome": p["genome"], "key": p["key"],
-               "madds_m": arch_madds(space, settings.budget, data_shape, num_classes,
-                                     genome=p["genome"])} for p in pool]
-    store.set_state("random_sample", sample)
-    return sample
+    rng = np.random.default_rng([int(seed) & 0x7FFFFFFF, 3, pick, i])
+    genome = list(int(v) for v in space.sample(rng))
+    ops = getattr(space, "ops", None)
+    if not ops:
+        return tuple(genome)
+    light = [j for j, op in enumerate(ops) if op in LIGHT_OPS]
+    conv = [j for j, op in enumerate(ops) if "conv" in op]
+    share = rng.uniform()
+    for pos in range(0, len(genome), 4):  # micro genomes: (op, input, op, input) per block
+        for at in (pos, pos + 2):
+            genome[at] = int(rng.choice(light if rng.uniform() < share else conv))
+    return tuple(space.validate(genome))
+
+
+def matched_random(store: Any, space: Any, settings: TableSettings,
+                   targets: Mapping[str, float], data_shape: tuple[int, int, int],
+                   num_classes: int) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Row 3: for each pick, the first of :func:`random_draw`'s draws whose MAdds at the
+    budget lies within ``settings.match_tolerance`` of the pick's target, drawing at most
+    ``settings.samples``; if none does, the nearest drawn (``within`` False, said in the
+    table). Returns the matches and every draw counted; both kept in the store, so a re-run
+    counts nothing again."""
+    cache_key = {"targets": {k: round(float(v), 9) for k, v in targets.items()},
+                 "samples": settings.samples, "tolerance": settings.match_tolerance,
+                 "seed": settings.seed}
+    stored = store.get_state("matched_random")
+    if isinstance(stored, dict) and stored.get("for") == cache_key:
+        return stored["matched"], stored["draws"]
+    matched: dict[str, dict[str, Any]] = {}
+    draws: list[dict[str, Any]] = []
+    for n, (which, target) in enumerate(targets.items()):
+        mine: list[dict[str, Any]] = []
+        for i in range(settings.samples):
+            genome = random_draw(space, settings.seed, n, i)
+            madds = arch_madds(space, settings.budget, data_shape, num_classes, genome=genome)
+            mine.append({"pick": which, "index": i, "genome": list(genome),
+                         "key": space.key(genome), "madds_m": madds})
+            if abs(madds - target) <= settings.match_tolerance * target:
+                break
+        best = mine[-1] if abs(mine[-1]["madds_m"] - target) <= \
+            settings.match_tolerance * target else mine[nearest(mine, target)]
+        matched[which] = {"genome": best["genome"], "key": best["key"],
+                          "target_madds_m": target, "sample_madds_m": best["madds_m"],
+                          "sample_index": best["index"], "draws": len(mine),
+                          "within": abs(best["madds_m"] - target)
+                          <= settings.match_tolerance * target}
+        draws += mine
+    store.set_state("matched_random", {"for": cache_key, "matched": matched, "draws": draws})
+    return matched, draws
 
 
 def nearest(sample: Sequence[Mapping[str, Any]], target: float) -> int:
@@ -434,7 +479,7 @@ def plan_entries(settings: TableSettings, searches: Mapping[str, Any],
                 m = matched[which]
                 entries.append(Entry(row, which, m["key"], tuple(m["genome"]), None,
                                      {k: m[k] for k in ("target_madds_m", "sample_madds_m",
-                                                        "sample_index")}))
+                                                        "sample_index", "draws", "within")}))
         else:
             for name in settings.published_names:
                 arch = resolve_architecture(space, arch=name)
@@ -512,14 +557,11 @@ def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
         for row in SEARCH_DIRS:
             searches[row] = run_row_search(out, settings, row, progress)
             tick()
-        sample = random_sample(store, space, settings, shape, data.num_classes)
-        matched = {}
-        for which in PICKS:
-            p = searches["rwe"]["picks"][which]
-            target = arch_madds(space, budget, shape, data.num_classes, genome=p["genome"])
-            i = nearest(sample, target)
-            matched[which] = {**sample[i], "target_madds_m": target,
-                              "sample_madds_m": sample[i]["madds_m"], "sample_index": i}
+        targets = {which: arch_madds(space, budget, shape, data.num_classes,
+                                     genome=searches["rwe"]["picks"][which]["genome"])
+                   for which in PICKS}
+        matched, sample = matched_random(store, space, settings, targets, shape,
+                                         data.num_classes)
         entries = plan_entries(settings, searches, matched)
         jobs: dict[str, tuple[Entry, int, int]] = {}
         for e in entries:

@@ -155,9 +155,14 @@ def table_markdown(table: Mapping[str, Any]) -> str:
         how = f"{here} here" + (f", {bench} from the bench" if bench else "")
         out.append(f"| {line['row_number']} | {line['row_title']} {line['pick']} | {per_seed} "
                    f"| {how} | `{line['key']}` |")
-    out += ["", "Row 3, matched in MAdds to row 1 (MAdds of the networks at the budget): "
-            + "; ".join(f"{x['pick']}: target {x['target_madds_m']:.4g} M, sample "
+    tol = table["settings"].get("match_tolerance", 0.05)
+    out += ["", f"Row 3, matched in MAdds to row 1 (MAdds of the networks at the budget; the "
+            f"first random draw within ±{100 * tol:g} %, each draw with a random share of "
+            "parameter-free operations): "
+            + "; ".join(f"{x['pick']}: target {x['target_madds_m']:.4g} M, draw "
                         f"#{x['sample_index']} at {x['sample_madds_m']:.4g} M"
+                        + ("" if x.get("within", True) else
+                           f" (NOT within ±{100 * tol:g} %: the nearest of {x['draws']} draws)")
                         for x in table["lines"] if x["row"] == "random_matched") + "."]
     bench = table.get("bench") or {}
     if bench.get("dir"):
