@@ -103,7 +103,7 @@ def table_markdown(table: Mapping[str, Any]) -> str:
     """The text of ``table.md``."""
     s, rows = table["settings"], table["rows"]
     unit = _unit(table)
-    n_samples = s["samples"]
+    n_samples = len(table.get("random_sample") or [])
     out = _header(table)
     out += [f"| # | row | architecture | test error (%) | params (M) | MAdds (M) | "
             f"search cost ({unit}) |", "|---|---|---|---|---|---|---|"]
@@ -119,7 +119,7 @@ def table_markdown(table: Mapping[str, Any]) -> str:
             "seeds. Params and MAdds: the trained network at the budget. Search cost: the "
             f"summed seconds of the row's stored search evaluations / 3600, in {unit} of this "
             "machine (one process; see the threads above).",
-            f"† Row 3 is no search: {n_samples} uniformly random architectures were drawn and "
+            f"† Row 3 is no search: {n_samples} random architectures were drawn (see below) and "
             "only their MAdds counted (no estimator), so its cost is 0.",
             "‡ Row 5's cells come from the literature: their own search cost is not counted "
             "(0 here).", ""]
