@@ -596,3 +596,22 @@ def test_real_evaluations_with_an_objective_function(tmp_path: Path) -> None:
     assert result.objectives == ["madds", name]
     run_search(cfg, tmp_path / "b", progress=False)
     assert summary(tmp_path / "a") == summary(tmp_path / "b")
+
+
+def test_a_retried_failure_that_fails_again_is_recorded_anew(tmp_path: Path,
+                                                             fake: Executors) -> None:
+    run_dir = tmp_path / "run"
+    fake.options = {"outcome": flaky}
+    run_search(config(generations=1), run_dir, progress=False)
+    failed = {e["key"] for e in read(run_dir)[0] if e["status"] == "failed"}
+    assert failed
+
+    def flakier(key: str) -> Any:
+        return Failure("MemoryError: again", 2) if key in failed else made_up(key)
+
+    fake.options = {"outcome": flakier}
+    run_search(resume=run_dir, progress=False, retry_failed=True)
+    assert set(fake.last.evaluated) == failed
+    for e in read(run_dir)[0]:
+        if e["key"] in failed:
+            assert (e["status"], e["error"], e["attempts"]) == ("failed", "MemoryError: again", 2)
