@@ -92,6 +92,24 @@ class Executors:
         return self.made[-1]
 
 
+@pytest.fixture(autouse=True)
+def own_progress_lock() -> Any:
+    """tqdm's default lock is a multiprocessing one, shared by every process forked after it
+    exists (mutation testing forks one per mutant): a process that dies holding it would hang
+    the next. Each test gets a lock of its own."""
+    import threading
+
+    from tqdm import tqdm
+
+    before = tqdm.__dict__.get("_lock")
+    tqdm.set_lock(threading.RLock())
+    yield
+    if before is None:
+        del tqdm._lock  # tqdm makes its default lock afresh when next needed
+    else:
+        tqdm.set_lock(before)
+
+
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Executors:
     executors = Executors()
