@@ -311,6 +311,7 @@ def test_resume_of_a_finished_run_evaluates_nothing(tmp_path: Path, fake: Execut
                        progress=False)
     assert fake.last.batches == [[], [], []] and fake.last.evaluated == []
     assert summary(tmp_path / "run") == before
+    assert again.stopped is None
     assert (again.evaluations, again.hypervolume, again.cache_hits) == (
         first.evaluations, first.hypervolume, first.cache_hits)
     assert [e["key"] for e in again.front] == [e["key"] for e in first.front]
@@ -433,6 +434,8 @@ def test_failures_get_the_worst_values_and_can_be_retried(tmp_path: Path,
     fake.options = {}
     run_search(resume=run_dir, progress=False, retry_failed=True)
     retried = fake.last.evaluated
+    n_failed0 = sum(e["generation"] == 0 for e in failed)
+    assert read(run_dir)[1][0]["n_evaluated"] == n_failed0  # generation 0 recorded anew
     # generation 0 replays as it was asked; after that the answers differ, and so may the rest
     assert {e["key"] for e in failed if e["generation"] == 0} <= set(retried)
     evaluations, _, _ = read(run_dir)
@@ -585,8 +588,21 @@ def test_progress_bar(tmp_path: Path, fake: Executors, capsys: pytest.CaptureFix
     assert "18/18" in last
     assert f"gen=2, evals={len(evaluations)}, hits={generations[-1]['cache_hits']}" in last
     assert f"best_err={best:.4f}" in last and f"hv={generations[-1]['hypervolume']:.4g}" in last
+    assert "arch/s" in last  # the bar counts architectures
+    assert "None" not in err  # every postfix has numbers
     run_search(config(), tmp_path / "quiet", progress=False)
     assert capsys.readouterr().err == ""
+    run_search(config(generations=1), tmp_path / "default")  # shown unless asked not to
+    assert capsys.readouterr().err.replace("\r", "\n").strip().startswith("search:")
+
+
+def test_progress_bar_of_a_resumed_run(tmp_path: Path, fake: Executors,
+                                       capsys: pytest.CaptureFixture) -> None:
+    run_search(config(max_minutes=1e-9), tmp_path / "run", progress=False)
+    run_search(resume=tmp_path / "run", overrides={"max_minutes": 1000}, progress=True)
+    lines = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()
+    assert lines[0].startswith("search:  33%") and " 6/18 " in lines[0]  # generation 0: done
+    assert lines[-1].startswith("search: 100%") and " 18/18 " in lines[-1]
 
 
 # -- a real evaluation, with a cheap objective function ------------------------------------------
@@ -633,3 +649,47 @@ def test_a_retried_failure_that_fails_again_is_recorded_anew(tmp_path: Path,
     for e in read(run_dir)[0]:
         if e["key"] in failed:
             assert (e["status"], e["error"], e["attempts"]) == ("failed", "MemoryError: again", 2)
+
+
+PLUGIN = "tests.spaces.test_plugins:TinySpace"
+
+
+def test_resume_of_a_plugin_run_needs_consent(tmp_path: Path, fake: Executors) -> None:
+    """A run names a plugin space and an objective function: resuming it imports them only
+    when the user names them again or trusts the run."""
+    objective = f"{__name__}:operations"
+
+    def with_function(key: str) -> dict[str, Any]:
+        return {**made_up(key), "objectives": {objective: float(crc(key) % 7)}}
+
+    fake.options = {"outcome": with_function}
+    run_dir = tmp_path / "run"
+    cfg = config(space=PLUGIN, objectives=["rwe", objective], pop_size=4, generations=2)
+    run_search(cfg, run_dir, progress=False)
+    with pytest.raises(ConfigError) as info:
+        run_search(resume=run_dir, progress=False)
+    assert str(info.value) == (f"the run in {run_dir} uses the plugin search space {PLUGIN!r}; "
+                               "loading it imports and runs module 'tests.spaces.test_plugins'. "
+                               f"If you trust it, give --space {PLUGIN} (or --trust-plugins)")
+    with pytest.raises(ConfigError) as info:
+        run_search(resume=run_dir, overrides={"space": PLUGIN}, progress=False)
+    assert str(info.value) == (f"the run in {run_dir} uses the objective function "
+                               f"{objective!r}; loading it imports and runs module "
+                               f"{__name__!r}. If you trust it, give --objectives "
+                               f"rwe,{objective} (or --trust-plugins)")
+    made = len(fake.made)
+    run_search(resume=run_dir, overrides={"space": PLUGIN, "objectives": ["rwe", objective]},
+               progress=False)
+    run_search(resume=run_dir, trust_plugins=True, progress=False)
+    assert len(fake.made) == made + 2 and fake.last.evaluated == []
+
+
+def test_an_existing_run_is_kept_unless_forced(tmp_path: Path, fake: Executors) -> None:
+    run_dir = tmp_path / "run"
+    run_search(config(generations=1), run_dir, progress=False)
+    before = summary(run_dir)
+    with pytest.raises(ConfigError, match="already exists; use --resume"):
+        run_search(config(generations=1, seed=2), run_dir, progress=False)
+    assert summary(run_dir) == before
+    run_search(config(generations=1, seed=2), run_dir, force=True, progress=False)
+    assert summary(run_dir) != before
