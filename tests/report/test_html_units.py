@@ -503,7 +503,8 @@ def test_picks_section_drawings_that_fail(run: dict[str, Any],
 
     monkeypatch.setattr(report, "genotype_svg", no_drawing)
     picks = section(render_report(data), "picks")
-    assert picks.count('<p class="muted no-drawing">no drawing for this space</p>') == 3
+    assert picks.count('</code></p><p class="muted no-drawing">no drawing for this space</p>'
+                       "</article>") == 3
 
     def broken(*args, **kwargs):
         raise ConfigError("bad <genotype>")
@@ -528,6 +529,11 @@ def test_picks_section_drawings_that_fail(run: dict[str, Any],
     assert [kw for _, kw in seen] == [{"use_graphviz": True, "id_prefix": f"pick-{n}-"}
                                       for n in ("L", "M", "S")]
     assert seen[0][0] == SPACE.genotype_from_json(data.picks["L"]["genotype"])
+    other = SPACE.genotype_to_json(SPACE.decode(genome(99)))
+    data.picks["L"]["genotype"] = other  # the stored genotype is what is drawn
+    seen.clear()
+    render_report(data)
+    assert seen[0][0] == SPACE.genotype_from_json(other) != SPACE.decode(data.picks["L"]["genome"])
     data.picks["L"]["genotype"] = None  # no stored genotype: decoded from the genome
     seen.clear()
     render_report(data, use_graphviz=None)
@@ -673,8 +679,34 @@ def test_write_report(run: dict[str, Any], tmp_path: Path) -> None:
 def test_write_report_of_a_plugin_space_run(run: dict[str, Any]) -> None:
     config = resolve_config(None, None, TINY)
     _set_meta_config(run["dir"], {**config, "space": "someones.spaces:Theirs"})
-    with pytest.raises(ConfigError, match=r"module 'someones\.spaces'"):
+    with pytest.raises(ConfigError) as info:
         write_report(run["dir"])
+    assert str(info.value).startswith(f"the run in {run['dir']} uses the plugin search space "
+                                      "'someones.spaces:Theirs'; loading it imports and runs "
+                                      "module 'someones.spaces'")
     assert not (run["dir"] / "report.html").exists()
     text = write_report(run["dir"], space="someones.spaces:Theirs").read_text()
     assert "no drawing for this space" in text
+
+
+def test_write_report_passes_the_drawing_choice(run: dict[str, Any],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    monkeypatch.setattr(report, "genotype_svg",
+                        lambda genotype, **kw: seen.append(kw["use_graphviz"]) or "<svg/>")
+    write_report(run["dir"], use_graphviz=False)
+    write_report(run["dir"], use_graphviz=True)
+    write_report(run["dir"])
+    assert seen == [False] * 3 + [True] * 3 + [None] * 3
+
+
+def test_names_of_other_objectives_and_missing_settings(run: dict[str, Any]) -> None:
+    data = RunData.read(run["dir"])
+    data.objectives = ["rwe", "someones.module:score"]
+    data.meta = {k: v for k, v in data.meta.items() if k != "rwenas_version"}
+    data.config = {k: v for k, v in data.config.items() if k != "algorithm"}
+    text = render_report(data, use_graphviz=False)
+    assert "objectives\nRWE error, someones.module:score</p>" in text
+    assert "Reference point: RWE error 1, someones.module:score 8 (fixed" in text
+    assert stat(text, "rwenas version") == (f"? (report by {__version__})", "schema 1")
+    assert stat(text, "algorithm")[0] == "NSGA-II"
