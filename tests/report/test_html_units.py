@@ -343,7 +343,9 @@ def test_summary_of_a_finished_run(run: dict[str, Any]) -> None:
     assert stat(text, "created") == (_fmt_time(created), f"last update {_fmt_time(last)}")
     assert stat(text, "rwenas version") == (__version__, "schema 1")
     summary = section(text, "summary")
-    assert '<p class="note"' not in summary
+    assert summary.startswith('<section id="summary"><h2>Summary</h2><div class="stats">'
+                              '<div class="stat">')  # no note
+    assert summary.count('</div></div>\n<div class="stat">') == 10  # one card a line
 
 
 def test_summary_of_an_unfinished_or_stopped_run(run: dict[str, Any]) -> None:
@@ -446,6 +448,7 @@ def test_front_table_with_other_objectives_and_constraints(tmp_path: Path) -> No
     data = RunData.read(tmp_path / "run")
     assert [e["key"] for e in data.front] == [SPACE.key(g)]
     text = render_report(data, use_graphviz=False)
+    assert section(text, "front").count("<th ") == 6  # params has its own column already
     assert ("that meets the run's constraints (madds_m ≤ 3.5, params_m ≤ 1) (1 of 2)"
             ) in text
     assert "fewest parameters" in text and "Reference point" not in text
@@ -459,6 +462,11 @@ def test_front_table_with_other_objectives_and_constraints(tmp_path: Path) -> No
     assert ('<td class="num" data-value="2.0">2.000</td><td class="num" data-value="0.5">0.5000'
             '</td><td class="num" data-value="1.5">1.500</td>') in front
     assert '<td class="pick-cell">L·M·S·knee</td><td class="num">—</td>' in front
+    with RunStore.open(tmp_path / "lat") as store:  # the RWE error of a run that does not
+        store.add_evaluation("j", genome(2), objectives=[1.0, 2.5], generation=0,  # minimise it
+                             params_m=0.5, madds_m=1.0, extra={"rwe_error": 0.3})
+    front = section(render_report(RunData.read(tmp_path / "lat"), use_graphviz=False), "front")
+    assert '<td class="num" data-value="0.3">30.00 %</td>' in front
     picks = section(text, "picks")
     assert "<h3><span class=\"letter\">L</span> lowest RWE error</h3>" in picks
     assert "<li>multiply-adds 2.000</li>" in picks
@@ -710,3 +718,19 @@ def test_names_of_other_objectives_and_missing_settings(run: dict[str, Any]) -> 
     assert "Reference point: RWE error 1, someones.module:score 8 (fixed" in text
     assert stat(text, "rwenas version") == (f"? (report by {__version__})", "schema 1")
     assert stat(text, "algorithm")[0] == "NSGA-II"
+    data.meta = {}
+    data.config = {**data.config, "seed": "<7>"}
+    text = render_report(data, use_graphviz=False)
+    assert stat(text, "rwenas version") == (f"? (report by {__version__})", "schema ?")
+    assert stat(text, "seed") == ("&lt;7&gt;", "of the run")
+
+
+def test_front_members_without_a_pick(tmp_path: Path) -> None:
+    with RunStore.create(tmp_path / "run", resolve_config(None, None, TINY)) as store:
+        keys = [add(store, i, 0.5 - 0.05 * i, 1.0 + i) for i in range(6)]
+    text = render_report(RunData.read(tmp_path / "run"), use_graphviz=False)
+    rows = re.findall(r'<tr data-key="([^"]*)" title="[^"]*"><td class="pick-cell">([^<]*)</td>',
+                      section(text, "front"))
+    assert [k for k, _ in rows] == keys
+    assert rows[0][1] == "S" and rows[3][1] == "M" and rows[5][1].startswith("L")
+    assert rows[1][1] == rows[2][1] == rows[4][1] == ""  # on the front, picked by none
