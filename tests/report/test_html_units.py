@@ -385,7 +385,10 @@ def test_summary_of_an_empty_run(tmp_path: Path) -> None:
     assert stat(text, "total time") == ("0.00 s", "wall clock of the finished generations")
     assert stat(text, "created")[1] == "last update —"
     assert stat(text, "evaluations") == ("0", "0 ok, 0 failed")
-    assert '<p class="muted" id="front-table-empty">No successful evaluation yet.</p>' in text
+    assert ('<h3 id="front-members">Front members</h3><p class="muted" id="front-table-empty">'
+            "No successful evaluation yet.</p></section>") in text
+    assert ("<figcaption>Hypervolume of the non-dominated set of everything evaluated so far, "
+            "after each generation.</figcaption></figure></div>") in text
     assert ('<section id="picks"><h2>L, M and S architectures</h2>'
             '<p class="muted">No front yet.</p></section>') in text
     assert '<p class="muted">Nothing evaluated yet.</p>' in text
@@ -416,8 +419,13 @@ def test_front_table(run: dict[str, Any], plot_stand_ins: list[tuple]) -> None:
                  f'<td class="genome"><code>{format_genome(genome(5))}</code></td>')
     assert rows[0][2].startswith('<td class="pick-cell">S')
     assert rows[1][2].startswith('<td class="pick-cell">M')
-    assert ("non-dominated set of every successful evaluation in the store (3 of 4); hover a "
-            "row for its canonical key.</p>") in front
+    assert ("</tr></tbody></table></div><p class=\"muted small\">Click a column header to sort. "
+            "The front is the non-dominated set of every successful evaluation in the store "
+            "(3 of 4); hover a row for its canonical key.</p></section>") in front
+    assert front.count("</tr><tr data-key=") == 2  # the rows, one after another
+    assert ("<figcaption>Every evaluated architecture in grey; the front after each generation "
+            "in colour, the last one bold; L, M and S circled.</figcaption></figure>"
+            '<figure id="hypervolume">') in front
     assert '<img class="plot" data-plot="front" alt="Pareto front: multiply-adds (M) against ' \
            'RWE error, by generation" src="data:image/png;base64,' \
            f'{base64.b64encode(b"PNG of front").decode()}">' in front
@@ -497,9 +505,15 @@ def test_picks_section(run: dict[str, Any]) -> None:
     assert body["budget-4"].startswith('<h3><span class="letter">madds&lt;=2.5</span> lowest '
                                        "RWE error within madds&lt;=2.5</h3>")
     assert body["budget-4"].endswith("Same architecture as M (drawn above).</p>")
-    assert ('<p class="muted">The normal and reduction cells of members of the front, as in '
-            "the paper's Fig. 2: L has the lowest RWE error, S the fewest multiply-adds, M is "
-            "the middle one when the front is sorted by multiply-adds;") in picks
+    assert ('<section id="picks"><h2>L, M and S architectures</h2><p class="muted">The normal '
+            "and reduction cells of members of the front, as in the paper's Fig. 2: L has the "
+            "lowest RWE error, S the fewest multiply-adds, M is the middle one when the front is "
+            "sorted by multiply-adds; the knee is the member farthest below the line through "
+            "the front's extremes (objectives normalised to [0, 1]), and a budget pick "
+            "(<code>rwenas report --pick</code>) the lowest RWE error within it.</p>"
+            '<article class="pick" id="pick-L"') in picks
+    assert picks.count('</article><article class="pick"') == 4 and picks.endswith(
+        "</article></section>")
 
 
 def test_picks_section_drawings_that_fail(run: dict[str, Any],
@@ -734,3 +748,15 @@ def test_front_members_without_a_pick(tmp_path: Path) -> None:
     assert [k for k, _ in rows] == keys
     assert rows[0][1] == "S" and rows[3][1] == "M" and rows[5][1].startswith("L")
     assert rows[1][1] == rows[2][1] == rows[4][1] == ""  # on the front, picked by none
+
+
+def test_budget_pick_drawing_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with RunStore.create(tmp_path / "run", resolve_config(None, None, TINY)) as store:
+        keys = [add(store, i, 0.5 - 0.05 * i, 1.0 + i) for i in range(6)]
+    data = RunData.read(tmp_path / "run", ["madds<=3.5"])
+    assert data.picks["madds<=3.5"]["key"] == keys[2]  # picked by no other
+    seen = []
+    monkeypatch.setattr(report, "genotype_svg",
+                        lambda genotype, **kw: seen.append(kw["id_prefix"]) or "<svg/>")
+    render_report(data)
+    assert seen[-1] == "pick-b4-" and seen[:3] == ["pick-L-", "pick-M-", "pick-S-"]
