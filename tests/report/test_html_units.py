@@ -760,3 +760,29 @@ def test_budget_pick_drawing_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                         lambda genotype, **kw: seen.append(kw["id_prefix"]) or "<svg/>")
     render_report(data)
     assert seen[-1] == "pick-b4-" and seen[:3] == ["pick-L-", "pick-M-", "pick-S-"]
+
+
+def test_time_section_markup(run: dict[str, Any]) -> None:
+    with RunStore.open(run["dir"]) as store:  # a generation answered from the cache alone
+        store.add_generation(2, population=[], front=[], hypervolume=5.25, n_evaluated=0,
+                             cache_hits=4, seconds=1.0)
+    with sqlite3.connect(run["dir"] / "run.db") as conn:  # the record, not the rows, counts
+        conn.execute("UPDATE generations SET n_evaluated = 7 WHERE generation = 0")
+    conn.close()
+    time = section(render_report(RunData.read(run["dir"]), use_graphviz=False), "time")
+    assert ('<table id="generations-table" class="sortable"><thead><tr>'
+            + "".join(f'<th scope="col" data-type="number" class="num">{h}</th>' for h in (
+                "generation", "evaluated", "cache hits", "failed", "front", "hypervolume",
+                "wall time", "evaluations", "features", "classifiers"))
+            + "</tr></thead><tbody><tr><td") in time
+    rows = re.findall(r"<tr>(<td .*?)</tr>", time)
+    assert rows[0].startswith('<td class="num" data-value="0.0">0</td>'
+                              '<td class="num" data-value="7.0">7</td>')
+    assert rows[2].startswith('<td class="num" data-value="2.0">2</td>'
+                              '<td class="num" data-value="0.0">0</td>'
+                              '<td class="num" data-value="4.0">4</td>')
+    assert time.count("</td></tr><tr><td") == 2 and "</td></tr></tbody></table>" in time
+    assert time.count('</td></tr><tr><th scope="row">') == 5
+    assert ('<figure><img class="plot" data-plot="time" alt="Time by generation" '
+            f'src="data:image/png;base64,{base64.b64encode(b"PNG of time").decode()}"></figure>'
+            ) in time
