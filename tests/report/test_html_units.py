@@ -391,7 +391,8 @@ def test_summary_of_an_empty_run(tmp_path: Path) -> None:
             "after each generation.</figcaption></figure></div>") in text
     assert ('<section id="picks"><h2>L, M and S architectures</h2>'
             '<p class="muted">No front yet.</p></section>') in text
-    assert '<p class="muted">Nothing evaluated yet.</p>' in text
+    assert '<h3 id="generations">By generation</h3><p class="muted">Nothing evaluated yet.</p>' \
+           "</section>" in text
     assert '<p class="muted">No failed evaluations.</p>' in text
     assert 'id="warnings"' not in text
 
@@ -634,6 +635,14 @@ def test_failures_and_warnings(run: dict[str, Any]) -> None:
                           "RuntimeError: &lt;oom&gt;</pre></td>"
                           f'<td class="genome"><code>{format_genome(genome(4))}</code></td>')
     assert '<td class="num">1</td><td><pre class="error"></pre></td>' in rows[1][1]
+    assert failures.startswith(
+        '<section id="failures"><h2>Failed evaluations</h2><div class="scroll">'
+        '<table id="failures-table"><thead><tr><th class="num">generation</th>'
+        '<th class="num">attempts</th><th>error</th><th>genome</th></tr></thead><tbody>'
+        f'<tr data-key="{keys["failed"]}">')
+    assert failures.count("</tr><tr data-key=") == 1
+    assert ("</tr></tbody></table></div><p class=\"muted small\">A failed evaluation gets the "
+            "worst objective values, so the search moves away from it.</p><h3") in failures
     assert ('<h3 id="warnings">Warnings</h3><ul class="warnings">'
             f"<li><code>{format_genome(genome(11))}</code>: features &lt;NaN&gt;</li></ul>"
             ) in failures
@@ -783,6 +792,10 @@ def test_time_section_markup(run: dict[str, Any]) -> None:
                               '<td class="num" data-value="4.0">4</td>')
     assert time.count("</td></tr><tr><td") == 2 and "</td></tr></tbody></table>" in time
     assert time.count('</td></tr><tr><th scope="row">') == 5
+    assert time.endswith("</td></tr></tbody></table></div><p class=\"muted small\">Evaluated: new "
+                         "architectures; cache hits: asked again and answered from the store; "
+                         "front: its size after the generation; times: wall clock of the "
+                         "generation, then the sums over its evaluations.</p></section>")
     assert ('<figure><img class="plot" data-plot="time" alt="Time by generation" '
             f'src="data:image/png;base64,{base64.b64encode(b"PNG of time").decode()}"></figure>'
             ) in time
