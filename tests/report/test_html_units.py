@@ -242,15 +242,17 @@ def test_clean_evaluation() -> None:
 
     bad = {"key": 5, "status": "ok", "objectives": [0.25, "x"], "generation": "3",
            "attempts": True, "genome": [1, True], "params_m": "big", "madds_m": math.inf,
-           "seconds": None, "features_seconds": [], "classifier_seconds": {}, "error": 7,
-           "created": 0, "extra": {"rwe_error": "low", "latency_ms": True, "memory_mb": 3,
+           "seconds": "1", "features_seconds": [], "classifier_seconds": {}, "error": 7,
+           "created": 0, "extra": {"rwe_error": "low", "latency_ms": True, "memory_mb": "3",
+                                   "latency_batch_ms": "x", "latency_onnx_ms": 2,
                                    "objectives": [1], "raw": {"f": "x", 3: 2}}}
     out = _clean_evaluation(bad, names)
     assert out["objectives"] == [1.0, 1e12] and out["status"] == "failed"
     assert (out["params_m"], out["madds_m"], out["seconds"], out["features_seconds"],
             out["classifier_seconds"]) == (None,) * 5
     assert (out["generation"], out["attempts"], out["genome"]) == (-1, None, [])
-    assert out["extra"] == {"rwe_error": None, "latency_ms": None, "memory_mb": 3.0,
+    assert out["extra"] == {"rwe_error": None, "latency_ms": None, "memory_mb": None,
+                            "latency_batch_ms": None, "latency_onnx_ms": 2.0,
                             "objectives": {}, "raw": {"f": None, "3": 2.0}}
     assert (out["key"], out["error"], out["created"]) == ("5", "7", "0")
     assert _clean_evaluation({**good, "objectives": [0.25]}, names)["status"] == "failed"
@@ -393,7 +395,8 @@ def test_summary_of_an_empty_run(tmp_path: Path) -> None:
             '<p class="muted">No front yet.</p></section>') in text
     assert '<h3 id="generations">By generation</h3><p class="muted">Nothing evaluated yet.</p>' \
            "</section>" in text
-    assert '<p class="muted">No failed evaluations.</p>' in text
+    assert ('<section id="failures"><h2>Failed evaluations</h2><p class="muted">No failed '
+            "evaluations.</p></section>") in text
     assert 'id="warnings"' not in text
 
 
@@ -626,6 +629,7 @@ def test_failures_and_warnings(run: dict[str, Any]) -> None:
     keys = run["keys"]
     with RunStore.open(run["dir"]) as store:
         add(store, 11, 0.4, 3.0, extra={"rwe_error": 0.4, "warning": "features <NaN>"})
+        add(store, 13, 0.45, 3.0, extra={"rwe_error": 0.45, "warning": "slow"})
         add(store, 12, 0, 0, status="failed", error=None)
     text = render_report(RunData.read(run["dir"]), use_graphviz=False)
     failures = section(text, "failures")
@@ -644,7 +648,8 @@ def test_failures_and_warnings(run: dict[str, Any]) -> None:
     assert ("</tr></tbody></table></div><p class=\"muted small\">A failed evaluation gets the "
             "worst objective values, so the search moves away from it.</p><h3") in failures
     assert ('<h3 id="warnings">Warnings</h3><ul class="warnings">'
-            f"<li><code>{format_genome(genome(11))}</code>: features &lt;NaN&gt;</li></ul>"
+            f"<li><code>{format_genome(genome(11))}</code>: features &lt;NaN&gt;</li>"
+            f"<li><code>{format_genome(genome(13))}</code>: slow</li></ul>"
             ) in failures
     assert "A failed evaluation gets the worst objective values" in failures
     with sqlite3.connect(run["dir"] / "run.db") as conn:
@@ -664,6 +669,15 @@ def test_config_section_and_page(run: dict[str, Any]) -> None:
     assert rows["network.channels"] == "4" and rows["rwe.epochs"] == "2"
     assert rows["objectives"] == "rwe, madds" and rows["download"] == "false"
     assert rows["data_dir"] == '<span class="muted">default</span>'
+    assert config.startswith('<section id="config"><h2>Configuration</h2><div class="scroll">'
+                             '<table id="config-table" class="kv"><tbody><tr><th scope="row">'
+                             "<code>space</code></th><td>micro</td></tr><tr><th")
+    assert config.endswith("</td></tr></tbody></table></div><p class=\"muted small\">The resolved "
+                           "configuration stored in the run; <em>default</em> means the "
+                           "built-in choice (automatic or the full split).</p></section>")
+    assert "</section>\n<section id=\"front\">" in text and "</section>\n<footer>" in text
+    assert re.search(r"by rwenas \S+ on\n\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\. This page is "
+                     r"self-contained: it loads nothing from anywhere\.</footer>", text)
     title = "rwenas search: micro space on synthetic, seed 7"
     assert f"<title>{title}</title>" in text and f"<h1>{title}</h1>" in text
     assert (f'<p class="sub">Run <code>{run["dir"]}</code> &middot; objectives\n'
