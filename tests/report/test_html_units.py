@@ -244,7 +244,7 @@ def test_clean_evaluation() -> None:
            "attempts": True, "genome": [1, True], "params_m": "big", "madds_m": math.inf,
            "seconds": "1", "features_seconds": [], "classifier_seconds": {}, "error": 7,
            "created": 0, "extra": {"rwe_error": "low", "latency_ms": True, "memory_mb": "3",
-                                   "latency_batch_ms": "x", "latency_onnx_ms": 2,
+                                   "latency_batch_ms": "x", "latency_onnx_ms": "2",
                                    "objectives": [1], "raw": {"f": "x", 3: 2}}}
     out = _clean_evaluation(bad, names)
     assert out["objectives"] == [1.0, 1e12] and out["status"] == "failed"
@@ -252,7 +252,7 @@ def test_clean_evaluation() -> None:
             out["classifier_seconds"]) == (None,) * 5
     assert (out["generation"], out["attempts"], out["genome"]) == (-1, None, [])
     assert out["extra"] == {"rwe_error": None, "latency_ms": None, "memory_mb": None,
-                            "latency_batch_ms": None, "latency_onnx_ms": 2.0,
+                            "latency_batch_ms": None, "latency_onnx_ms": None,
                             "objectives": {}, "raw": {"f": None, "3": 2.0}}
     assert (out["key"], out["error"], out["created"]) == ("5", "7", "0")
     assert _clean_evaluation({**good, "objectives": [0.25]}, names)["status"] == "failed"
@@ -813,3 +813,28 @@ def test_time_section_markup(run: dict[str, Any]) -> None:
     assert ('<figure><img class="plot" data-plot="time" alt="Time by generation" '
             f'src="data:image/png;base64,{base64.b64encode(b"PNG of time").decode()}"></figure>'
             ) in time
+
+
+def test_times_are_shown_in_utc_whatever_the_local_zone(run: dict[str, Any],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30
+    time.tzset()
+    try:
+        assert _fmt_time("2024-01-02T03:04:05+00:00") == "2024-01-02 03:04:05 UTC"
+        text = render_report(RunData.read(run["dir"]), use_graphviz=False)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    shown = re.search(r"on\n(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC\.", text).group(1)
+    when = datetime.strptime(shown, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    assert abs(datetime.now(timezone.utc) - when) < timedelta(minutes=5)
+
+
+def test_front_shows_the_objective_value_of_the_rwe_error(tmp_path: Path) -> None:
+    with RunStore.create(tmp_path / "run", resolve_config(None, None, TINY)) as store:
+        add(store, 1, 0.2, 1.0, extra={"rwe_error": 0.25, "seed": 1, "warning": None})
+    front = section(render_report(RunData.read(tmp_path / "run"), use_graphviz=False), "front")
+    assert '<td class="num" data-value="0.2">20.00 %</td>' in front
