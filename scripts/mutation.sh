@@ -7,11 +7,20 @@
 #
 # Modules and the test files each is checked against (only those run, to keep it affordable):
 #   rwe      src/rwenas/estimators/rwe.py       tests/estimators/test_rwe.py
-#   proxies  src/rwenas/estimators/proxies.py   tests/estimators/test_proxies.py
-#   nsga2    src/rwenas/search/nsga2.py         tests/search/test_nsga2.py tests/test_objectives.py
+#   proxies  src/rwenas/estimators/proxies.py   tests/estimators/test_proxies.py,
+#                                               tests/estimators/test_proxies_reference.py
+#   nsga2    src/rwenas/search/nsga2.py         tests/search/test_search_loop.py (made-up
+#                                               evaluations, under a second per search), the
+#                                               fake-executor constraints test of
+#                                               tests/test_objectives.py; not test_nsga2.py,
+#                                               whose real searches take tens of seconds each
 #   store    src/rwenas/search/store.py         tests/search/test_store.py
 #   spaces   src/rwenas/spaces/*.py             tests/spaces/test_*.py, the mobilenet space test
-#   html     src/rwenas/report/html.py          tests/report/test_html.py
+#   html     src/rwenas/report/html.py          tests/report/test_html_units.py (hand-made
+#                                               stores, stand-in plots) and the three tests
+#                                               of tests/report/test_html.py that need no
+#                                               search; not the others, which share real
+#                                               searches (seconds per mutant)
 #
 # Each module runs in its own scratch copy, .mutation/<module>/ (src, tests and a pyproject.toml
 # whose [tool.mutmut] section names that module and its tests), so runs never mix and the
@@ -42,11 +51,11 @@ declare -A SOURCES=(
 )
 declare -A TESTS=(
   [rwe]="tests/estimators/test_rwe.py"
-  [proxies]="tests/estimators/test_proxies.py"
-  [nsga2]="tests/search/test_nsga2.py tests/test_objectives.py"
+  [proxies]="tests/estimators/test_proxies.py tests/estimators/test_proxies_reference.py"
+  [nsga2]="tests/search/test_search_loop.py tests/test_objectives.py::test_constraints_decide_tournaments_and_survival"
   [store]="tests/search/test_store.py"
   [spaces]="tests/spaces/test_micro.py tests/spaces/test_macro.py tests/spaces/test_nb301.py tests/test_objectives.py::test_mobilenet_space"
-  [html]="tests/report/test_html.py"
+  [html]="tests/report/test_html_units.py tests/report/test_html.py::test_empty_run_then_failures_and_a_plugin_space tests/report/test_html.py::test_front_respects_the_runs_hard_constraints tests/report/test_html.py::test_not_a_run_is_a_one_line_config_error"
 )
 ORDER=(rwe proxies store spaces html nsga2)
 

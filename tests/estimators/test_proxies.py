@@ -17,6 +17,8 @@ from rwenas.estimators.base import Estimator, Score, build_network, draw_batch
 from rwenas.estimators.proxies import (
     ESTIMATORS,
     JACOB_COV_EPS,
+    ReLUCodes,
+    RWEEstimator,
     SynFlow,
     fisher_score,
     grad_norm_score,
@@ -27,6 +29,7 @@ from rwenas.estimators.proxies import (
     make_estimator,
     naswot_kernel,
     naswot_score,
+    prunable_layers,
     snip_score,
     synflow_score,
 )
@@ -548,3 +551,210 @@ def test_synflow_bypasses_batchnorm_on_spatial_maps():
     expected = ref_synflow()
     net = bn_net()
     assert synflow_score(net, (1, 6, 6)) == pytest.approx(expected, rel=1e-10)
+
+
+# -- helpers, edge cases and messages (found by mutation testing) ----------------------------
+
+
+class WithAuxiliary(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(2, 3)
+        self.auxiliary_head = nn.Sequential(nn.Conv2d(2, 2, 1), nn.Linear(2, 3))
+        self.drop_path_prob = 0.3
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+def test_prunable_layers_leave_out_the_auxiliary_head():
+    net = WithAuxiliary()
+    assert prunable_layers(net) == [net.conv, net.fc]
+    net.auxiliary_head = None
+    assert prunable_layers(net) == [net.conv, net.fc]
+    plain = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv1d(2, 2, 1), nn.BatchNorm1d(2),
+                          nn.Linear(2, 3))
+    assert prunable_layers(plain) == [plain[0], plain[2], plain[4]]
+
+
+def test_scoring_prepares_the_network():
+    net = WithAuxiliary().eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+        p.grad = torch.ones_like(p)
+    x, y = torch.randn(4, 1, 5, 5), torch.tensor([0, 1, 2, 0])
+    snip_score(net, x, y)
+    assert net.training and all(m.training for m in net.modules())
+    assert net.drop_path_prob == 0.0
+    assert all(p.requires_grad and p.grad is None for p in net.parameters())
+    naswot_score(net, x)
+    assert net.training
+    net.train()
+    synflow_score(net, (1, 5, 5))
+    assert not net.training and not any(m.training for m in net.modules())
+
+
+class DeadBranch(nn.Module):
+    """A layer that is called but whose output is dropped (its weights get no gradient),
+    before the layers that count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dead = nn.Linear(5, 4)
+        self.live = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3))
+
+    def forward(self, x):
+        self.dead(x)
+        return self.live(x)
+
+
+@pytest.mark.parametrize("proxy", ["synflow", "snip", "grad_norm", "grasp", "fisher"])
+def test_layers_without_a_gradient_are_left_out(proxy):
+    torch.manual_seed(0)
+    net = DeadBranch()
+    live = nn.Sequential(*[m for m in net.live])  # the same weights without the dead layer
+    x, y = torch.randn(8, 5), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    score = {"synflow": lambda n: synflow_score(n, (5,)), "snip": lambda n: snip_score(n, x, y),
+             "grad_norm": lambda n: grad_norm_score(n, x, y),
+             "grasp": lambda n: grasp_score(n, x, y),
+             "fisher": lambda n: fisher_score(n, x, y)}[proxy]
+    expected = score(live)
+    assert expected != 0.0
+    assert score(net) == pytest.approx(expected, rel=1e-6)
+
+
+def test_hessian_gradient_products_of_unused_and_linear_weights():
+    w = torch.randn(3, requires_grad=True)
+    unused = torch.randn(2, requires_grad=True)
+    loss = (w ** 2).sum()
+    used, zero = hessian_gradient_products(loss, [w, unused])
+    assert torch.allclose(used, 4 * w.detach())  # H = 2I, g = 2w
+    assert torch.equal(zero, torch.zeros(2))
+    (only,) = hessian_gradient_products((w ** 2).sum(), [unused])  # no gradient at all
+    assert torch.equal(only, torch.zeros(2))
+    c = torch.tensor([1.0, -2.0, 3.0])
+    (flat,) = hessian_gradient_products((w * c).sum(), [w])  # linear: the Hessian is 0
+    assert torch.equal(flat, torch.zeros(3))
+
+
+def test_fisher_of_a_network_without_layers_is_zero():
+    net = nn.Sequential(nn.Flatten())
+    assert fisher_score(net, torch.randn(4, 3), torch.tensor([0, 1, 2, 0])) == 0.0
+
+
+def test_fisher_sums_a_conv1d_output_over_its_positions():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv1d(2, 3, 3), nn.Flatten(), nn.Linear(3 * 4, 2))
+    x, y = torch.randn(5, 2, 6), torch.tensor([0, 1, 1, 0, 1])
+    a = net[0](x)
+    a.retain_grad()
+    F.cross_entropy(net[2](net[1](a)), y).backward()
+    out = net[2](net[1](a.detach()))
+    out.retain_grad()
+    F.cross_entropy(out, y).backward()
+    conv = 0.5 * (a.detach() * a.grad).sum(2).pow(2).mean(0).sum() * (2 * 3)
+    fc = 0.5 * (out.detach() * out.grad).pow(2).mean(0).sum() * (3 * 4)
+    assert fisher_score(net, x, y) == pytest.approx(float(conv + fc), rel=1e-5)
+
+
+def test_fisher_of_a_one_channel_layer():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Flatten(), nn.Linear(9, 3))
+    x, y = torch.randn(4, 1, 5, 5), torch.tensor([0, 1, 2, 0])
+    assert math.isfinite(fisher_score(net, x, y)) and fisher_score(net, x, y) > 0
+
+
+def test_jacobian_correlation_score_inputs_and_warnings():
+    import warnings
+
+    j = np.random.default_rng(0).normal(size=(4, 6))
+    expected = jacobian_correlation_score(j)
+    t = torch.tensor(j, dtype=torch.float64, requires_grad=True)
+    assert jacobian_correlation_score(t) == expected  # detached, on the CPU
+    assert jacobian_correlation_score(j.reshape(4, 2, 3)) == expected  # flattened per sample
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(jacobian_correlation_score(np.ones((3, 4))))  # no warning either
+
+
+def test_relu_codes_of_scalars_and_vectors():
+    recorder = ReLUCodes(4)
+    with recorder:
+        torch.relu(torch.tensor(-1.0))  # a scalar: no sample axis
+        torch.relu(torch.tensor([1.0, -1.0, 2.0, 0.0]))  # one unit per sample
+        F.relu(torch.ones(3, 2))  # another batch size
+    assert len(recorder.codes) == 1
+    assert recorder.codes[0].tolist() == [[True], [False], [True], [False]]
+
+
+def test_naswot_without_relu_and_without_codes():
+    with pytest.raises(ValueError, match=r"^no activation codes$"):
+        naswot_kernel([])
+    assert naswot_score(nn.Linear(5, 3), torch.randn(4, 5)) == -math.inf
+
+
+def test_batch_size_checks():
+    for bad in (0, -1, True, 2.0, "3", None):
+        with pytest.raises(ConfigError) as info:
+            make_estimator("snip", batch_size=bad)
+        assert str(info.value) == f"batch_size must be a positive integer, got {bad!r}"
+    assert make_estimator("snip", batch_size=1).batch_size == 1
+    assert make_estimator("snip", batch_size=2).batch_size == 2
+
+
+def test_estimator_score_defaults_and_timing():
+    split = vector_split()
+    fac = lambda: nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))  # noqa: E731
+    est = make_estimator("grad_norm", device="cpu")
+    s = est.score(fac, split)
+    assert s.raw == est.score(fac, split, seed=0).raw != est.score(fac, split, seed=1).raw
+    assert 0 <= s.seconds < 60
+    assert repr(est) == "GradNorm(batch_size=64, device='cpu')"
+    assert repr(SynFlow(batch_size=8, device="cpu")) == "SynFlow(batch_size=8, device='cpu')"
+
+
+def test_rwe_estimator_options_and_timing():
+    from rwenas.estimators.rwe import RWEConfig, rwe
+    from rwenas.models.base import Network
+
+    class Flat(Network):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(5, 8, bias=False)
+            self.num_features = 8
+            self.classifier = nn.Linear(8, 3)
+
+        def features(self, x: torch.Tensor) -> torch.Tensor:
+            return self.proj(x.flatten(1))
+
+    split = vector_split(n=60, classes=3)
+    fac = Flat
+    config = RWEConfig(epochs=2, device="cpu", precision="fp32", channels_last=False)
+    est = RWEEstimator(config)
+    assert est.config is config and RWEEstimator(epochs=2).config.epochs == 2
+    s = est.score(fac, split)
+    assert s.raw == s.value == rwe(fac, split, config, seed=0).error
+    assert s.raw == est.score(fac, split, seed=0).raw and 0 <= s.seconds < 60
+    with pytest.raises(ConfigError) as info:
+        RWEEstimator(config, epochs=3)
+    assert str(info.value) == "give either an RWEConfig or its options, not both"
+
+
+def test_registry_messages():
+    class Mine:
+        name = "mine"
+
+        def __init__(self, size: int = 1) -> None:
+            self.size = size
+
+    registry = {"mine": Mine, "other-one": Mine}
+    made = make_estimator(" Mine ", registry, size=3)
+    assert isinstance(made, Mine) and made.size == 3
+    with pytest.raises(ConfigError) as info:
+        make_estimator("snip", registry)
+    assert str(info.value) == "unknown estimator 'snip' (known: mine, other-one)"
+    with pytest.raises(ConfigError) as info:
+        make_estimator("mine", registry, colour="red")
+    assert str(info.value).startswith("bad options for estimator 'mine': ")
+    assert "unexpected keyword argument 'colour'" in str(info.value)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import pickle
 import re
+import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -18,7 +21,7 @@ import pytest
 
 from rwenas import __version__
 from rwenas.errors import ConfigError
-from rwenas.search.store import DB_NAME, SCHEMA_VERSION, RunStore
+from rwenas.search.store import DB_NAME, LOCK_NAME, SCHEMA_VERSION, RunLock, RunStore, StoreError
 
 CONFIG = {"space": "micro", "dataset": "cifar10", "pop_size": 20, "lr": 0.025,
           "objectives": ["rwe_error", "madds_m"], "nested": {"a": [1, 2.5, None]}}
@@ -620,3 +623,421 @@ def test_repr_and_counts(tmp_path: Path) -> None:
     assert store.count_evaluations() == 2
     store.close()
     assert repr(store) == f"RunStore({str(tmp_path / 'run')!r}, closed)"
+
+
+# --------------------------------------------------------------------------------------------
+# the run lock (found by mutation testing: only the CLI tests covered it)
+
+
+def test_run_lock_names_its_holder_and_is_released(tmp_path: Path) -> None:
+    (tmp_path / LOCK_NAME).write_text("99999999 stale\n")  # a dead holder's longer text
+    lock = RunLock.acquire(tmp_path)
+    assert lock.path == tmp_path / LOCK_NAME
+    assert (tmp_path / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+    with pytest.raises(ConfigError) as info:
+        RunLock.acquire(tmp_path)  # a second descriptor conflicts, in this process too
+    assert str(info.value) == (f"run directory {tmp_path} is in use by process {os.getpid()} "
+                               "(another rwenas search); wait for it to end or stop it")
+    lock.release()
+    lock.release()  # idempotent
+    assert (tmp_path / LOCK_NAME).exists()  # the file stays
+    again = RunLock.acquire(tmp_path)
+    again.release()
+
+
+def test_run_lock_file_mode(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        RunLock.acquire(tmp_path).release()
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / LOCK_NAME).stat().st_mode) == 0o644
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_run_lock_of_another_process_until_it_is_killed(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    ready = tmp_path / "ready"
+    code = ("import time\nfrom pathlib import Path\nfrom rwenas.search.store import RunLock\n"
+            f"lock = RunLock.acquire(Path({str(run_dir)!r}))\n"
+            f"open({str(ready)!r}, 'w').close()\ntime.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(ready, proc)
+        with pytest.raises(ConfigError, match=rf"in use by process {proc.pid} \(another"):
+            RunLock.acquire(run_dir)
+        with pytest.raises(ConfigError, match=rf"in use by process {proc.pid} "):
+            RunStore.create(run_dir, CONFIG, lock=True)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    RunLock.acquire(run_dir).release()  # the kernel dropped the dead holder's lock
+    with RunStore.create(run_dir, CONFIG, lock=True) as s:  # the lock file alone: empty
+        assert s.count_evaluations() == 0
+
+
+def test_run_lock_failures_are_one_line_config_errors(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    with monkeypatch.context() as m:
+        def deny(*args, **kwargs):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        m.setattr(os, "open", deny)
+        with pytest.raises(ConfigError) as info:
+            RunLock.acquire(tmp_path)
+    assert str(info.value) == f"cannot lock run directory {tmp_path}: Permission denied"
+
+    with monkeypatch.context() as m:
+        def no_locks(fd, op):
+            raise OSError(errno.ENOLCK, "No locks available")
+        m.setattr(fcntl, "flock", no_locks)
+        with pytest.raises(ConfigError) as info:
+            RunLock.acquire(tmp_path)
+    assert str(info.value) == f"cannot lock run directory {tmp_path}: No locks available"
+
+    with monkeypatch.context() as m:
+        def busy(fd, op):
+            raise OSError(errno.EACCES, "Permission denied")  # how some systems say "held"
+        m.setattr(fcntl, "flock", busy)
+        with pytest.raises(ConfigError, match=r"is in use by process \? \(another"):
+            RunLock.acquire(tmp_path)
+    RunLock.acquire(tmp_path).release()  # no lock was left behind by the failures
+
+
+def test_run_lock_holder_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as m:
+        def full(*args):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        m.setattr(os, "pwrite", full)
+        lock = RunLock.acquire(tmp_path)  # the lock holds without the PID
+    assert (tmp_path / LOCK_NAME).read_text() == ""
+    with pytest.raises(ConfigError) as info:
+        RunLock.acquire(tmp_path)
+    assert "is in use by process ? (another" in str(info.value)
+    lock.release()
+    lock = RunLock.acquire(tmp_path)
+    with monkeypatch.context() as m:
+        def unreadable(*args):
+            raise OSError(errno.EIO, "Input/output error")
+        m.setattr(os, "pread", unreadable)
+        with pytest.raises(ConfigError, match=r"in use by process \? \(another"):
+            RunLock.acquire(tmp_path)
+    lock.release()
+
+
+def _locked(run_dir: Path) -> bool:
+    try:
+        RunLock.acquire(run_dir).release()
+    except ConfigError:
+        return True
+    return False
+
+
+def test_store_holds_the_run_lock_only_when_asked(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with RunStore.create(run_dir, CONFIG):
+        assert not _locked(run_dir)
+    with RunStore.open(run_dir):
+        assert not _locked(run_dir)
+    store = RunStore.create(tmp_path / "locked", CONFIG, lock=True)
+    assert _locked(tmp_path / "locked")
+    store.close()
+    store.close()  # idempotent with a lock too
+    assert not _locked(tmp_path / "locked")
+    store = RunStore.open(run_dir, lock=True)
+    assert _locked(run_dir)
+    with pytest.raises(ConfigError, match="in use by process"):
+        RunStore.open(run_dir, lock=True)
+    store.close()
+    assert not _locked(run_dir)
+    with RunStore.create(run_dir, {"new": 1}, force=True, lock=True) as s:
+        assert _locked(run_dir) and s.config == {"new": 1}
+        assert sorted(p.name for p in run_dir.iterdir()
+                      if p.name not in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")) == [
+            LOCK_NAME]  # the lock file is kept by --force
+    assert not _locked(run_dir)
+
+
+def test_locked_run_is_not_cleared_by_force(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with RunStore.create(run_dir, CONFIG) as s:
+        _eval(s, "k")
+    holder = RunLock.acquire(run_dir)
+    try:
+        with pytest.raises(ConfigError, match="in use by process"):
+            RunStore.create(run_dir, {"new": 1}, force=True, lock=True)
+    finally:
+        holder.release()
+    with RunStore.open(run_dir) as s:  # taken before anything was deleted
+        assert s.config == CONFIG and s.count_evaluations() == 1
+
+
+def test_failed_open_or_create_releases_the_lock(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / DB_NAME).write_bytes(b"garbage" * 100)
+    with pytest.raises(ConfigError, match="corrupt"):
+        RunStore.open(tmp_path / "bad", lock=True)
+    assert not _locked(tmp_path / "bad")
+
+    def deny_connect(*args, **kwargs):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    with monkeypatch.context() as m:
+        m.setattr(sqlite3, "connect", deny_connect)
+        with pytest.raises(ConfigError, match="cannot create the results store"):
+            RunStore.create(tmp_path / "new", CONFIG, lock=True)
+    assert not _locked(tmp_path / "new")
+
+
+# --------------------------------------------------------------------------------------------
+# --force: what counts as an rwenas run directory (found by mutation testing)
+
+
+def _foreign_db(path: Path, *sql: str) -> None:
+    conn = sqlite3.connect(path)
+    for statement in sql:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
+def test_force_overwrites_a_table_less_database(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    _foreign_db(run_dir / DB_NAME, "PRAGMA user_version = 7")  # a header, no table
+    assert (run_dir / DB_NAME).stat().st_size > 0
+    (run_dir / LOCK_NAME).write_text("")
+    with RunStore.create(run_dir, CONFIG, force=True) as s:
+        assert s.config == CONFIG
+
+
+@pytest.mark.parametrize("content", ["table", "garbage", "empty-with-data"])
+def test_force_refuses_what_is_not_a_run(tmp_path: Path, content: str) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    db = run_dir / DB_NAME
+    if content == "table":  # nothing but a run.db of someone else's
+        _foreign_db(db, "CREATE TABLE mine (x)", "INSERT INTO mine VALUES (42)")
+    elif content == "garbage":
+        db.write_bytes(b"not sqlite" * 500)
+    else:  # an empty run.db next to other data
+        db.write_bytes(b"")
+        (run_dir / "data.csv").write_text("precious")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    with pytest.raises(ConfigError) as info:
+        RunStore.create(run_dir, CONFIG, force=True)
+    assert str(info.value) == (f"refusing to overwrite {run_dir}: it is not empty and holds no "
+                               f"rwenas {DB_NAME} (not an rwenas run directory), even with "
+                               "--force")
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
+@pytest.mark.parametrize("sql", [
+    ["DELETE FROM meta WHERE key = 'schema_version'"],
+    ["UPDATE meta SET value = 'other.program' WHERE key = 'format'"],
+    ["DROP TABLE blobs"],
+])
+def test_force_refuses_a_damaged_or_foreign_store(tmp_path: Path, sql: list[str]) -> None:
+    db = _tamper(tmp_path / "run", *sql)
+    data = db.read_bytes()
+    with pytest.raises(ConfigError, match="refusing to overwrite"):
+        RunStore.create(tmp_path / "run", CONFIG, force=True)
+    assert db.read_bytes() == data
+
+
+def test_force_refuses_a_store_it_cannot_read(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    RunStore.create(tmp_path / "run", CONFIG).close()
+
+    def deny_connect(*args, **kwargs):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite3, "connect", deny_connect)
+    with pytest.raises(ConfigError, match="refusing to overwrite"):
+        RunStore.create(tmp_path / "run", CONFIG, force=True)
+    monkeypatch.undo()
+    with RunStore.open(tmp_path / "run") as s:
+        assert s.config == CONFIG
+
+
+# --------------------------------------------------------------------------------------------
+# messages of the failure paths (found by mutation testing)
+
+
+def test_create_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = tmp_path / "run"
+    RunStore.create(run_dir, CONFIG).close()
+    with pytest.raises(ConfigError) as info:
+        RunStore.create(run_dir, CONFIG)
+    assert str(info.value) == (f"run directory {run_dir} already exists; use --resume to "
+                               "continue it or --force to overwrite it")
+
+    def unreadable(self: Path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "iterdir", unreadable)
+        with pytest.raises(ConfigError) as info:
+            RunStore.create(run_dir, CONFIG)
+    assert str(info.value) == f"cannot read run directory {run_dir}: Permission denied"
+
+    def deny_mkdir(self: Path, *args, **kwargs) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "mkdir", deny_mkdir)
+        with pytest.raises(ConfigError) as info:
+            RunStore.create(tmp_path / "new", CONFIG)
+    assert str(info.value) == f"cannot create run directory {tmp_path / 'new'}: Permission denied"
+
+
+def test_force_clear_failure_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = tmp_path / "run"
+    RunStore.create(run_dir, CONFIG).close()
+    (run_dir / "plots").mkdir()
+
+    def deny(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(shutil, "rmtree", deny)
+    with pytest.raises(ConfigError) as info:
+        RunStore.create(run_dir, CONFIG, force=True)
+    assert str(info.value) == (f"cannot clear run directory {run_dir} for --force: "
+                               "Permission denied")
+
+
+def test_open_messages_when_sqlite_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    RunStore.create(tmp_path, CONFIG).close()
+    db = tmp_path / DB_NAME
+
+    with monkeypatch.context() as m:
+        def deny_connect(*args, **kwargs):
+            raise sqlite3.OperationalError("unable to open database file")
+        m.setattr(sqlite3, "connect", deny_connect)
+        with pytest.raises(ConfigError) as info:
+            RunStore.open(tmp_path)
+    assert str(info.value) == (f"cannot open the results store {db}: unable to open database "
+                               "file")
+
+    with monkeypatch.context() as m:
+        def locked(conn, path):
+            raise sqlite3.OperationalError("database is locked")
+        m.setattr(RunStore, "_read_meta", staticmethod(locked))
+        with pytest.raises(ConfigError) as info:
+            RunStore.open(tmp_path)
+    assert str(info.value) == f"cannot open the results store {db}: database is locked"
+
+
+def test_other_schema_version_without_a_version_of_rwenas(tmp_path: Path) -> None:
+    db = _tamper(tmp_path / "run", "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+                 "DELETE FROM meta WHERE key = 'rwenas_version'")
+    with pytest.raises(ConfigError) as info:
+        RunStore.open(tmp_path / "run")
+    assert str(info.value) == (f"{db} has results-store schema version 2 (written by rwenas ?); "
+                               f"this rwenas reads version {SCHEMA_VERSION}")
+
+
+def test_read_and_write_errors_name_the_store_and_the_way_on(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with RunStore.create(run_dir, CONFIG) as s:
+        _eval(s, "kept")
+        _foreign_db(run_dir / DB_NAME, "DROP TABLE state")
+        tail = ("; everything committed before is kept (free space, then continue with rwenas "
+                f"search --resume {run_dir})")
+        with pytest.raises(StoreError) as info:
+            s.get_state("x")
+        assert str(info.value) == (f"cannot read the results store {run_dir / DB_NAME}: no such "
+                                   "table: state" + tail)
+        with pytest.raises(StoreError) as info:
+            s.set_state("x", 1)
+        assert str(info.value) == (f"cannot write the results store {run_dir / DB_NAME}: no "
+                                   "such table: state" + tail)
+        assert [e["key"] for e in s.evaluations()] == ["kept"]  # the store goes on working
+        assert _eval(s, "after")
+        assert s.count_evaluations() == 2
+
+
+def test_blob_type_error_message(store: RunStore) -> None:
+    with pytest.raises(TypeError) as info:
+        store.set_blob("s", "text")  # type: ignore[arg-type]
+    assert str(info.value) == "blob data must be bytes, not str"
+    assert store.get_blob("s") is None
+
+
+# --------------------------------------------------------------------------------------------
+# values (found by mutation testing)
+
+
+def test_timestamps_are_utc(store: RunStore) -> None:
+    _eval(store, "k")
+    store.add_generation(0, population=["k"], front=["k"], hypervolume=0.5, n_evaluated=1,
+                         cache_hits=0, seconds=0.1)
+    for text in (store.meta["created"], store.get_evaluation("k")["created"],
+                 store.generations()[0]["created"]):
+        assert text.endswith("+00:00")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", text)
+
+
+def test_sets_are_sorted_and_ranges_kept_in_order(store: RunStore) -> None:
+    assert list({8, 1}) == [8, 1]  # a set whose iteration order is not sorted
+    _eval(store, "k", extra={"set": {8, 1}, "down": range(5, 1, -1)})
+    assert store.get_evaluation("k")["extra"] == {"set": [1, 8], "down": [5, 4, 3, 2]}
+
+
+def test_attempts_default_to_one(store: RunStore) -> None:
+    _eval(store, "k")
+    assert store.get_evaluation("k")["attempts"] == 1
+
+
+def test_replace_overwrites_a_record_in_place(store: RunStore) -> None:
+    _eval(store, "a", objectives=[1.0, 1e12], status="failed", error="boom", attempts=3)
+    _eval(store, "b")
+    first = store.get_evaluation("a")
+    assert store.add_evaluation("a", [7, 8], objectives=[0.25, 2.0], generation=4,
+                                genotype={"g": 1}, params_m=0.5, madds_m=2.0, seconds=1.5,
+                                features_seconds=1.0, classifier_seconds=0.25, extra={"x": 1},
+                                replace=True)
+    rec = store.get_evaluation("a")
+    assert rec["id"] == first["id"]  # its place in the insertion order is kept
+    assert [e["key"] for e in store.evaluations()] == ["a", "b"]
+    assert (rec["genome"], rec["objectives"], rec["generation"], rec["status"]) == (
+        [7, 8], [0.25, 2.0], 4, "ok")
+    assert (rec["genotype"], rec["params_m"], rec["madds_m"], rec["seconds"],
+            rec["features_seconds"], rec["classifier_seconds"]) == (
+        {"g": 1}, 0.5, 2.0, 1.5, 1.0, 0.25)
+    assert (rec["error"], rec["attempts"], rec["extra"]) == (None, 1, {"x": 1})
+    assert rec["created"] >= first["created"]
+    assert store.count_evaluations() == 2
+    assert not _eval(store, "a", objectives=[0.9, 9.0])  # without replace: kept
+    assert store.get_evaluation("a")["objectives"] == [0.25, 2.0]
+
+
+def test_store_is_usable_from_other_threads(tmp_path: Path) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def work(s: RunStore, key: str) -> None:
+        try:
+            _eval(s, key)
+            s.set_state(key, s.count_evaluations())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with RunStore.create(tmp_path / "run", CONFIG) as created:
+        threads = [threading.Thread(target=work, args=(created, f"t{i}")) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    with RunStore.open(tmp_path / "run") as opened:
+        t = threading.Thread(target=work, args=(opened, "o"))
+        t.start()
+        t.join()
+        assert not errors, errors
+        assert sorted(e["key"] for e in opened.evaluations()) == ["o", "t0", "t1", "t2"]
+        assert opened.get_state("o") == 4
