@@ -6,7 +6,7 @@
 #   scripts/mutation.sh rwe proxies     # just these (names below)
 #
 # Modules and the test files each is checked against (only those run, to keep it affordable):
-#   rwe      src/rwenas/estimators/rwe.py       tests/estimators/test_rwe.py
+#   rwe      src/rwenas/estimators/rwe.py       tests/estimators/test_rwe.py, test_rwe_options.py
 #   proxies  src/rwenas/estimators/proxies.py   tests/estimators/test_proxies.py,
 #                                               tests/estimators/test_proxies_reference.py
 #   nsga2    src/rwenas/search/nsga2.py         tests/search/test_search_loop.py (made-up
@@ -50,7 +50,7 @@ declare -A SOURCES=(
   [html]="src/rwenas/report/html.py"
 )
 declare -A TESTS=(
-  [rwe]="tests/estimators/test_rwe.py"
+  [rwe]="tests/estimators/test_rwe.py tests/estimators/test_rwe_options.py"
   [proxies]="tests/estimators/test_proxies.py tests/estimators/test_proxies_reference.py"
   [nsga2]="tests/search/test_search_loop.py tests/test_objectives.py::test_constraints_decide_tournaments_and_survival"
   [store]="tests/search/test_store.py"
