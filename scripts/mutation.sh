@@ -15,7 +15,8 @@
 #                                               tests/test_objectives.py; not test_nsga2.py,
 #                                               whose real searches take tens of seconds each
 #   store    src/rwenas/search/store.py         tests/search/test_store.py
-#   spaces   src/rwenas/spaces/*.py             tests/spaces/test_*.py, the mobilenet space test
+#   spaces   src/rwenas/spaces/*.py             tests/spaces/test_*.py, test_equivalence.py (canonical
+#                                               genomes), the mobilenet space test
 #   html     src/rwenas/report/html.py          tests/report/test_html_units.py (hand-made
 #                                               stores, stand-in plots) and the three tests
 #                                               of tests/report/test_html.py that need no
@@ -54,7 +55,7 @@ declare -A TESTS=(
   [proxies]="tests/estimators/test_proxies.py tests/estimators/test_proxies_reference.py"
   [nsga2]="tests/search/test_search_loop.py tests/test_objectives.py::test_constraints_decide_tournaments_and_survival"
   [store]="tests/search/test_store.py"
-  [spaces]="tests/spaces/test_micro.py tests/spaces/test_macro.py tests/spaces/test_nb301.py tests/test_objectives.py::test_mobilenet_space"
+  [spaces]="tests/spaces/test_micro.py tests/spaces/test_macro.py tests/spaces/test_nb301.py tests/spaces/test_plugins.py tests/test_equivalence.py tests/test_objectives.py::test_mobilenet_space"
   [html]="tests/report/test_html_units.py tests/report/test_html.py::test_empty_run_then_failures_and_a_plugin_space tests/report/test_html.py::test_front_respects_the_runs_hard_constraints tests/report/test_html.py::test_not_a_run_is_a_one_line_config_error"
 )
 ORDER=(rwe proxies store spaces html nsga2)
