@@ -274,16 +274,16 @@ def test_hypervolume_and_goal_checks_by_hand(full):
 
 def test_resume_trains_nothing_twice_and_ends_with_the_same_table(tmp_path, monkeypatch,
                                                                   full):
-    import rwenas.study.table as table_mod
+    import rwenas.study.bench as bench_mod  # where the table's trainings run
 
     calls = []
-    real = table_mod.train_architecture
+    real = bench_mod.train_architecture
 
     def counting(space, genome, data, budget, seed, **kwargs):
         calls.append((genome, kwargs.get("genotype"), seed))
         return real(space, genome, data, budget, seed, **kwargs)
 
-    monkeypatch.setattr(table_mod, "train_architecture", counting)
+    monkeypatch.setattr(bench_mod, "train_architecture", counting)
     # the fixture's searches (replayed from their stores), none of its trainings
     out = tmp_path / "t"
     shutil.copytree(full[0], out)
@@ -337,11 +337,11 @@ def _forget(out: Path, arch_key: str | None) -> None:
 
 
 def test_trainings_of_a_bench_are_reused(tmp_path, monkeypatch, full):
-    import rwenas.study.table as table_mod
+    import rwenas.study.bench as bench_mod  # where the table's trainings run
 
     calls = []
-    real = table_mod.train_architecture
-    monkeypatch.setattr(table_mod, "train_architecture",
+    real = bench_mod.train_architecture
+    monkeypatch.setattr(bench_mod, "train_architecture",
                         lambda *a, **k: calls.append(a[4]) or real(*a, **k))
     out = tmp_path / "t"
     shutil.copytree(full[0], out)

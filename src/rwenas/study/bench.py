@@ -156,12 +156,16 @@ def changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str
 
 
 # -- sampling ----------------------------------------------------------------------------------
+def op_positions(genome: Sequence[int]) -> list[int]:
+    """Where a cell genome holds operations: blocks are (op, input, op, input)."""
+    return [at for pos in range(0, len(genome), 4) for at in (pos, pos + 2)]
+
+
 def _restricted(space: Any, genome: tuple[int, ...], allowed: Sequence[int],
                 rng: np.random.Generator) -> tuple[int, ...]:
     g = list(genome)
-    for pos in range(0, len(g), 4):
-        g[pos] = int(rng.choice(allowed))
-        g[pos + 2] = int(rng.choice(allowed))
+    for at in op_positions(g):
+        g[at] = int(rng.choice(allowed))
     return space.validate(g)
 
 
@@ -279,7 +283,7 @@ class BenchContext:
     #: ``None``: the dataset's own size (the images are resized otherwise)
     image_size: int | None = None
 
-    def load(self) -> _Loaded:
+    def load(self) -> LoadedContext:
         from rwenas.data import load_dataset
         from rwenas.fit.loop import TrainData
         from rwenas.spaces import get_space
@@ -289,11 +293,13 @@ class BenchContext:
                           seed=self.data_seed)
         data = TrainData.from_dataset(ds, train_size=budget.train_size,
                                       test_size=budget.test_size, seed=self.data_seed)
-        return _Loaded(get_space(self.space), data, budget)
+        return LoadedContext(get_space(self.space), data, budget)
 
 
 @dataclass
-class _Loaded:
+class LoadedContext:
+    """A :class:`BenchContext` with its space and data loaded: runs training jobs."""
+
     space: Any
     data: Any
     budget: BenchBudget
@@ -307,7 +313,7 @@ class _Loaded:
         return {"runs": runs, "seeds": list(seeds)}
 
 
-_WORKER: dict[str, _Loaded] = {}
+_WORKER: dict[str, LoadedContext] = {}
 
 
 def _init_worker(context: BenchContext, threads: int) -> None:
@@ -331,7 +337,7 @@ def _past(deadline: float | None) -> bool:
 
 
 def run_jobs(context: BenchContext, jobs: Sequence[Job], *, workers: int = 1,
-             threads: int | None = None, loaded: _Loaded | None = None,
+             threads: int | None = None, loaded: LoadedContext | None = None,
              deadline: float | None = None, skip: Callable[[Job], bool] | None = None
              ) -> Iterator[tuple[Job, dict[str, Any]]]:
     """Yield ``(job, outcome)`` as trainings finish: in this process (``workers=1``) or in a
@@ -345,7 +351,7 @@ def run_jobs(context: BenchContext, jobs: Sequence[Job], *, workers: int = 1,
 
 
 def run_indexed(context: BenchContext, jobs: Sequence[Job], *, workers: int = 1,
-                threads: int | None = None, loaded: _Loaded | None = None,
+                threads: int | None = None, loaded: LoadedContext | None = None,
                 deadline: float | None = None, skip: Callable[[Job], bool] | None = None
                 ) -> Iterator[tuple[int, Job, dict[str, Any]]]:
     """:func:`run_jobs`, yielding ``(index in jobs, job, outcome)``."""
@@ -407,7 +413,7 @@ class Bench:
         if device is not None:
             self.budget = dataclasses.replace(self.budget, device=device)
         self.trainings = 0  # trainings done through this object
-        self._loaded: _Loaded | None = None
+        self._loaded: LoadedContext | None = None
 
     @classmethod
     def open(cls, bench_dir: str | Path, device: str | None = None) -> Bench:

@@ -45,7 +45,6 @@ from rwenas.study.bench import (
     arch_seed,
     budget_network,
     same_budget,
-    train_architecture,
     training_device,
 )
 
@@ -321,7 +320,7 @@ def random_draw(space: Any, seed: int, pick: int, i: int) -> tuple[int, ...]:
     is itself drawn uniformly from [0, 1], convolutions otherwise — so draws cover the whole
     range of MAdds, down to the pooling-heavy cells an RWE front ends in, which uniform
     sampling practically never reaches. Spaces without an operation table sample uniformly."""
-    from rwenas.study.bench import LIGHT_OPS
+    from rwenas.study.bench import LIGHT_OPS, op_positions
 
     rng = np.random.default_rng([int(seed) & 0x7FFFFFFF, 3, pick, i])
     genome = list(int(v) for v in space.sample(rng))
@@ -331,9 +330,8 @@ def random_draw(space: Any, seed: int, pick: int, i: int) -> tuple[int, ...]:
     light = [j for j, op in enumerate(ops) if op in LIGHT_OPS]
     conv = [j for j, op in enumerate(ops) if "conv" in op]
     share = rng.uniform()
-    for pos in range(0, len(genome), 4):  # micro genomes: (op, input, op, input) per block
-        for at in (pos, pos + 2):
-            genome[at] = int(rng.choice(light if rng.uniform() < share else conv))
+    for at in op_positions(genome):
+        genome[at] = int(rng.choice(light if rng.uniform() < share else conv))
     return tuple(space.validate(genome))
 
 
@@ -354,21 +352,22 @@ def matched_random(store: Any, space: Any, settings: TableSettings,
     matched: dict[str, dict[str, Any]] = {}
     draws: list[dict[str, Any]] = []
     for n, (which, target) in enumerate(targets.items()):
+        def within(madds: float, target: float = target) -> bool:
+            return abs(madds - target) <= settings.match_tolerance * target
+
         mine: list[dict[str, Any]] = []
         for i in range(settings.samples):
             genome = random_draw(space, settings.seed, n, i)
             madds = arch_madds(space, settings.budget, data_shape, num_classes, genome=genome)
             mine.append({"pick": which, "index": i, "genome": list(genome),
                          "key": space.key(genome), "madds_m": madds})
-            if abs(madds - target) <= settings.match_tolerance * target:
+            if within(madds):
                 break
-        best = mine[-1] if abs(mine[-1]["madds_m"] - target) <= \
-            settings.match_tolerance * target else mine[nearest(mine, target)]
+        best = mine[-1] if within(mine[-1]["madds_m"]) else mine[nearest(mine, target)]
         matched[which] = {"genome": best["genome"], "key": best["key"],
                           "target_madds_m": target, "sample_madds_m": best["madds_m"],
                           "sample_index": best["index"], "draws": len(mine),
-                          "within": abs(best["madds_m"] - target)
-                          <= settings.match_tolerance * target}
+                          "within": within(best["madds_m"])}
         draws += mine
     store.set_state("matched_random", {"for": cache_key, "matched": matched, "draws": draws})
     return matched, draws
@@ -606,29 +605,21 @@ def build_table(out_dir: str | Path, settings: TableSettings | None = None, *,
                     commit(tkey, found, "bench")
             if stop_after is not None:
                 to_train = to_train[:stop_after]
-            if workers <= 1:
-                for tkey in to_train:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        break
-                    e, _i, seed = jobs[tkey]
-                    found = train_architecture(space, e.genome, data, budget, seed,
-                                               genotype=e.genotype)
-                    trained += 1
-                    commit(tkey, found, "trained")
-            else:
-                from rwenas.study.bench import BenchContext, run_indexed
+            from rwenas.study.bench import BenchContext, LoadedContext, run_indexed
 
-                context = BenchContext(settings.space, settings.dataset, settings.data_dir,
-                                       budget.to_dict(), settings.seed, settings.image_size)
-                work = []
-                for tkey in to_train:
-                    e, _i, seed = jobs[tkey]
-                    work.append((e.genome, (seed,)) if e.genome is not None
-                                else (None, (seed,), e.genotype))
-                for n, _job, outcome in run_indexed(context, work, workers=workers,
-                                                    threads=threads, deadline=deadline):
-                    trained += 1
-                    commit(to_train[n], outcome["runs"][0], "trained")
+            context = BenchContext(settings.space, settings.dataset, settings.data_dir,
+                                   budget.to_dict(), settings.seed, settings.image_size)
+            work = []
+            for tkey in to_train:
+                e, _i, seed = jobs[tkey]
+                work.append((e.genome, (seed,)) if e.genome is not None
+                            else (None, (seed,), e.genotype))
+            # one process trains with the data loaded here; workers load their own
+            for n, _job, outcome in run_indexed(context, work, workers=workers,
+                                                threads=threads, deadline=deadline,
+                                                loaded=LoadedContext(space, data, budget)):
+                trained += 1
+                commit(to_train[n], outcome["runs"][0], "trained")
         finally:
             bar.close()
         missing = [k for k in jobs if store.get_evaluation(k) is None]
