@@ -23,6 +23,7 @@ from rwenas.search.front import hypervolume, non_dominated
 from rwenas.search.nsga2 import run_search
 from rwenas.search.store import RunStore
 from rwenas.spaces import MicroSpace
+from tests.search.reference import dominates, hypervolume_2d
 
 TINY = {"space": "micro", "dataset": "synthetic", "train_size": 160, "val_size": 80,
         "pop_size": 6, "generations": 4, "seed": 1,
@@ -36,11 +37,6 @@ def tiny_config(**over):
 def front_signature(run_dir: Path) -> list[tuple[str, list[float]]]:
     rows = json.loads((run_dir / "front.json").read_text())
     return sorted((r["key"], list(r["objectives"].values())) for r in rows)
-
-
-def dominates(a, b) -> bool:
-    return all(x <= y for x, y in zip(a, b, strict=True)) and any(
-        x < y for x, y in zip(a, b, strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +53,6 @@ def test_hypervolume_and_non_dominated_by_hand():
     # two points against ref (1, 10): union of rectangles 0.8*7 + 0.9*5 - 0.8*5
     assert hypervolume(pts[:2], [1.0, 10.0]) == pytest.approx(0.8 * 7 + 0.9 * 5 - 0.8 * 5)
     assert hypervolume(np.array([[2.0, 1.0]]), [1.0, 10.0]) == 0.0
-
-
-def hypervolume_2d(points: list[list[float]], ref: list[float]) -> float:
-    """Area dominated by 2-D ``points`` up to ``ref``, by a sweep over the first objective
-    (written independently of pymoo)."""
-    inside = sorted(p for p in points if p[0] < ref[0] and p[1] < ref[1])
-    area, best = 0.0, ref[1]
-    for x, y in inside:
-        if y < best:
-            area += (ref[0] - x) * (best - y)
-            best = y
-    return area
 
 
 def test_hypervolume_2d_reference_by_hand():

@@ -27,6 +27,7 @@ from rwenas.search.executors import Failure
 from rwenas.search.nsga2 import RESUMABLE, Search, _unusable, run_search
 from rwenas.search.store import RunLock, RunStore
 from rwenas.spaces import get_space
+from tests.search.reference import dominates, hypervolume_2d
 
 TINY = {"space": "micro", "dataset": "synthetic", "train_size": 40, "val_size": 20,
         "pop_size": 6, "generations": 3, "seed": 1, "network": {"channels": 4, "layers": 3},
@@ -122,24 +123,10 @@ def read(run_dir: Path) -> tuple[list[dict], list[dict], Any]:
         return store.evaluations(), store.generations(), store.get_state("hv_ref")
 
 
-def dominates(a, b) -> bool:
-    return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
-
-
 def front_keys(records: list[dict]) -> set[str]:
     ok = [e for e in records if e["status"] == "ok"]
     return {e["key"] for e in ok
             if not any(dominates(o["objectives"], e["objectives"]) for o in ok)}
-
-
-def hypervolume_2d(points: list[list[float]], ref: list[float]) -> float:
-    inside = sorted(p for p in points if p[0] < ref[0] and p[1] < ref[1])
-    area, best = 0.0, ref[1]
-    for x, y in inside:
-        if y < best:
-            area += (ref[0] - x) * (best - y)
-            best = y
-    return area
 
 
 def summary(run_dir: Path) -> tuple[list, list]:
