@@ -36,3 +36,122 @@ def test_only_3x3_padded_max_pools_are_replaced():
     assert kinds == ["SeparableMaxPool3x3", "SeparableMaxPool3x3", "MaxPool2d", "MaxPool2d",
                      "MaxPool2d", "AvgPool2d"]
     assert (net[0].stride, net[1][0].stride) == (1, 2)
+
+
+# --- gradients in channels-last layout, subsampled dilated convolutions --------------------
+
+def _cl(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _grads_of(inputs: list[torch.Tensor], out: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return torch.autograd.grad(out, inputs, torch.randn_like(out))
+
+
+def test_torch_cat_backward_hands_on_strided_grads_which_cat_channels_fixes():
+    # The case that makes the helper necessary: plain cat gives channels-last inputs gradients
+    # that are strided views (neither layout), which BatchNorm's backward takes slowly.
+    from rwenas.models.ops import cat_channels
+
+    torch.manual_seed(0)
+    xs = [_cl(torch.randn(2, c, 5, 5)).requires_grad_(True) for c in (3, 4)]
+    plain = _grads_of(xs, torch.cat(xs, dim=1) * 2)
+    assert not any(g.is_contiguous(memory_format=torch.channels_last) for g in plain)
+    out = cat_channels(xs)
+    assert torch.equal(out, torch.cat(xs, dim=1))
+    torch.manual_seed(1)
+    fixed = _grads_of(xs, out * 2)
+    torch.manual_seed(1)
+    expected = _grads_of(xs, torch.cat(xs, dim=1) * 2)
+    for g, e in zip(fixed, expected, strict=True):
+        assert g.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(g, e)
+
+
+def test_grad_in_input_layout_keeps_nchw_grads_and_is_a_no_op_without_autograd():
+    from rwenas.models.ops import grad_in_input_layout
+
+    x = torch.randn(2, 3, 4, 4)
+    assert grad_in_input_layout(x) is x  # no grad needed
+    y = x.clone().requires_grad_(True)
+    with torch.no_grad():
+        assert grad_in_input_layout(y) is y
+    (g,) = _grads_of([y], grad_in_input_layout(y)[:, :, ::2, ::2] * 3)
+    assert g.is_contiguous()  # an NCHW input keeps NCHW gradients
+    assert torch.equal(g[:, :, 1::2], torch.zeros_like(g[:, :, 1::2]))
+    # a channels-last input gets its slice gradient (NCHW zeros in torch) channels-last
+    z = _cl(torch.randn(2, 3, 4, 4)).requires_grad_(True)
+    (gz,) = _grads_of([z], grad_in_input_layout(z)[:, :, ::2, ::2] * 3)
+    assert gz.is_contiguous(memory_format=torch.channels_last)
+    (gplain,) = _grads_of([z], z[:, :, ::2, ::2] * 3)
+    assert not gplain.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding", "dilation"), [
+    (3, 1, 1, 1), (5, 1, 2, 1), (3, 1, 2, 2), (5, 1, 4, 2),  # 'same': flipped-kernel grad
+    (3, 2, 2, 2), (5, 2, 4, 2),  # the even pixels only
+    (3, 2, 1, 1), (5, 2, 2, 1), (3, 1, 0, 1),  # plain convolution
+])
+@pytest.mark.parametrize("size", [28, 7, 5])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_depthwise_conv_equals_nn_conv2d_with_gradients(kernel, stride, padding, dilation, size,
+                                                        channels_last):
+    from rwenas.models.ops import DepthwiseConv
+
+    torch.manual_seed(kernel * size + stride)
+    conv = DepthwiseConv(6, kernel, stride, padding, dilation)
+    ref = nn.Conv2d(6, 6, kernel, stride=stride, padding=padding, dilation=dilation, groups=6,
+                    bias=False)
+    ref.load_state_dict(conv.state_dict())  # same parameters, same names
+    x = torch.randn(3, 6, size, size)
+    if channels_last:
+        x = _cl(x)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ya, yb = conv(xa), ref(xb)
+    assert ya.shape == yb.shape
+    torch.testing.assert_close(ya, yb, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(ya)
+    ga = torch.autograd.grad(ya, [xa, conv.weight], g)
+    gb = torch.autograd.grad(yb, [xb, ref.weight], g)
+    for a, b in zip(ga, gb, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+    if channels_last:
+        assert ga[0].is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():  # inference runs the plain convolution itself, bit for bit
+        assert torch.equal(conv(x), ref(x))
+
+
+@pytest.mark.parametrize(("stride", "padding", "dilation"), [(1, 2, 1), (2, 4, 2)])
+def test_depthwise_conv_second_order_gradients_match(stride, padding, dilation):
+    # GraSP differentiates through a gradient (create_graph=True)
+    from rwenas.models.ops import DepthwiseConv
+
+    torch.manual_seed(3)
+    conv = DepthwiseConv(4, 5, stride, padding, dilation)
+    ref = nn.Conv2d(4, 4, 5, stride=stride, padding=padding, dilation=dilation, groups=4,
+                    bias=False)
+    ref.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 4, 9, 9, requires_grad=True)
+    results = []
+    for m in (conv, ref):
+        (gw,) = torch.autograd.grad((m(x) ** 2).sum(), [m.weight], create_graph=True)
+        results.append(torch.autograd.grad((gw ** 2).sum(), [x, m.weight]))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_conv_is_used_by_the_separable_and_dilated_ops():
+    from rwenas.models.ops import OPS, DepthwiseConv
+
+    for name in ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"):
+        for stride in (1, 2):
+            op = OPS[name](8, stride)
+            depthwise = [m for m in op.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+            assert depthwise and all(type(m) is DepthwiseConv for m in depthwise)
+            modes = [m._mode for m in depthwise]
+            if name.startswith("dil"):  # never oneDNN's slow dilated backward pass
+                assert modes == ["same" if stride == 1 else "even"]
+            else:  # a strided, undilated first convolution stays plain (fast enough)
+                assert modes == ["same" if stride == 1 else "plain", "same"]
+    with pytest.raises(ValueError, match="odd kernel"):
+        DepthwiseConv(4, 4)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rwenas.models.base import Network
+from rwenas.models.ops import cat_channels
 from rwenas.spaces.macro import MacroGenotype, PhaseGraph, phase_graph
 
 #: Phase decoders of NSGA-Net: ``residual`` is used during search, ``dense`` to train the
@@ -67,7 +68,7 @@ class Phase(nn.Module):
         srcs = self.deps[k]
         if len(srcs) == 1:
             return outputs[srcs[0]]
-        return self.mixers[k](torch.cat([outputs[s] for s in srcs], dim=1))
+        return self.mixers[k](cat_channels([outputs[s] for s in srcs]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs = {0: self.entry(x)}
@@ -107,7 +108,7 @@ class DensePhase(nn.Module):
         for node in self.order:
             k = str(node)
             srcs = self.deps[k]
-            h = outputs[srcs[0]] if len(srcs) == 1 else torch.cat([outputs[s] for s in srcs], 1)
+            h = outputs[srcs[0]] if len(srcs) == 1 else cat_channels([outputs[s] for s in srcs])
             if node == self.out_node:
                 return self.out(h)
             outputs[node] = self.nodes[k](h)

@@ -9,7 +9,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from rwenas.models.base import Network
-from rwenas.models.ops import OPS, FactorizedReduce, ReLUConvBN, SqueezeExcite, drop_path
+from rwenas.models.ops import (
+    OPS,
+    FactorizedReduce,
+    ReLUConvBN,
+    SqueezeExcite,
+    cat_channels,
+    drop_path,
+)
 from rwenas.spaces.micro import Edge, Genotype
 
 
@@ -67,7 +74,7 @@ class Cell(nn.Module):
                     h = drop_path(h, drop_prob)
                 total = h if total is None else total + h
             states.append(total)
-        out = torch.cat([states[i] for i in self.concat], dim=1)
+        out = cat_channels([states[i] for i in self.concat])
         return out if self.se is None else self.se(out)
 
 

@@ -15,6 +15,40 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class _GradInInputLayout(torch.autograd.Function):
+    """Identity whose backward hands on the gradient in the input's channels-last layout."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.channels_last = x.is_contiguous(memory_format=torch.channels_last)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if ctx.channels_last:
+            return grad.contiguous(memory_format=torch.channels_last)
+        return grad
+
+
+def grad_in_input_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x``, with its gradient returned in channels-last layout when ``x`` is channels-last.
+
+    The backward passes of a channel slice (``torch.cat``) and of a spatial slice hand on
+    gradients that are strided views or NCHW zeros, and oneDNN's BatchNorm and ReLU backward
+    passes then take a generic path up to 10× slower than on channels-last tensors (measured
+    on a C=8, 5-cell network's training step). Values are unchanged; outside autograd (and in
+    ``torch.jit.trace`` under ``no_grad``) this is ``x`` itself."""
+    if x.dim() != 4 or not (torch.is_grad_enabled() and x.requires_grad):
+        return x
+    return _GradInInputLayout.apply(x)
+
+
+def cat_channels(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat(tensors, dim=1)`` whose backward gives each input a gradient in its own
+    (channels-last) layout; see :func:`grad_in_input_layout`."""
+    return torch.cat([grad_in_input_layout(t) for t in tensors], dim=1)
+
+
 class PreActivated(nn.Sequential):
     """A sequence that starts with ReLU. ``forward_activated`` takes an already rectified
     input, so a cell computes ``relu(state)`` once for all the operations reading ``state``."""
@@ -59,6 +93,70 @@ class ReLUConvBN(PreActivated):
         )
 
 
+class _SameDepthwise(torch.autograd.Function):
+    """Stride-1 depthwise convolution with 'same' padding whose input gradient is computed
+    as the forward convolution of the output gradient with the flipped kernel."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int],  # type: ignore[override]
+                dilation: tuple[int, int]) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.dilation = padding, dilation
+        return F.conv2d(x, weight, None, 1, padding, dilation, weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        if x.is_contiguous(memory_format=torch.channels_last):
+            grad = grad.contiguous(memory_format=torch.channels_last)
+        groups = weight.shape[0]
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = F.conv2d(grad, weight.flip(2, 3), None, 1, ctx.padding, ctx.dilation, groups)
+        if ctx.needs_input_grad[1]:
+            gw = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [1, 1], list(ctx.padding), list(ctx.dilation), False,
+                [0, 0], groups, [False, True, False])[1]
+        return gx, gw, None, None
+
+
+class DepthwiseConv(nn.Conv2d):
+    """A depthwise k×k convolution (odd ``kernel``, no bias) whose training passes avoid
+    oneDNN's slow depthwise backward kernels on the CPU, computing the same function:
+
+    * stride 1 with 'same' padding: the input gradient is the forward convolution of the
+      output gradient with the flipped kernel (exact at stride 1), 5–8× faster than oneDNN's
+      backward-data pass at 28×28 (4.0 vs 0.75 ms for C=8, 5×5, batch 128);
+    * stride 2 with dilation 2 (padding ``kernel - 1``): it reads only the even pixels,
+      ``out[i] = sum_k w[k] x[2i + 2k - p] = sum_k w[k] x_even[i + k - p/2]``, so it runs as
+      the undilated stride-1 convolution of ``x[::2, ::2]`` (its backward pass 8–10× faster:
+      46 vs 5.5 ms for C=16 at 28×28, 5×5).
+
+    Inference (no gradients recorded, as in RWE and exported models) runs the plain
+    convolution, bit for bit; parameters and their names are those of ``nn.Conv2d``."""
+
+    def __init__(self, channels: int, kernel: int, stride: int = 1, padding: int = 0,
+                 dilation: int = 1) -> None:
+        if kernel % 2 == 0:
+            raise ValueError("DepthwiseConv needs an odd kernel")
+        super().__init__(channels, channels, kernel, stride=stride, padding=padding,
+                         dilation=dilation, groups=channels, bias=False)
+        same = padding == dilation * (kernel - 1) // 2
+        self._mode = ("same" if stride == 1 and same else
+                      "even" if stride == dilation == 2 and padding == kernel - 1 else "plain")
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+        if self._mode == "plain" or not torch.is_grad_enabled():
+            return super()._conv_forward(input, weight, bias)
+        if self._mode == "even":
+            # the slice's backward writes NCHW zeros; hand them on channels-last
+            input = grad_in_input_layout(input)[:, :, ::2, ::2]
+            pad = (self.kernel_size[0] - 1) // 2
+            return _SameDepthwise.apply(input, weight, (pad, pad), (1, 1))
+        return _SameDepthwise.apply(input, weight, self.padding, self.dilation)
+
+
 class DilConv(PreActivated):
     """ReLU → depthwise k×k (dilated) → pointwise 1×1 → BN."""
 
@@ -66,8 +164,7 @@ class DilConv(PreActivated):
                  dilation: int) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride=stride, padding=padding, dilation=dilation,
-                      groups=c_in, bias=False),
+            DepthwiseConv(c_in, kernel, stride, padding, dilation),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out),
         )
@@ -79,12 +176,11 @@ class SepConv(PreActivated):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride=stride, padding=padding, groups=c_in,
-                      bias=False),
+            DepthwiseConv(c_in, kernel, stride, padding),
             nn.Conv2d(c_in, c_in, 1, bias=False),
             nn.BatchNorm2d(c_in),
             nn.ReLU(inplace=True),  # its input is a fresh tensor with no other reader
-            nn.Conv2d(c_in, c_in, kernel, stride=1, padding=padding, groups=c_in, bias=False),
+            DepthwiseConv(c_in, kernel, 1, padding),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out),
         )
@@ -122,12 +218,13 @@ class FactorizedReduce(nn.Module):
         # work). The offset grid starts at pixel (1, 1); for odd sizes it is one short and is
         # zero-padded at the far edge, so both halves have ceil(H/2) × ceil(W/2) pixels (for
         # even sizes this is exactly DARTS's FactorizedReduce).
+        x = grad_in_input_layout(x)  # the slices' backward writes NCHW zeros
         even = x[:, :, ::2, ::2]
         odd = x[:, :, 1::2, 1::2]
         if odd.shape[-2:] != even.shape[-2:]:
             odd = F.pad(odd, (0, even.shape[-1] - odd.shape[-1], 0,
                               even.shape[-2] - odd.shape[-2]))
-        return self.bn(torch.cat([self.conv_1(even), self.conv_2(odd)], dim=1))
+        return self.bn(cat_channels([self.conv_1(even), self.conv_2(odd)]))
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
