@@ -35,6 +35,7 @@ from rwenas.fit.loop import TrainData, fit
 from rwenas.fit.metrics import topk_correct
 from rwenas.fit.recipes import CifarRecipe
 from rwenas.fit.schedules import lr_at
+from rwenas.models.ops import DepthwiseConv
 from rwenas.spaces import get_space
 
 # Micro genomes from the RWE benchmark: convolution-heavy, pooling/skip-only and mixed.
@@ -58,9 +59,25 @@ def network(genome: tuple[int, ...], recipe, data: TrainData, seed: int, **optio
                          num_classes=data.num_classes, setting=recipe.setting, **options)
 
 
+def plain_convs(net: nn.Module) -> nn.Module:
+    """``net`` with every :class:`~rwenas.models.ops.DepthwiseConv` replaced by the plain
+    ``nn.Conv2d`` it computes (same weights), as the networks were before it: the reference
+    then runs oneDNN's own depthwise backward passes, as the loop it stands for did."""
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, DepthwiseConv):
+                plain = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size,
+                                  child.stride, child.padding, child.dilation, child.groups,
+                                  bias=False)
+                plain.weight = child.weight
+                setattr(module, name, plain)
+    return net
+
+
 def reference_fit(net: nn.Module, data: TrainData, recipe, seed: int,
                   eval_batch: int = 256) -> tuple[float, float, float]:
     """The previous fp32 NCHW loop: ``(test accuracy, training seconds, test seconds)``."""
+    net = plain_convs(net)
     gen = torch.Generator().manual_seed(seed)
     aug = Augmenter(recipe, data.mean, data.std)
     opt = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,

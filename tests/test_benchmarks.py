@@ -50,3 +50,32 @@ def test_bench_rwe_runs_and_its_flop_rate_is_its_own_arithmetic():
     assert roof, out
     mean_rate = sum(float(r[9]) for r in rows) / len(rows)
     assert float(roof.group(2)) == pytest.approx(100 * mean_rate / float(roof.group(1)), rel=0.05)
+
+
+def test_bench_train_reference_runs_plain_convolutions_computing_the_same_function():
+    import torch
+    from torch import nn
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from bench_train import GENOMES, network, plain_convs
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from rwenas.fit.recipes import CifarRecipe
+    from rwenas.models.ops import DepthwiseConv
+
+    class Data:  # what network() reads of TrainData
+        in_channels, num_classes = 1, 10
+
+    genome = tuple(int(v) for v in GENOMES["conv-wide"].split())
+    net = network(genome, CifarRecipe(), Data(), 0, channels=4, layers=3, auxiliary=False,
+                  drop_path=0.0)
+    before = sum(isinstance(m, DepthwiseConv) for m in net.modules())
+    x = torch.randn(2, 1, 12, 12, requires_grad=True)
+    net.train()
+    y = net(x)
+    ref = plain_convs(network(genome, CifarRecipe(), Data(), 0, channels=4, layers=3, drop_path=0.0,
+                              auxiliary=False))
+    assert before > 0 and not any(isinstance(m, DepthwiseConv) for m in ref.modules())
+    assert sum(type(m) is nn.Conv2d and m.groups > 1 for m in ref.modules()) == before
+    torch.testing.assert_close(ref(x), y, rtol=1e-5, atol=1e-5)
