@@ -130,6 +130,11 @@ def rwenas_fit(net: nn.Module, data: TrainData, recipe, seed: int, precision: st
     return res.history[-1]["test_acc"], time.perf_counter() - t0
 
 
+def selected(args) -> list[tuple[str, str]]:
+    """The genomes named by ``--genomes``, in that order."""
+    return [(label, GENOMES[label]) for label in args.genomes]
+
+
 def throughput(ds, args) -> None:
     cases = [("bench", bench_recipe(1), {"channels": 8, "layers": 5, "auxiliary": False,
                                          "drop_path": 0.0}, args.bench_images),
@@ -144,7 +149,7 @@ def throughput(ds, args) -> None:
     for name, recipe, options, n_img in cases:
         data = TrainData.from_dataset(ds, train_size=n_img, test_size=args.test_images, seed=0)
         speed = {"before": [], "fp32": [], "auto": []}
-        for label, text in GENOMES.items():
+        for label, text in selected(args):
             genome = tuple(int(v) for v in text.split())
             rates = {}
             # Train + one evaluation each; the evaluation is over a small test set so that the
@@ -175,7 +180,7 @@ def accuracy(ds, args) -> None:
     print(f"{'genome':<11}{'seed':>5}{'before acc':>11}{'after acc':>10}{'diff pt':>8}"
           f"{'before s':>9}{'after s':>8}{'speed-up':>9}")
     diffs, before_s, after_s = [], 0.0, 0.0
-    for label, text in GENOMES.items():
+    for label, text in selected(args):
         genome = tuple(int(v) for v in text.split())
         for seed in args.seeds:
             acc0, tr, te = reference_fit(network(genome, recipe, data, seed, **options), data,
@@ -203,6 +208,8 @@ def main() -> None:
     p.add_argument("--train-size", type=int, default=10000)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--genomes", nargs="+", choices=list(GENOMES), default=list(GENOMES),
+                   help="which genomes, in this order (default: all three)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     ds = load_dataset("fashion-mnist")
