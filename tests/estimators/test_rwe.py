@@ -544,3 +544,19 @@ def test_config_boundaries_are_valid_and_round_trip():
         "init", "bn_mode", "standardize", "epochs", "lr", "momentum", "batch_size", "folds",
         "inference_batch", "calibration_size", "channels_last", "precision", "device",
         "features", "inits"}
+
+
+def test_softmax_classes_is_the_softmax_over_classes():
+    from rwenas.estimators.rwe import softmax_classes
+
+    gen = torch.Generator().manual_seed(0)
+    for scale in (1.0, 30.0, 300.0):  # up to logits whose exp overflows without the shift
+        z = torch.randn(5, 37, 10, generator=gen) * scale
+        p = softmax_classes(z)
+        assert p.shape == z.shape
+        torch.testing.assert_close(p, torch.softmax(z, dim=-1), rtol=0, atol=1e-7)
+        torch.testing.assert_close(p.sum(-1), torch.ones(5, 37), rtol=0, atol=1e-6)
+    z = torch.tensor([[[0.0, 1.0, 2.0]]])  # by hand: e^k / (1 + e + e^2)
+    den = 1 + math.e + math.e ** 2
+    expected = torch.tensor([[[1 / den, math.e / den, math.e ** 2 / den]]])
+    torch.testing.assert_close(softmax_classes(z), expected, rtol=1e-6, atol=0)

@@ -84,3 +84,16 @@ def test_a_file_that_is_not_a_score_store_is_one_clear_error(tmp_path):
         db.execute("CREATE TABLE scores (x)")
     with pytest.raises(ConfigError, match="not a usable score store"), ScoreStore(other) as s:
         s.get("c", "rwe", "k")
+
+
+def test_a_new_numerics_revision_is_another_context(tmp_path, monkeypatch):
+    import json
+
+    import rwenas.study.scores as scores
+
+    est = Counting(epochs=2, folds=1)
+    old, text = ScoreStore.context(est, SPLIT)
+    assert json.loads(text)["revision"] == scores.NUMERICS_REVISION
+    monkeypatch.setattr(scores, "NUMERICS_REVISION", scores.NUMERICS_REVISION + 1)
+    new, _ = ScoreStore.context(est, SPLIT)
+    assert new != old  # values cached by an older version are never looked up

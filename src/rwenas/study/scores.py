@@ -31,6 +31,11 @@ CREATE TABLE IF NOT EXISTS contexts (context TEXT PRIMARY KEY, description TEXT 
 """
 
 
+#: Part of every context: raised when a change of code moves estimator scores (to rounding,
+#: say), so a store never mixes values of two versions. 2: RWE's classifier softmax and
+#: gathers, proxies' gradients through ``DepthwiseConv``.
+NUMERICS_REVISION = 2
+
 _COLUMNS = ("context", "label", "key", "value", "raw", "seconds", "name")
 
 
@@ -79,7 +84,8 @@ class ScoreStore:
         """(context hash, its JSON description) of ``estimator`` scoring on ``split`` (the
         dataset, sizes, seed and network options it scores with)."""
         text = json.dumps({"estimator": estimator_identity(estimator),
-                           "split": _jsonable(split)}, sort_keys=True)
+                           "split": _jsonable(split), "revision": NUMERICS_REVISION},
+                          sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:32], text
 
     def get(self, context: str, label: str, key: str) -> tuple[float, float, float, str] | None:
