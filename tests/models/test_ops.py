@@ -155,3 +155,16 @@ def test_depthwise_conv_is_used_by_the_separable_and_dilated_ops():
                 assert modes == ["same" if stride == 1 else "plain", "same"]
     with pytest.raises(ValueError, match="odd kernel"):
         DepthwiseConv(4, 4)
+
+
+def test_depthwise_conv_takes_its_own_path_only_on_the_cpu_with_gradients():
+    from rwenas.models.ops import DepthwiseConv
+
+    conv = DepthwiseConv(4, 3, 1, 1)
+    x = torch.randn(2, 4, 9, 9, requires_grad=True)
+    assert type(conv(x).grad_fn).__name__ == "_SameDepthwiseBackward"
+    with torch.no_grad():
+        assert conv(x).grad_fn is None
+    meta = DepthwiseConv(4, 3, 1, 1).to("meta")  # stands for any other device
+    y = meta(torch.empty(2, 4, 9, 9, device="meta", requires_grad=True))
+    assert type(y.grad_fn).__name__ == "ConvolutionBackward0"
