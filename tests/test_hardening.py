@@ -439,6 +439,10 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
                             "nan"),
         "--gpus-per-eval nan": (["search", "--gpus-per-eval", "nan", "--out", str(tmp / "r")],
                                 "nan"),
+        "--gpus-per-eval without ray": (["search", "--gpus-per-eval", "0.5", "--out",
+                                         str(tmp / "r")], "ray executor only"),
+        "--ray-address without ray": (["search", "--executor", "process", "--ray-address",
+                                       "auto", "--out", str(tmp / "r")], "ray executor only"),
         "evaluate --device tpu": (["evaluate", "--genome", "1", "--device", "tpu"], "tpu"),
         "show --increment -100": (["show", "--arch", "DARTS", "--increment", "-100"],
                                   "increment"),
@@ -453,8 +457,9 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
 @pytest.mark.parametrize("name", [
     "5000-digit genome value", "empty --genome", "--genomes []", "genotype nested 100000 deep",
     "negative seed", "huge seed", "--max-madds nan", "--gpus-per-eval nan",
-    "evaluate --device tpu", "show --increment -100", "--channels 99999999999",
-    "show --layers 100000", "train --crop-padding 100000"])
+    "--gpus-per-eval without ray", "--ray-address without ray", "evaluate --device tpu",
+    "show --increment -100", "--channels 99999999999", "show --layers 100000",
+    "train --crop-padding 100000"])
 def test_bad_input_is_one_line(name, tmp_path, run_cli):
     argv, fragment = bad_inputs(tmp_path)[name]
     before = tree(tmp_path)

@@ -162,6 +162,11 @@ def validate_config(config: dict[str, Any]) -> None:
     if config["executor"] not in EXECUTORS:
         raise ConfigError(f"unknown executor {config['executor']!r} "
                           f"(known: {', '.join(EXECUTORS)})")
+    if config["executor"] != "ray":  # Ray's settings, silently unused by the others
+        for key, flag in (("gpus_per_eval", "--gpus-per-eval"), ("ray_address", "--ray-address")):
+            if config[key]:
+                raise ConfigError(f"{flag} ({key}) applies to the ray executor only, not to "
+                                  f"{config['executor']!r}; add --executor ray or drop it")
     from rwenas.search.algorithms import ALGORITHMS
 
     check_text("setting 'algorithm'", config["algorithm"])
