@@ -7,6 +7,7 @@
 #   bench.txt        rwenas bench show: size, sources, budget, reliability
 #   tune/            rwenas study tune (tuning half): tune.md, tune.csv, picked.json
 #   confirmation/    rwenas study correlation --half confirmation --tuned picked.json
+#   init/            rwenas study init --pool --half confirmation (Fig. 4 on the pool)
 #   pool/            rwenas study correlation on the whole pool (RWE at its defaults)
 #
 # Every estimator score is kept in runs/bench-fm-v2/scores.db, so a re-run on a grown bench
@@ -33,6 +34,9 @@ mkdir -p "$OUT"
 # Confirmation half: the picked variant as 'rwe', against params, MAdds and every proxy.
 "${RW[@]}" study correlation "${COMMON[@]}" --out "$OUT/confirmation" --half confirmation \
   --tuned "$OUT/tune/picked.json"
+# Fig. 4 on the pool: RWE under the five initialisation methods, confirmation half, paired
+# differences against the default initialisation.
+"${RW[@]}" study init --pool "${COMMON[@]}" --out "$OUT/init" --half confirmation
 # The whole pool, per source, RWE at its shipped defaults (not a confirmation: the defaults
 # predate this bench, but part of the pool is the tuning half).
 "${RW[@]}" study correlation "${COMMON[@]}" --out "$OUT/pool"

@@ -315,3 +315,38 @@ def test_cli_errors_are_one_line(extra, message, bench_dir, tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert err.startswith("rwenas: error:") and message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_init_on_the_pool_is_fig4_with_paired_differences(bench_dir, tmp_path, monkeypatch,
+                                                              capsys):
+    common = ["--bench", str(bench_dir), "--train-size", "200", "--val-size", "100",
+              "--rwe-epochs", "2", "--rwe-folds", "1", "--resamples", "100", "--quiet",
+              "--score-cache", "none"]
+    out = tmp_path / "init-pool"
+    assert _main(["study", "init", "--pool", "--out", str(out), "--methods",
+                  "default,xavier_uniform", *common], monkeypatch) == 0
+    printed = capsys.readouterr().out
+    assert f"## All architectures (n = {len(bench_records(bench_dir))})" in printed
+    with open(out / "correlation.csv") as f:
+        rows = {r["estimator"]: r for r in csv.DictReader(f) if r["group"] == "all"}
+    assert list(rows)[:2] == ["rwe[default]", "rwe[xavier_uniform]"]
+    # the default initialisation is plain RWE: the same Spearman as `study correlation`
+    ref = tmp_path / "rwe"
+    assert _main(["study", "correlation", "--out", str(ref), "--estimators", "rwe", *common],
+                 monkeypatch) == 0
+    with open(ref / "correlation.csv") as f:
+        plain = {r["estimator"]: r for r in csv.DictReader(f) if r["group"] == "all"}
+    assert rows["rwe[default]"]["spearman"] == plain["rwe"]["spearman"]
+    # differences are taken against the default initialisation
+    assert rows["rwe[default]"]["diff"] == ""
+    assert all(rows[k]["spearman"] not in ("", "nan") for k in ("rwe[default]",
+                                                               "rwe[xavier_uniform]"))
+    assert float(rows["rwe[xavier_uniform]"]["diff"]) == pytest.approx(
+        float(rows["rwe[default]"]["spearman"])
+        - float(rows["rwe[xavier_uniform]"]["spearman"]), abs=1e-9)
+    capsys.readouterr()
+    assert _main(["study", "init", "--pool", "--out", str(tmp_path / "bad"), "--methods",
+                  "orthogonal", *common], monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rwenas: error: unknown init method(s) orthogonal")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()

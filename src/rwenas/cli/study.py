@@ -142,12 +142,25 @@ def cmd_study_init(args: argparse.Namespace) -> int:
     set_threads(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods \
         else list(INIT_METHODS)
-    provider = _provider(args)
-    try:
-        study_init(provider, methods=methods, rwe_options=_estimator_options(args)["rwe"],
-                   **_search_kwargs(args))
-    finally:
-        provider.close()
+    if args.pool:
+        from rwenas.study.bench import parse_sources
+        from rwenas.study.init_ablation import study_init_pool
+
+        _check_bench(args)
+        study_init_pool(args.bench, methods=methods,
+                        rwe_options=_estimator_options(args)["rwe"],
+                        train_size=args.train_size, val_size=args.val_size, seed=args.seed,
+                        out_dir=args.out, progress=not args.quiet,
+                        sources=parse_sources(args.sources), half=args.half,
+                        split_seed=args.split_seed, resamples=args.resamples,
+                        score_store=_score_store(args))
+    else:
+        provider = _provider(args)
+        try:
+            study_init(provider, methods=methods, rwe_options=_estimator_options(args)["rwe"],
+                       **_search_kwargs(args))
+        finally:
+            provider.close()
     _print_rows(Path(args.out) / "study.md")
     return 0
 
@@ -318,10 +331,14 @@ def add_study(sub: argparse._SubParsersAction) -> None:
     _add_table(ssub)
 
     i = ssub.add_parser("init", help="RWE under the 5 initialisation methods along NSGA-II "
-                        "searches (Fig. 4)")
+                        "searches, or on the bench pool with --pool (Fig. 4)")
     _add_study_common(i, along=True)
     i.add_argument("--methods", help="comma-separated subset of default, kaiming_normal, "
                    "kaiming_uniform, xavier_normal, xavier_uniform")
+    i.add_argument("--pool", action="store_true", help="on the bench's pool (with --half, "
+                   "--sources, intervals and paired differences against the default init) "
+                   "instead of along searches")
+    _add_pool_args(i)
     i.set_defaults(handler=cmd_study_init)
 
 
