@@ -725,3 +725,24 @@ def test_a_run_made_before_the_new_settings_resumes(finished_run, tmp_path, run_
         (text,) = conn.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
     conn.close()
     assert "algorithm" not in json.loads(text)  # the store itself is left as it was
+
+
+def test_ray_settings_of_a_stored_run_do_not_block_resuming_it_elsewhere(finished_run, tmp_path,
+                                                                         run_cli):
+    """A run made on Ray (or before Ray's settings were refused for other executors) resumes
+    with another executor: its stored gpus_per_eval and ray_address are dropped, not refused;
+    given now, they are refused."""
+    run_dir = tmp_path / "ray"
+    run_dir.mkdir()
+    (run_dir / "run.db").write_bytes((finished_run / "run.db").read_bytes())
+    with sqlite3.connect(run_dir / "run.db") as conn:
+        (text,) = conn.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+        stored = {**json.loads(text), "gpus_per_eval": 0.5, "ray_address": "auto"}
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(stored),))
+    conn.close()
+    rc, _out, err = run_cli("search", "--resume", str(run_dir), "--executor", "local",
+                            "--quiet")
+    assert rc == 0, err
+    assert (run_dir / "front.json").read_text() == (finished_run / "front.json").read_text()
+    rc, out, err = run_cli("search", "--resume", str(run_dir), "--gpus-per-eval", "0.25")
+    one_line_error(rc, out, err, "ray executor only")

@@ -296,6 +296,10 @@ def run_search(config: dict[str, Any] | None = None, run_dir: str | Path | None 
                 raise ConfigError(f"cannot change {', '.join(sorted(bad))} when resuming a run "
                                   f"(only {', '.join(RESUMABLE)})")
             config = {**config, **changed}
+            if config["executor"] != "ray":  # Ray's settings do not carry over to another
+                for key in ("gpus_per_eval", "ray_address"):  # executor (nor did they act)
+                    if key not in changed:
+                        config[key] = DEFAULTS[key]
             validate_config(config)
             config = apply_limits(store, config, {k: config[k] for k in changed})
         except BaseException:
