@@ -10,8 +10,8 @@
 #   init/            rwenas study init --pool --half confirmation (Fig. 4 on the pool)
 #   pool/            rwenas study correlation on the whole pool (RWE at its defaults)
 #
-# Every estimator score is kept in runs/bench-fm-v2/scores.db, so a re-run on a grown bench
-# scores only the new architectures. One torch thread, niced, like the bench build:
+# Every estimator score is kept in docs/study/v2/scores.db (committed), so a re-run on a grown
+# bench scores only the new architectures. One torch thread, niced, like the bench build:
 #
 #   bash scripts/study_run.sh                 # uses runs/bench-fm-v2 (or the committed snapshot)
 #   BENCH=DIR OUT=DIR bash scripts/study_run.sh
@@ -25,7 +25,10 @@ if [ ! -f "$BENCH/run.db" ] && [ -f "$SNAPSHOT" ]; then
 fi
 export OMP_NUM_THREADS=1
 RW=(nice -n "${NICE:-5}" .venv/bin/rwenas)
-COMMON=(--bench "$BENCH" --threads 1 --score-cache "$BENCH/scores.db" --quiet)
+# The scores are kept beside the outputs and committed with them, so `study correlation
+# --score-cache $OUT/scores.db` reproduces the tables exactly on any machine (recomputed RWE
+# scores can differ in the last bits between processors).
+COMMON=(--bench "$BENCH" --threads 1 --score-cache "${SCORES:-$OUT/scores.db}" --quiet)
 mkdir -p "$OUT"
 "${RW[@]}" bench show "$BENCH" | tee "$OUT/bench.txt"
 # Tuning half: each RWE variant with its seconds per architecture; the pick is the best
