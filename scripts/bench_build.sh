@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=runs/bench-fm-v2
 SNAPSHOT=docs/study/bench-fm-v2.db
-if [ "${1:-}" = snapshot ]; then
-  .venv/bin/python - "$BENCH/run.db" "$SNAPSHOT" <<'PY'
+if [ "${1:-}" = snapshot ]; then  # snapshot [SRC_DB DEST_DB]: a consistent copy, journal off
+  .venv/bin/python - "${2:-$BENCH/run.db}" "${3:-$SNAPSHOT}" <<'PY'
 import sqlite3, sys
 src, dst = sqlite3.connect(sys.argv[1]), sqlite3.connect(sys.argv[2] + ".tmp")
 src.backup(dst)

@@ -350,3 +350,34 @@ def test_cli_init_on_the_pool_is_fig4_with_paired_differences(bench_dir, tmp_pat
     err = capsys.readouterr().err
     assert err.startswith("rwenas: error: unknown init method(s) orthogonal")
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
+def test_along_search_with_a_score_store_does_not_score_the_searches_again(
+        bench_dir, tmp_path, monkeypatch):
+    from rwenas.estimators.proxies import RWEEstimator
+
+    calls = []
+    real = RWEEstimator.score
+
+    def counting(self, factory, split, *, seed=0):
+        calls.append(seed)
+        return real(self, factory, split, seed=seed)
+
+    monkeypatch.setattr(RWEEstimator, "score", counting)
+    store = tmp_path / "scores.db"
+    provider = BenchProvider(bench_dir, cache_dir=tmp_path / "cache")
+    try:
+        first = study_along_search(provider, "rwe,params", estimator_options=FAST_RWE, seeds=1,
+                                   generations=2, pop_size=4, score_store=store, **ALONG)
+        n_scored = len(calls)
+        assert n_scored > 0 and store.is_file()
+        calls.clear()
+        again = study_along_search(provider, "rwe,params", estimator_options=FAST_RWE, seeds=1,
+                                   generations=2, pop_size=4, score_store=store, **ALONG)
+        assert calls == []  # the searches and the correlations read the stored scores
+        assert again == first
+        study_along_search(provider, "rwe,params", estimator_options=FAST_RWE, seeds=1,
+                           generations=2, pop_size=4, **ALONG)
+        assert len(calls) == n_scored  # without the store: everything scored again
+    finally:
+        provider.close()

@@ -51,7 +51,8 @@ def _search_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"seeds": args.seeds, "generations": args.generations, "pop_size": args.pop_size,
             "dataset": args.dataset, "data_dir": args.data_dir, "train_size": args.train_size,
             "val_size": args.val_size, "estimator_seed": args.seed,
-            "progress": not args.quiet, "out_dir": args.out}
+            "progress": not args.quiet, "out_dir": args.out,
+            "score_store": _score_store(args) if args.bench else None}
 
 
 def _print_rows(path: Path) -> None:
@@ -279,12 +280,13 @@ def _add_pool_args(p: argparse.ArgumentParser, half: bool = True) -> None:
                    help="bootstrap resamples of architectures (default 2000)")
     p.add_argument("--score-cache", metavar="FILE",
                    help="SQLite file keeping every estimator score, so a re-run scores only "
-                        "new architectures (default BENCH/scores.db; 'none': keep nothing)")
+                        "new architectures, and along searches does not score the searches "
+                        "again (default BENCH/scores.db; 'none': keep nothing)")
 
 
 def _score_store(args: argparse.Namespace) -> Path | None:
-    """The score cache file of a pool study (``--score-cache``; default in the bench)."""
-    if args.score_cache is None:
+    """The score cache file of a study (``--score-cache``; default in the bench)."""
+    if getattr(args, "score_cache", None) is None:
         return Path(args.bench) / "scores.db"
     return None if args.score_cache.lower() == "none" else Path(args.score_cache)
 

@@ -22,6 +22,7 @@ from rwenas.study.estimators import (
     resolve_estimators,
 )
 from rwenas.study.pool import fmt
+from rwenas.study.scores import open_score_store
 
 
 class Unfinished(Exception):
@@ -40,7 +41,8 @@ def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "
                        train_size: int | None = 2000, val_size: int | None = 500,
                        estimator_seed: int = 0, network: Mapping[str, Any] | None = None,
                        out_dir: str | Path | None = None, title: str = "",
-                       progress: bool = False) -> list[dict[str, Any]]:
+                       progress: bool = False,
+                       score_store: str | Path | None = None) -> list[dict[str, Any]]:
     """Per-generation rank correlation of each estimator along NSGA-II searches.
 
     For every search seed, NSGA-II (:func:`rwenas.search.nsga2.make_algorithm`: pop
@@ -49,11 +51,11 @@ def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "
     ground-truth accuracies from ``provider`` and every estimator's Spearman/Kendall over it.
     Returns rows ``{seed, generation, estimator, spearman, kendall, n}``; with ``out_dir``
     also ``along_search.csv``, ``summary.csv``, ``study.md`` and ``along_search.png``.
+    ``score_store``: a SQLite file keeping every estimator score (:mod:`rwenas.study.scores`),
+    so running the study again (to continue its trainings) does not score the searches again.
     ``driver`` is an estimator label of ``estimators`` or a registered name."""
-    from tqdm.auto import tqdm
 
     from rwenas.spaces import get_space
-    from rwenas.study.search_visits import nsga2_visits
 
     ests = resolve_estimators(estimators, estimator_options)
     driver_label = driver
@@ -70,7 +72,22 @@ def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "
                                   data_dir=data_dir if data_dir is not None
                                   else provider.data_dir,
                                   seed=estimator_seed, train_size=train_size, val_size=val_size)
-    cache = ScoreCache(space, split, info, seed=estimator_seed, network=network)
+    with open_score_store(score_store) as store:
+        cache = ScoreCache(space, split, info, seed=estimator_seed, network=network, store=store,
+                           split_context={"dataset": dataset or provider.dataset,
+                                          "train_size": train_size, "val_size": val_size})
+        return _study(provider, ests, cache, space, seed_list, driver, driver_label, driver_est,
+                      generations, pop_size, out_dir, title, progress)
+
+
+def _study(provider: Any, ests: Mapping[str, Any], cache: ScoreCache, space: Any,
+           seed_list: list[int], driver: str, driver_label: str, driver_est: Any,
+           generations: int, pop_size: int, out_dir: str | Path | None, title: str,
+           progress: bool) -> list[dict[str, Any]]:
+    from tqdm.auto import tqdm
+
+    from rwenas.study.search_visits import nsga2_visits
+
     # the searches first (the driver and MAdds steer them, never the ground truth), so every
     # architecture they visit can be trained in one pool of workers before correlating
     runs: list[tuple[int, int, list[tuple[int, ...]]]] = []

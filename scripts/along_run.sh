@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The paper's Fig. 3 and Fig. 4 along NSGA-II searches, on the bench's ground truth (issue 11,
+# part 4), on the CPU: 3 searches (population 10, 10 generations, RWE on 2000/500 images,
+# seeds 0-2) whose visited architectures the bench lacks are trained at the bench's budget
+# into an on-demand cache (runs/along-fm, never the bench's pool), two workers of one thread,
+# niced like the bench build. Resumable: every finished training is kept; with TIME_LIMIT set
+# (seconds) no training starts after that long, and running the script again continues.
+# Scores are kept in docs/study/v2/scores.db, so a continuation does not score the searches
+# again. Outputs (commit them with the snapshot):
+#
+#   docs/study/v2/along/        study correlation --along-search: every cheap estimator
+#   docs/study/v2/along-init/   study init: RWE under the 5 initialisation methods (the same
+#                               searches: driven by RWE at its defaults)
+#
+#   bash scripts/along_run.sh                  # continue (from the committed snapshot)
+#   TIME_LIMIT=9000 bash scripts/along_run.sh  # start no training after 2.5 h
+#   bash scripts/along_run.sh snapshot         # copy the cache to docs/study/along-fm.db
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH=runs/bench-fm-v2
+CACHE=runs/along-fm
+SNAPSHOT=docs/study/along-fm.db
+OUT=${OUT:-docs/study/v2}
+if [ "${1:-}" = snapshot ]; then
+  exec bash scripts/bench_build.sh snapshot "$CACHE/run.db" "$SNAPSHOT"
+fi
+if [ ! -f "$BENCH/run.db" ] && [ -f docs/study/bench-fm-v2.db ]; then
+  mkdir -p "$BENCH" && cp docs/study/bench-fm-v2.db "$BENCH/run.db"
+fi
+if [ ! -f "$CACHE/run.db" ] && [ -f "$SNAPSHOT" ]; then
+  mkdir -p "$CACHE" && cp "$SNAPSHOT" "$CACHE/run.db"
+fi
+export OMP_NUM_THREADS=1
+# a niced job in its own session still takes half the cores unless its autogroup is niced too
+if [ "$(ps -o sid= -p $$ | tr -d ' ')" = "$$" ] && [ -w /proc/self/autogroup ]; then
+  echo "${NICE:-5}" > /proc/self/autogroup 2>/dev/null || true
+fi
+RW=(nice -n "${NICE:-5}" .venv/bin/rwenas)
+COMMON=(--bench "$BENCH" --cache "$CACHE" --seeds 3 --generations 10 --pop-size 10
+        --workers "${WORKERS:-2}" --threads 1 --score-cache "$OUT/scores.db" --quiet)
+[ -n "${TIME_LIMIT:-}" ] && COMMON+=(--time-limit "$TIME_LIMIT")
+mkdir -p "$OUT"
+"${RW[@]}" study correlation --along-search "${COMMON[@]}" --out "$OUT/along" \
+  | tee "$CACHE/along.log"
+if grep -q "left at the time limit" "$CACHE/along.log"; then
+  echo "Fig. 4 waits until Fig. 3's trainings are complete: run this script again"
+  exit 0
+fi
+# the same searches, so every architecture is trained by now: this only scores and correlates
+"${RW[@]}" study init "${COMMON[@]}" --out "$OUT/along-init"
