@@ -165,6 +165,23 @@ def test_depthwise_conv_takes_its_own_path_only_on_the_cpu_with_gradients():
     assert type(conv(x).grad_fn).__name__ == "_SameDepthwiseBackward"
     with torch.no_grad():
         assert conv(x).grad_fn is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a user's own mixed-precision loop
+        y = conv(x)
+    assert type(y.grad_fn).__name__ != "_SameDepthwiseBackward"
+    y.float().sum().backward()
+    assert x.grad is not None and x.grad.dtype == torch.float32
     meta = DepthwiseConv(4, 3, 1, 1).to("meta")  # stands for any other device
     y = meta(torch.empty(2, 4, 9, 9, device="meta", requires_grad=True))
     assert type(y.grad_fn).__name__ == "ConvolutionBackward0"
+
+
+def test_depthwise_conv_keeps_its_own_path_inside_the_training_loops_fp32_patch():
+    from rwenas.fit.precision import grouped_convs_in_fp32
+    from rwenas.models.ops import DepthwiseConv
+
+    net = nn.Sequential(DepthwiseConv(4, 3, 1, 1))
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    with (grouped_convs_in_fp32(net, torch.device("cpu"), torch.bfloat16),
+          torch.autocast("cpu", dtype=torch.bfloat16)):
+        y = net(x)
+    assert y.dtype == torch.float32 and type(y.grad_fn).__name__ == "_SameDepthwiseBackward"

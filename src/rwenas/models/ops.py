@@ -132,9 +132,10 @@ class DepthwiseConv(nn.Conv2d):
       the undilated stride-1 convolution of ``x[::2, ::2]`` (its backward pass 8–10× faster:
       46 vs 5.5 ms for C=16 at 28×28, 5×5).
 
-    Inference (no gradients recorded, as in RWE and exported models) and other devices than
-    the CPU (whose kernels were not measured to need it) run the plain convolution, bit for
-    bit; parameters and their names are those of ``nn.Conv2d``."""
+    Inference (no gradients recorded, as in RWE and exported models), other devices than the
+    CPU (whose kernels were not measured to need it) and an active CPU autocast (rwenas's
+    training loop runs grouped convolutions with it disabled) run the plain convolution, bit
+    for bit; parameters and their names are those of ``nn.Conv2d``."""
 
     def __init__(self, channels: int, kernel: int, stride: int = 1, padding: int = 0,
                  dilation: int = 1) -> None:
@@ -148,7 +149,8 @@ class DepthwiseConv(nn.Conv2d):
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
                       bias: torch.Tensor | None) -> torch.Tensor:
-        if self._mode == "plain" or not torch.is_grad_enabled() or input.device.type != "cpu":
+        if (self._mode == "plain" or not torch.is_grad_enabled() or input.device.type != "cpu"
+                or torch.is_autocast_enabled("cpu")):  # autocast would cast inside forward only
             return super()._conv_forward(input, weight, bias)
         if self._mode == "even":
             # the slice's backward writes NCHW zeros; hand them on channels-last
