@@ -105,6 +105,12 @@ def test_build_resume_retest_and_show(tmp_path, monkeypatch, capsys):
         assert r["truth"] == pytest.approx(np.mean([r["test_acc"], *r["retest_acc"]]))
     text = format_summary(summary)
     assert "trained    5 of 5" in text and "retest" in text
+    assert "to train" not in text  # the pool is complete
+    partial = {**summary, "pool_sources": {**summary["pool_sources"], "search": 3},
+               "seconds_per_arch": 600.0}
+    assert "to train   3 of the pool (first runs): about 0.5 h of one worker" in \
+        format_summary(partial)
+    assert "to train" not in format_summary({**partial, "sources": ["uniform"]})
     assert "2 architectures trained twice" in text and "sqrt(reliability)" in text
 
     # a changed budget is refused; the CLI shows the bench

@@ -1009,6 +1009,12 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         lines.append("retest     none (use --retest N)")
     lines.append(f"time       {summary['seconds_per_arch']:.1f} s per architecture "
                  "(one training)")
+    untrained = sum(max(0, n - summary["kinds"].get(k, 0)) for k, n in pool_sources.items()
+                    if k in summary.get("sources", SOURCES))
+    if untrained and math.isfinite(summary["seconds_per_arch"]):
+        lines.append(f"to train   {untrained} of the pool (first runs): about "
+                     f"{untrained * summary['seconds_per_arch'] / 3600:.1f} h of one worker at "
+                     "that time each")
     devices = summary.get("devices") or {}
     if devices:
         lines.append("devices    " + ", ".join(f"{d} {n}" for d, n in sorted(devices.items()))
