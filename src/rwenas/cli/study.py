@@ -286,7 +286,7 @@ def _add_pool_args(p: argparse.ArgumentParser, half: bool = True) -> None:
 
 def _score_store(args: argparse.Namespace) -> Path | None:
     """The score cache file of a study (``--score-cache``; default in the bench)."""
-    if getattr(args, "score_cache", None) is None:
+    if args.score_cache is None:
         return Path(args.bench) / "scores.db"
     return None if args.score_cache.lower() == "none" else Path(args.score_cache)
 

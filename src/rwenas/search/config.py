@@ -147,6 +147,10 @@ TEXTS = {"space": False, "dataset": False, "data_dir": True, "ray_address": True
          "executor": False}
 
 
+#: settings only the ray executor uses, with their flags
+RAY_ONLY = {"gpus_per_eval": "--gpus-per-eval", "ray_address": "--ray-address"}
+
+
 def validate_config(config: dict[str, Any]) -> None:
     """Check types and ranges (in place: numbers are normalised); :class:`ConfigError`
     names the first bad setting."""
@@ -163,7 +167,7 @@ def validate_config(config: dict[str, Any]) -> None:
         raise ConfigError(f"unknown executor {config['executor']!r} "
                           f"(known: {', '.join(EXECUTORS)})")
     if config["executor"] != "ray":  # Ray's settings, silently unused by the others
-        for key, flag in (("gpus_per_eval", "--gpus-per-eval"), ("ray_address", "--ray-address")):
+        for key, flag in RAY_ONLY.items():
             if config[key]:
                 raise ConfigError(f"{flag} ({key}) applies to the ray executor only, not to "
                                   f"{config['executor']!r}; add --executor ray or drop it")

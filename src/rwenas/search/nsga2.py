@@ -39,7 +39,7 @@ from rwenas.objectives import (
     worst_values,
 )
 from rwenas.search.algorithms import ArchitectureProblem, make_algorithm
-from rwenas.search.config import DEFAULTS, validate_config
+from rwenas.search.config import DEFAULTS, RAY_ONLY, validate_config
 from rwenas.search.executors import Failure, make_executor
 from rwenas.search.front import flat_record, hypervolume, pareto_front, reference_point
 from rwenas.search.outputs import write_outputs
@@ -297,7 +297,7 @@ def run_search(config: dict[str, Any] | None = None, run_dir: str | Path | None 
                                   f"(only {', '.join(RESUMABLE)})")
             config = {**config, **changed}
             if config["executor"] != "ray":  # Ray's settings do not carry over to another
-                for key in ("gpus_per_eval", "ray_address"):  # executor (nor did they act)
+                for key in RAY_ONLY:  # executor (nor did they act there)
                     if key not in changed:
                         config[key] = DEFAULTS[key]
             validate_config(config)
