@@ -381,3 +381,37 @@ def test_along_search_with_a_score_store_does_not_score_the_searches_again(
         assert len(calls) == n_scored  # without the store: everything scored again
     finally:
         provider.close()
+
+
+def test_tune_budget_uses_the_median_wall_time(bench_dir, monkeypatch):
+    """One evaluation paused for 1000 s (a shared machine) must not push a 1-second variant
+    out of a 5-second budget; the mean is still reported."""
+    import rwenas.study.pool as pool
+    import rwenas.study.tune as tune
+
+    records = pool_records(bench_dir, half="tuning")
+    n = len(records)
+    assert n >= 3
+
+    def fake_score_pool(recs, ests, **kw):
+        out = {}
+        for name in ests:
+            secs = [1.0] * len(recs)
+            if name == "paused":
+                secs[0] = 1000.0
+            if name == "slow":
+                secs = [6.0] * len(recs)
+            # the slow variant ranks perfectly, so only the budget keeps it from the pick
+            sign = -1.0 if name == "slow" else 1.0
+            out[name] = [Score(sign * r["truth"] + 0.01 * i * (name == "paused"), 0.0, s, name)
+                         for i, (r, s) in enumerate(zip(recs, secs, strict=True))]
+        return out
+
+    monkeypatch.setattr(pool, "score_pool", fake_score_pool)
+    variants = [tune.Variant(name, name) for name in ("default", "paused", "slow")]
+    result = tune.tune_rwe(bench_dir, variants, budget=5.0, resamples=20, score_store=None)
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert rows["paused"]["seconds"] == 1.0
+    assert rows["paused"]["seconds_mean"] == pytest.approx((1000.0 + (n - 1)) / n)
+    assert rows["paused"]["within_budget"] and not rows["slow"]["within_budget"]
+    assert result["picked"]["variant"] in ("default", "paused")

@@ -187,7 +187,7 @@ def format_report(report: Mapping[str, Any], title: str = "") -> str:
         lines += [f"## {head} (n = {g['n']})", ""]
         diff_head = f" | {ref} − this (Spearman) | P({ref} better)" if ref else ""
         lines.append("| estimator | Spearman | Kendall" + diff_head +
-                     " | partial, MAdds | partial, params | s / arch | failed |")
+                     " | partial, MAdds | partial, params | s / arch (median) | failed |")
         lines.append("|---" * (7 + (2 if ref else 0)) + "|")
         for r in g["rows"]:
             name = f"**{r['estimator']}**" if r["estimator"] == ref else r["estimator"]
@@ -215,7 +215,7 @@ def format_report(report: Mapping[str, Any], title: str = "") -> str:
 CSV_FIELDS = ["group", "estimator", "n", "spearman", "spearman_lo", "spearman_hi", "kendall",
               "kendall_lo", "kendall_hi", "diff", "diff_lo", "diff_hi", "p_reference_better",
               "partial_madds", "partial_madds_lo", "partial_madds_hi", "partial_params",
-              "partial_params_lo", "partial_params_hi", "seconds_mean", "failed"]
+              "partial_params_lo", "partial_params_hi", "seconds_median", "failed"]
 
 
 def _csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -225,7 +225,7 @@ def _csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"group": g["group"], "estimator": r["estimator"],
                                    "n": r["n"],
                                    "p_reference_better": r["p_reference_better"],
-                                   "seconds_mean": report["seconds"].get(r["estimator"]),
+                                   "seconds_median": report["seconds"].get(r["estimator"]),
                                    "failed": report["failed"].get(r["estimator"], 0)}
             for k in ("spearman", "kendall", "diff", "partial_madds", "partial_params"):
                 iv = r[k]

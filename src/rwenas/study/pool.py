@@ -110,7 +110,9 @@ def correlate_pool(bench_dir: str | Path, estimators: Any = None, *,
         [r["madds_m"] for r in records], [r["params_m"] for r in records],
         reference=reference, resamples=resamples, seed=seed, bins=bins,
         retest=retest_correlation(records, resamples=resamples, seed=seed),
-        seconds={k: float(np.mean([s.seconds for s in v])) for k, v in scores.items()},
+        # the median wall time: a descheduled or paused evaluation on a shared machine would
+        # dominate a mean
+        seconds={k: float(np.median([s.seconds for s in v])) for k, v in scores.items()},
         failed={k: sum(not s.finite for s in v) for k, v in scores.items()})
     report["records"] = len(records)
     report["sources"] = list(wanted)
