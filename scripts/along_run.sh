@@ -24,17 +24,10 @@ OUT=${OUT:-docs/study/v2}
 if [ "${1:-}" = snapshot ]; then
   exec bash scripts/bench_build.sh snapshot "$CACHE/run.db" "$SNAPSHOT"
 fi
-if [ ! -f "$BENCH/run.db" ] && [ -f docs/study/bench-fm-v2.db ]; then
-  mkdir -p "$BENCH" && cp docs/study/bench-fm-v2.db "$BENCH/run.db"
-fi
-if [ ! -f "$CACHE/run.db" ] && [ -f "$SNAPSHOT" ]; then
-  mkdir -p "$CACHE" && cp "$SNAPSHOT" "$CACHE/run.db"
-fi
-export OMP_NUM_THREADS=1
-# a niced job in its own session still takes half the cores unless its autogroup is niced too
-if [ "$(ps -o sid= -p $$ | tr -d ' ')" = "$$" ] && [ -w /proc/self/autogroup ]; then
-  echo "${NICE:-5}" > /proc/self/autogroup 2>/dev/null || true
-fi
+. scripts/_background.sh
+restore_db "$BENCH" docs/study/bench-fm-v2.db
+restore_db "$CACHE" "$SNAPSHOT"
+yield_cpu
 RW=(nice -n "${NICE:-5}" .venv/bin/rwenas)
 COMMON=(--bench "$BENCH" --cache "$CACHE" --seeds 3 --generations 10 --pop-size 10
         --workers "${WORKERS:-2}" --threads 1 --score-cache "$OUT/scores.db" --quiet)

@@ -19,20 +19,11 @@ import os; os.replace(sys.argv[2] + ".tmp", sys.argv[2])
 PY
   exit 0
 fi
-# Continue from the committed snapshot when the working copy is missing (a fresh clone).
-if [ ! -f "$BENCH/run.db" ] && [ -f "$SNAPSHOT" ]; then
-  mkdir -p "$BENCH" && cp "$SNAPSHOT" "$BENCH/run.db"
-fi
+. scripts/_background.sh
+restore_db "$BENCH" "$SNAPSHOT"  # continue from the committed snapshot on a fresh clone
 # Budget: C=8, 5 cells, 3 epochs on 10,000 training images, tested on all 10,000 test images
 # (chosen in the README's study section); the first 40 of the pool are trained twice.
-export OMP_NUM_THREADS=1
-# Linux groups a session's processes (autogroup) and shares the CPU fairly between groups
-# whatever their nice values, so a niced job in its own session (setsid) still takes half of
-# the cores from a foreground shell. Lowering the group's priority too is what yields them;
-# done only when this script leads its own session, so it never lowers a user's terminal.
-if [ "$(ps -o sid= -p $$ | tr -d ' ')" = "$$" ] && [ -w /proc/self/autogroup ]; then
-  echo "${NICE:-5}" > /proc/self/autogroup 2>/dev/null || true
-fi
+yield_cpu
 exec nice -n "${NICE:-5}" .venv/bin/rwenas bench build "$BENCH" --dataset fashion-mnist --sampler mixed \
   --size "${SIZE:-120}" --retest 40 --channels 8 --layers 5 --epochs 3 --train-size 10000 \
   --batch-size 128 --lr 0.05 --workers 1 --threads 1 "$@"

@@ -20,10 +20,9 @@ cd "$(dirname "$0")/.."
 BENCH=${BENCH:-runs/bench-fm-v2}
 OUT=${OUT:-docs/study/v2}
 SNAPSHOT=docs/study/bench-fm-v2.db
-if [ ! -f "$BENCH/run.db" ] && [ -f "$SNAPSHOT" ]; then
-  mkdir -p "$BENCH" && cp "$SNAPSHOT" "$BENCH/run.db"
-fi
-export OMP_NUM_THREADS=1
+. scripts/_background.sh
+restore_db "$BENCH" "$SNAPSHOT"
+yield_cpu
 RW=(nice -n "${NICE:-5}" .venv/bin/rwenas)
 # The scores are kept beside the outputs and committed with them, so `study correlation
 # --score-cache $OUT/scores.db` reproduces the tables exactly on any machine (recomputed RWE
