@@ -76,28 +76,35 @@ def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "
         cache = ScoreCache(space, split, info, seed=estimator_seed, network=network, store=store,
                            split_context={"dataset": dataset or provider.dataset,
                                           "train_size": train_size, "val_size": val_size})
-        return _study(provider, ests, cache, space, seed_list, driver, driver_label, driver_est,
-                      generations, pop_size, out_dir, title, progress)
+        # the searches first (the driver and MAdds steer them, never the ground truth), so
+        # every architecture they visit can be trained in one pool of workers before
+        # correlating
+        runs = _search_visits(cache, space, seed_list, lambda g: cache.score(
+            driver_label, driver_est, g).value, generations, pop_size, progress)
+        rows = _correlate_runs(provider, ests, cache, runs)
+    if out_dir is not None:
+        write_search_outputs(rows, out_dir, title=title or (
+            f"NSGA-II driven by {driver} + MAdds: pop {pop_size}, {generations} generations, "
+            f"{len(seed_list)} seeds; ground truth {type(provider).__name__}"))
+    return rows
 
 
-def _study(provider: Any, ests: Mapping[str, Any], cache: ScoreCache, space: Any,
-           seed_list: list[int], driver: str, driver_label: str, driver_est: Any,
-           generations: int, pop_size: int, out_dir: str | Path | None, title: str,
-           progress: bool) -> list[dict[str, Any]]:
+def _search_visits(cache: ScoreCache, space: Any, seed_list: Sequence[int],
+                   objective: Any, generations: int, pop_size: int, progress: bool
+                   ) -> list[tuple[int, int, list[tuple[int, ...]]]]:
+    """``[(seed, generation, union of parents and offspring)]`` of NSGA-II over
+    (``objective``, MAdds), one search per seed."""
     from tqdm.auto import tqdm
 
     from rwenas.study.search_visits import nsga2_visits
 
-    # the searches first (the driver and MAdds steer them, never the ground truth), so every
-    # architecture they visit can be trained in one pool of workers before correlating
     runs: list[tuple[int, int, list[tuple[int, ...]]]] = []
     bar = tqdm(total=len(seed_list) * generations, unit="gen", desc="searches",
                disable=not progress, dynamic_ncols=True)
     try:
         for s in seed_list:
-            visits = nsga2_visits(space, lambda g: cache.score(driver_label, driver_est, g).value,
-                                  cache.madds, seed=s, generations=generations,
-                                  pop_size=pop_size)
+            visits = nsga2_visits(space, objective, cache.madds, seed=s,
+                                  generations=generations, pop_size=pop_size)
             for generation, parents, genomes in visits:
                 union: dict[str, tuple[int, ...]] = {}
                 for g in parents + genomes:
@@ -106,6 +113,15 @@ def _study(provider: Any, ests: Mapping[str, Any], cache: ScoreCache, space: Any
                 bar.update(1)
     finally:
         bar.close()
+    return runs
+
+
+def _correlate_runs(provider: Any, ests: Mapping[str, Any], cache: ScoreCache,
+                    runs: Sequence[tuple[int, int, list[tuple[int, ...]]]]
+                    ) -> list[dict[str, Any]]:
+    """Every estimator's rank correlation with the provider's truth, per (seed, generation);
+    a provider that trains (``prefetch``) first trains every visited architecture at once and
+    raises :class:`Unfinished` when its time limit left some."""
     prefetch = getattr(provider, "prefetch", None)
     if prefetch is not None:
         remaining = prefetch([g for _s, _gen, members in runs for g in members])
@@ -119,10 +135,6 @@ def _study(provider: Any, ests: Mapping[str, Any], cache: ScoreCache, space: Any
             rho, tau = rank_correlation(values, accs)
             rows.append({"seed": s, "generation": generation, "estimator": label,
                          "spearman": rho, "kendall": tau, "n": len(members)})
-    if out_dir is not None:
-        write_search_outputs(rows, out_dir, title=title or (
-            f"NSGA-II driven by {driver} + MAdds: pop {pop_size}, {generations} generations, "
-            f"{len(seed_list)} seeds; ground truth {type(provider).__name__}"))
     return rows
 
 
