@@ -5,10 +5,11 @@
 # first generation of the same search (EVALS evaluations), on the full split and on
 # 10,000/2,000 images, and multiplies the steady-state wall seconds per evaluation (between
 # the first and the last evaluation's completion, so worker start-up is not counted) by 600
-# (no cache hits assumed: a real run has a few, so this is an upper estimate). Each split is timed with every
-# executor in EXECUTORS, interleaved in one run: `local` (one process, the batches of each
-# feature pass shared among one thread per core) and `process` (one single-threaded worker
-# process per core, evaluating different architectures at once). Run it on an idle machine.
+# (no cache hits assumed: a real run has a few, so this is an upper estimate). Each split is
+# timed with every executor in EXECUTORS, interleaved in one run: `local` (one process, the
+# batches of each feature pass shared among one thread per core) and `process` (one
+# single-threaded worker process per core, evaluating different architectures at once). Run
+# it on an idle machine.
 #
 #   bash benchmarks/paper_profile.sh [EVALS]            # default 6 evaluations per run
 #   SPLITS="10k" EXECUTORS="local process" REPEAT=2 bash benchmarks/paper_profile.sh 10

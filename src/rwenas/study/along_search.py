@@ -79,8 +79,8 @@ def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "
         # the searches first (the driver and MAdds steer them, never the ground truth), so
         # every architecture they visit can be trained in one pool of workers before
         # correlating
-        runs = _search_visits(cache, space, seed_list, lambda g: cache.score(
-            driver_label, driver_est, g).value, generations, pop_size, progress)
+        runs = _search_visits(space, seed_list, lambda g: cache.score(
+            driver_label, driver_est, g).value, cache.madds, generations, pop_size, progress)
         rows = _correlate_runs(provider, ests, cache, runs)
     if out_dir is not None:
         write_search_outputs(rows, out_dir, title=title or (
@@ -89,11 +89,11 @@ def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "
     return rows
 
 
-def _search_visits(cache: ScoreCache, space: Any, seed_list: Sequence[int],
-                   objective: Any, generations: int, pop_size: int, progress: bool
+def _search_visits(space: Any, seed_list: Sequence[int], objective: Any, madds: Any,
+                   generations: int, pop_size: int, progress: bool
                    ) -> list[tuple[int, int, list[tuple[int, ...]]]]:
     """``[(seed, generation, union of parents and offspring)]`` of NSGA-II over
-    (``objective``, MAdds), one search per seed."""
+    (``objective``, ``madds``), one search per seed."""
     from tqdm.auto import tqdm
 
     from rwenas.study.search_visits import nsga2_visits
@@ -103,7 +103,7 @@ def _search_visits(cache: ScoreCache, space: Any, seed_list: Sequence[int],
                disable=not progress, dynamic_ncols=True)
     try:
         for s in seed_list:
-            visits = nsga2_visits(space, objective, cache.madds, seed=s,
+            visits = nsga2_visits(space, objective, madds, seed=s,
                                   generations=generations, pop_size=pop_size)
             for generation, parents, genomes in visits:
                 union: dict[str, tuple[int, ...]] = {}

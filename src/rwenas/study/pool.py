@@ -10,9 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rwenas.errors import ConfigError
+from rwenas.study import stats
 from rwenas.study.estimators import ScoreCache, estimator_split, resolve_estimators
 from rwenas.study.scores import open_score_store
 
@@ -110,9 +109,7 @@ def correlate_pool(bench_dir: str | Path, estimators: Any = None, *,
         [r["madds_m"] for r in records], [r["params_m"] for r in records],
         reference=reference, resamples=resamples, seed=seed, bins=bins,
         retest=retest_correlation(records, resamples=resamples, seed=seed),
-        # the median wall time: a descheduled or paused evaluation on a shared machine would
-        # dominate a mean
-        seconds={k: float(np.median([s.seconds for s in v])) for k, v in scores.items()},
+        seconds={k: stats.typical_seconds([s.seconds for s in v]) for k, v in scores.items()},
         failed={k: sum(not s.finite for s in v) for k, v in scores.items()})
     report["records"] = len(records)
     report["sources"] = list(wanted)

@@ -250,3 +250,9 @@ def reliability_bound(reliability: float) -> float:
     if not math.isfinite(reliability):
         return math.nan
     return math.sqrt(max(0.0, reliability))
+
+
+def typical_seconds(seconds: Sequence[float]) -> float:
+    """An estimator's seconds per architecture: the median of its wall times. Not the mean:
+    on a shared machine one evaluation that was descheduled or paused would dominate it."""
+    return float(np.median(np.asarray(seconds, dtype=float)))

@@ -102,11 +102,6 @@ def resolve_variants(spec: str | Sequence[str | Variant] | None) -> list[Variant
     return [VARIANTS[n] for n in dict.fromkeys(names)]
 
 
-def typical_seconds(seconds: Sequence[float]) -> dict[str, float]:
-    """``{"seconds": median, "seconds_mean": mean}`` of per-architecture wall times."""
-    return {"seconds": float(np.median(seconds)), "seconds_mean": float(np.mean(seconds))}
-
-
 def tune_rwe(bench_dir: str | Path, variants: str | Sequence[str | Variant] | None = None, *,
              budget: float = DEFAULT_BUDGET, sources: Sequence[str] | None = None,
              split_seed: int = 0, seed: int = 0, resamples: int = 2000,
@@ -118,10 +113,9 @@ def tune_rwe(bench_dir: str | Path, variants: str | Sequence[str | Variant] | No
     Each variant scores every architecture of the tuning half (sources ``sources``, split
     by ``split_seed``); its Spearman and Kendall with the truth get bootstrap intervals, and
     its Spearman minus the default variant's a paired interval. The pick: the best point
-    Spearman among the variants whose median seconds per architecture are at most ``budget``
-    (ties: the cheaper). The median, not the mean: the seconds are wall times, and on a
-    shared machine one evaluation that was descheduled or paused would otherwise decide
-    whether a variant fits the budget (the mean is reported too). Returns ``{"rows",
+    Spearman among the variants whose seconds per architecture
+    (:func:`rwenas.study.stats.typical_seconds`, the median; the mean is reported too) are at
+    most ``budget`` (ties: the cheaper). Returns ``{"rows",
     "picked", "budget", "n"}``; with ``out_dir`` writes ``tune.md``, ``tune.csv`` and
     ``picked.json``. ``score_store``: see
     :func:`rwenas.study.pool.correlate_pool`."""
@@ -147,6 +141,7 @@ def tune_rwe(bench_dir: str | Path, variants: str | Sequence[str | Variant] | No
                             data_dir=config.get("data_dir"), seed=seed, progress=progress,
                             store=store)
     truth = np.array([r["truth"] for r in records])
+    seconds = {name: [sc.seconds for sc in got] for name, got in scores.items()}
     n = len(truth)
     idx = stats.bootstrap_indices(n, resamples, seed)
     samples: dict[str, np.ndarray] = {}
@@ -159,7 +154,8 @@ def tune_rwe(bench_dir: str | Path, variants: str | Sequence[str | Variant] | No
                      "spearman": stats.interval(rho_s, stats.spearman(s, truth), n),
                      "kendall": stats.interval(stats.kendall_resamples(s, truth, idx),
                                                stats.kendall(s, truth), n),
-                     **typical_seconds([sc.seconds for sc in scores[v.name]]),
+                     "seconds": stats.typical_seconds(seconds[v.name]),
+                     "seconds_mean": float(np.mean(seconds[v.name])),
                      "failed": sum(not sc.finite for sc in scores[v.name]), "diff": None})
     if "default" in samples:
         base = next(r for r in rows if r["variant"] == "default")
