@@ -53,6 +53,15 @@ def test_report_groups_intervals_and_paired_differences(synthetic):
     assert "## Source group: all but light (n = 90)" in text
     assert "| **rwe** |" in text and "bin 4:" in text
     assert "unknown (no architecture trained twice)" in text
+    # placement: the light cells have the lowest MAdds, hence the lowest truth; MAdds puts
+    # them last as the truth does, noise does not
+    place = report["placement"]
+    assert list(place) == ["truth", "rwe", "madds", "noise"]
+    assert place["truth"]["light"] > 0.65 and place["madds"]["light"] > 0.75
+    assert abs(place["noise"]["light"] - 0.5) < 0.15
+    for by_source in place.values():  # the placements of all members average to 1/2
+        assert np.mean([by_source[s] for s in sources]) == pytest.approx(0.5)
+    assert "| **truth** |" in text and "light (n = 30)" in text
 
 
 def test_failed_estimates_rank_worst_and_reliability_is_shown():
@@ -66,6 +75,7 @@ def test_failed_estimates_rank_worst_and_reliability_is_shown():
     report = correlation_report({"rwe": -truth}, truth, ["uniform"] * 10, rng.random(10),
                                 rng.random(10), retest=retest, resamples=50)
     assert [g["group"] for g in report["groups"]] == ["all"]  # one source: no groups
+    assert report["placement"] == {} and "Where each source" not in format_report(report)
     text = format_report(report)
     assert "test–retest Spearman 0.81 [0.60, 0.90] over 30" in text
     assert "sqrt(reliability) = 0.90 [0.77, 0.95]" in text

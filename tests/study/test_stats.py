@@ -15,6 +15,7 @@ from rwenas.study.stats import (
     interval,
     kendall,
     kendall_resamples,
+    mean_placement,
     partial_spearman,
     partial_spearman_rows,
     quantile_bins,
@@ -129,3 +130,16 @@ def test_quantile_bins_and_reliability_bound():
     assert labels[5] == 3 and labels[1] == 0  # the largest last, the smallest first
     assert reliability_bound(0.64) == pytest.approx(0.8)
     assert reliability_bound(-0.2) == 0.0 and math.isnan(reliability_bound(math.nan))
+
+
+def test_mean_placement_by_hand():
+    # scores 5 > 4 > 3 = 3 > 1: placements 0, 1/4, 5/8, 5/8, 1 (the tie shares ranks 3 and 4)
+    scores = [3.0, 5.0, 1.0, 4.0, 3.0]
+    groups = ["b", "a", "b", "a", "c"]
+    got = mean_placement(scores, groups)
+    assert list(got) == ["b", "a", "c"]  # first-seen order
+    assert got["a"] == pytest.approx((0 + 0.25) / 2)
+    assert got["b"] == pytest.approx((0.625 + 1.0) / 2)
+    assert got["c"] == pytest.approx(0.625)
+    with pytest.raises(ValueError, match="group labels"):
+        mean_placement(scores, groups[:4])

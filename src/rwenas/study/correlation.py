@@ -12,13 +12,15 @@ number the study reports (see :mod:`rwenas.study.stats` for the methods):
   (quartiles by default; ``n`` per bin given);
 * all of this overall and per source group (and overall without the pooling/skip-only
   ``light`` cells, which size baselines rank last by construction);
+* where the truth and each estimator place each source group (the mean placement, 0 = best,
+  1 = worst): an estimator that misplaces a whole kind of architecture shows here;
 * the truth's reliability: test–retest Spearman over the retested architectures with its
   interval, and the bound ``sqrt(reliability)`` on any estimator's correlation.
 
 Signs: estimator values are lower-is-better, so correlations are computed with ``-value`` (a
 perfect estimator scores +1). A failed estimate (``+inf``, or NaN) ranks as the worst.
-:func:`write_report` writes ``study.md``, ``correlation.csv``, ``bins.csv`` and
-``correlation.png`` (Spearman with its interval per estimator and group, the bound dashed).
+:func:`write_report` writes ``study.md``, ``correlation.csv``, ``bins.csv``, ``placement.csv``
+and ``correlation.png`` (Spearman with its interval per estimator and group, the bound dashed).
 """
 
 from __future__ import annotations
@@ -141,8 +143,13 @@ def correlation_report(values: Mapping[str, Sequence[float]], truth: Sequence[fl
             sb, tb = s[m], truth[m]
             bin_rows[name].append(stats.interval(stats.spearman_rows(sb[idx], tb[idx]),
                                                  stats.spearman(sb, tb), n_b))
+    placement: dict[str, dict[str, float]] = {}
+    if len(present) > 1:
+        placement["truth"] = stats.mean_placement(truth, sources)
+        placement.update({k: stats.mean_placement(v, sources) for k, v in scores.items()})
     return {"n": len(truth), "reference": reference, "resamples": resamples, "seed": seed,
             "groups": groups, "bins": {"info": bin_info, "rows": bin_rows},
+            "placement": placement,
             "retest": dict(retest or {}), "seconds": dict(seconds or {}),
             "failed": dict(failed or {})}
 
@@ -209,6 +216,21 @@ def format_report(report: Mapping[str, Any], title: str = "") -> str:
         for name, ivs in report["bins"]["rows"].items():
             lines.append(f"| {name} | " + " | ".join(_iv(iv) for iv in ivs) + " |")
         lines.append("")
+    placement = report.get("placement") or {}
+    if placement:
+        counts = {g["group"]: g["n"] for g in report["groups"]}
+        srcs = list(placement["truth"])
+        lines += ["## Where each source is placed (all architectures)", "",
+                  "Mean placement of a source's members among all architectures: 0 = best, "
+                  "1 = worst (by trained accuracy for the truth, by score for an estimator).",
+                  ""]
+        lines.append("| ranking | " + " | ".join(f"{s} (n = {counts.get(s, '?')})"
+                                               for s in srcs) + " |")
+        lines.append("|---" * (len(srcs) + 1) + "|")
+        for name, by_source in placement.items():
+            label = "**truth**" if name == "truth" else name
+            lines.append(f"| {label} | " + " | ".join(_f(by_source[s]) for s in srcs) + " |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -242,7 +264,8 @@ def _csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def write_report(report: Mapping[str, Any], out_dir: str | Path, title: str = ""
                  ) -> dict[str, Path]:
-    """Write ``study.md``, ``correlation.csv``, ``bins.csv`` and ``correlation.png``."""
+    """Write ``study.md``, ``correlation.csv``, ``bins.csv``, ``placement.csv`` (empty of
+    rows with one source) and ``correlation.png``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "correlation.csv", "w", newline="") as f:
@@ -257,11 +280,18 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path, title: str = ""
             for b, iv in zip(report["bins"]["info"], ivs, strict=True):
                 w.writerow({**b, "estimator": name, "spearman": iv.value,
                             "spearman_lo": iv.lo, "spearman_hi": iv.hi})
+    placement = report.get("placement") or {}
+    with open(out / "placement.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["ranking", "source", "mean_placement"])
+        w.writeheader()
+        for name, by_source in placement.items():
+            for src, v in by_source.items():
+                w.writerow({"ranking": name, "source": src, "mean_placement": v})
     (out / "study.md").write_text(format_report(report, title))
     png = out / "correlation.png"
     _plot(report, png, title)
     return {"md": out / "study.md", "csv": out / "correlation.csv",
-            "bins": out / "bins.csv", "png": png}
+            "bins": out / "bins.csv", "placement": out / "placement.csv", "png": png}
 
 
 def _plot(report: Mapping[str, Any], path: Path, title: str) -> None:

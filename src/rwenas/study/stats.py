@@ -256,3 +256,16 @@ def typical_seconds(seconds: Sequence[float]) -> float:
     """An estimator's seconds per architecture: the median of its wall times. Not the mean:
     on a shared machine one evaluation that was descheduled or paused would dominate it."""
     return float(np.median(np.asarray(seconds, dtype=float)))
+
+
+def mean_placement(scores: Sequence[float], groups: Sequence[str]) -> dict[str, float]:
+    """Where a ranking puts each group: the mean over the group's members of their placement
+    ``(rank - 1) / (n - 1)`` among all ``n`` (0 = best, 1 = worst; ``scores`` higher-is-better,
+    ties averaged). A group's value far from the truth's shows an estimator misplacing a
+    whole kind of architecture, which within-group correlations cannot show."""
+    s = np.asarray(scores, dtype=float)
+    g = np.asarray(list(groups), dtype=object)
+    if len(s) != len(g):
+        raise ValueError(f"{len(s)} scores for {len(g)} group labels")
+    place = (sps.rankdata(-s) - 1) / max(len(s) - 1, 1)
+    return {str(k): float(place[g == k].mean()) for k in dict.fromkeys(g.tolist())}
