@@ -389,6 +389,7 @@ def test_profiles_and_config_file(tmp_path: Path):
     assert (quick["pop_size"], quick["generations"]) == (10, 10)
     paper = resolve_config("paper")
     assert (paper["pop_size"], paper["generations"], paper["train_size"]) == (20, 30, None)
+    assert quick["executor"] == "local"  # a 2-minute demo: no worker start-up
     f = tmp_path / "c.toml"
     f.write_text('profile = "quick"\ngenerations = 3\n[rwe]\nbn_mode = "calibrated"\n')
     cfg = resolve_config(None, f, {"seed": 7})
@@ -396,3 +397,26 @@ def test_profiles_and_config_file(tmp_path: Path):
     assert cfg["rwe"]["bn_mode"] == "calibrated"
     with pytest.raises(ConfigError):
         resolve_config(None, None, {"executor": "slurm"})
+
+
+def test_paper_profile_runs_one_worker_process_per_core_on_a_cpu(monkeypatch):
+    """The paper profile's 600 evaluations take one single-threaded process per core where
+    they run on a CPU; a given executor, workers or a GPU device keep their say."""
+    import torch
+
+    from rwenas.search import config as search_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(search_config.os, "cpu_count", lambda: 6)
+    paper = resolve_config("paper")
+    assert (paper["executor"], paper["workers"]) == ("process", 6)
+    assert (resolve_config("paper", None, {"workers": 3})["workers"]) == 3
+    local = resolve_config("paper", None, {"executor": "local"})
+    assert (local["executor"], local["workers"]) == ("local", 1)
+    assert resolve_config("paper", None, {"rwe": {"device": "cpu"}})["executor"] == "process"
+    assert resolve_config(None)["executor"] == "local"  # no profile: the default
+    monkeypatch.setattr(search_config.os, "cpu_count", lambda: 1)
+    assert resolve_config("paper")["executor"] == "local"  # one core: nothing to share
+    monkeypatch.setattr(search_config.os, "cpu_count", lambda: 6)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_config("paper")["executor"] == "local"  # the GPU stays with one process
