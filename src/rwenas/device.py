@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["bf16_is_native", "resolve_device"]
+__all__ = ["bf16_is_native", "device_label", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -13,6 +13,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def device_label(device: str | torch.device = "auto") -> str:
+    """Where work on ``device`` runs, as a record says it: ``cpu``, or ``cuda`` with the GPU's
+    name (``cuda:NVIDIA H200``)."""
+    dev = resolve_device(device)
+    if dev.type != "cuda":
+        return dev.type
+    return f"cuda:{torch.cuda.get_device_name(dev)}"
 
 
 def bf16_is_native(device: torch.device) -> bool:

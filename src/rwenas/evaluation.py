@@ -22,6 +22,7 @@ import torch
 from rwenas.build import build_network
 from rwenas.complexity import complexity, latency_ms, onnx_latency_ms, peak_activation_mb
 from rwenas.data import DatasetInfo, Split
+from rwenas.device import device_label, resolve_device
 from rwenas.estimators.rwe import RWEConfig, rwe
 from rwenas.spaces import SearchSpace, canonical_genome, format_genome
 
@@ -54,6 +55,9 @@ class Evaluation:
     #: estimators, the raw score as its paper defines it
     objectives: dict[str, float] = field(default_factory=dict)
     raw: dict[str, float] = field(default_factory=dict)
+    #: where it ran (:func:`rwenas.device.device_label`: ``cpu``, ``cuda:<GPU name>``), so a
+    #: run's cost can be stated in the right unit wherever it is read later
+    device: str = "cpu"
     #: False when the features or the classifier were not finite (``rwe_error`` is then 1.0
     #: and ``warning`` says why); a search records such an evaluation as failed.
     finite: bool = True
@@ -91,10 +95,9 @@ def evaluate_genome(space: SearchSpace, genome: Any, split: Split, info: Dataset
     shape = (info.in_channels, info.image_size, info.image_size)
     cx = complexity(net, shape)
     extra: dict[str, float] = {}
+    device = (config or RWEConfig()).device
     if measure:
-        from rwenas.device import resolve_device
-
-        net = net.to(resolve_device((config or RWEConfig()).device))
+        net = net.to(resolve_device(device))
         if "latency" in measure:
             extra["latency_ms"] = latency_ms(net, shape, batch=1)
         if "latency_batch" in measure:
@@ -120,7 +123,8 @@ def evaluate_genome(space: SearchSpace, genome: Any, split: Split, info: Dataset
         genome=format_genome(genome), key=key, rwe_error=error,
         madds_m=cx.madds_m, params_m=cx.params_m, seconds=time.perf_counter() - t0,
         features_seconds=features_s, classifier_seconds=classifier_s, seed=arch_seed,
-        warning=warning, objectives=values, raw=raw, finite=finite, **extra,
+        warning=warning, objectives=values, raw=raw, finite=finite,
+        device=device_label(device), **extra,
     )
 
 

@@ -23,6 +23,7 @@ from rwenas.study.table import (
     PUBLISHED,
     TableSettings,
     build_table,
+    cost_unit,
     matched_random,
     random_draw,
 )
@@ -232,6 +233,8 @@ def test_mean_std_and_search_cost_from_the_stores(full):
         assert seconds > 0
         assert table["rows"][row]["cost_hours"] == pytest.approx(seconds / 3600)
         assert table["rows"][row]["cost_unit"] == "CPU-hours"
+        with RunStore.open(out / run) as store:  # each evaluation records where it ran
+            assert {e["extra"]["device"] for e in store.evaluations()} == {"cpu"}
     for row in ("random_matched", "published"):
         assert table["rows"][row]["cost_hours"] == 0.0
         assert table["rows"][row]["hypervolume"] is None
@@ -468,3 +471,18 @@ def test_a_table_at_another_budget_starts_from_the_searches_of_another(tmp_path,
     with pytest.raises(ConfigError, match="no table searches there"):
         build_table(other, wider, progress=False, searches_from=tmp_path)
     assert not other.exists()
+
+
+def test_search_cost_unit_follows_where_the_evaluations_ran():
+    """The unit comes from the devices the evaluations recorded, not from the machine that
+    builds the table (a search run on a GPU and tabled on a CPU is still GPU-hours)."""
+    def evals(*devices):
+        return [{"extra": {"device": d} if d else {}} for d in devices]
+
+    assert cost_unit(evals("cpu", "cpu")) == "CPU-hours"
+    assert cost_unit(evals("cuda:NVIDIA H200", "cuda:NVIDIA H200"), "cpu") == "GPU-hours"
+    assert cost_unit(evals("cuda:NVIDIA H200", "cpu")) == "CPU+GPU-hours"
+    # runs from before evaluations recorded it: the configured device, as it resolves here
+    assert cost_unit(evals(None, None), "cpu") == "CPU-hours"
+    assert cost_unit(evals(None), "cuda") == "GPU-hours"
+    assert cost_unit(evals("cuda:X", None), "cpu") == "CPU+GPU-hours"

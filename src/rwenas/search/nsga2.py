@@ -106,7 +106,7 @@ class Search:
                 classifier_seconds=outcome["classifier_seconds"],
                 extra={k: outcome.get(k) for k in (
                     "rwe_error", "seed", "warning", "latency_ms", "latency_batch_ms",
-                    "memory_mb", "latency_onnx_ms", "objectives", "raw")
+                    "memory_mb", "latency_onnx_ms", "device", "objectives", "raw")
                     if k not in ("objectives", "raw") or outcome.get(k)})
         record = self.store.get_evaluation(key)
         assert record is not None

@@ -238,6 +238,7 @@ def train_architecture(space: Any, genome: Sequence[int] | None, data: Any,
     """Train ``genome`` (or, when it is ``None``, ``genotype``: a published cell without a
     genome) at ``budget`` on ``data`` (a :class:`~rwenas.fit.loop.TrainData`) with ``seed``;
     ``{test_acc, params_m, madds_m, seconds}``."""
+    from rwenas.device import device_label
     from rwenas.estimators.base import build_network as seeded
     from rwenas.fit.loop import fit
 
@@ -250,19 +251,6 @@ def train_architecture(space: Any, genome: Sequence[int] | None, data: Any,
     return {"test_acc": float(result.history[-1]["test_acc"]), "params_m": result.params_m,
             "madds_m": result.madds_m, "seconds": time.perf_counter() - t0,
             "device": device_label(budget.device)}
-
-
-def device_label(device: str) -> str:
-    """Where a training on ``device`` runs, as recorded with it: ``cpu``, or ``cuda`` with
-    the GPU's name (``cuda:NVIDIA H200``)."""
-    from rwenas.device import resolve_device
-
-    dev = resolve_device(device)
-    if dev.type != "cuda":
-        return dev.type
-    import torch
-
-    return f"cuda:{torch.cuda.get_device_name(dev)}"
 
 
 def arch_seed(bench_seed: int, key: str, repeat: int = 0) -> int:

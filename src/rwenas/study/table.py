@@ -212,7 +212,6 @@ def open_table_store(out_dir: Path, settings: TableSettings, force: bool) -> Any
 def run_row_search(out_dir: Path, settings: TableSettings, row: str, progress: bool
                    ) -> dict[str, Any]:
     """Run (or resume) the search of ``row``; its L/M/S picks, cost and evaluations."""
-    from rwenas.device import resolve_device
     from rwenas.search.nsga2 import run_search
     from rwenas.search.outputs import front_rows
     from rwenas.search.picking import lms_index
@@ -239,11 +238,29 @@ def run_row_search(out_dir: Path, settings: TableSettings, row: str, progress: b
         picks[which] = {"genome": tuple(int(v) for v in rec["genome"]), "key": rec["key"],
                         "objectives": dict(zip(objectives, rec["objectives"], strict=True)),
                         "search_madds_m": rec["madds_m"]}
-    cuda = resolve_device(config["rwe"].get("device", "auto")).type == "cuda"
     return {"run_dir": str(run_dir), "objectives": objectives, "evaluations": len(evaluations),
             "front_size": len(result.front), "seconds": seconds,
-            "cost_hours": seconds / 3600.0, "cost_unit": "GPU-hours" if cuda else "CPU-hours",
+            "cost_hours": seconds / 3600.0,
+            "cost_unit": cost_unit(evaluations, config["rwe"].get("device", "auto")),
+            "devices": sorted({str((e.get("extra") or {}).get("device"))
+                               for e in evaluations if (e.get("extra") or {}).get("device")}),
             "algorithm": config["algorithm"], "picks": picks}
+
+
+def cost_unit(evaluations: Sequence[Mapping[str, Any]], device: str = "auto") -> str:
+    """The unit of a search's cost, from where its evaluations ran (each records its device):
+    ``GPU-hours``, ``CPU-hours``, or ``CPU+GPU-hours`` for a run resumed on another kind of
+    machine. Runs from before evaluations recorded it are taken to have run on ``device`` as
+    it resolves here."""
+    from rwenas.device import resolve_device
+
+    kinds = {str((e.get("extra") or {}).get("device") or "").split(":")[0]
+             for e in evaluations}
+    if "" in kinds:
+        kinds.discard("")
+        kinds.add(resolve_device(device).type)
+    gpu, other = "cuda" in kinds, bool(kinds - {"cuda"})
+    return "CPU+GPU-hours" if gpu and other else "GPU-hours" if gpu else "CPU-hours"
 
 
 def copy_searches(out_dir: Path, settings: TableSettings, source: str | Path, *,
@@ -453,8 +470,14 @@ def _environment(settings: TableSettings, searches: Mapping[str, Any]) -> dict[s
            "training_device": train_device.type,
            "search_cost_unit": next(iter(searches.values()))["cost_unit"] if searches
            else "CPU-hours"}
-    if train_device.type == "cuda" or env["search_cost_unit"] == "GPU-hours":
-        env["gpu"] = torch.cuda.get_device_name(0)
+    # the GPU's name as the searches recorded it (they may have run on another machine),
+    # else this machine's where the trainings run on it
+    recorded = [d.split(":", 1)[1] for s in searches.values() for d in s.get("devices", ())
+                if d.startswith("cuda:")]
+    if recorded:
+        env["gpu"] = recorded[0]
+    elif train_device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(train_device)
     return env
 
 
