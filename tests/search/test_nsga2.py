@@ -411,6 +411,8 @@ def test_paper_profile_runs_one_worker_process_per_core_on_a_cpu(monkeypatch):
     paper = resolve_config("paper")
     assert (paper["executor"], paper["workers"]) == ("process", 6)
     assert (resolve_config("paper", None, {"workers": 3})["workers"]) == 3
+    with pytest.raises(ConfigError, match="workers"):  # a bad count is refused, not replaced
+        resolve_config("paper", None, {"workers": 0})
     local = resolve_config("paper", None, {"executor": "local"})
     assert (local["executor"], local["workers"]) == ("local", 1)
     assert resolve_config("paper", None, {"rwe": {"device": "cpu"}})["executor"] == "process"

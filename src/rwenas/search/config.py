@@ -145,7 +145,8 @@ def paper_executor(device: Any, workers: int | None = None) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     if cores < 2:
         return {}
-    return {"executor": "process", "workers": workers or min(cores, MAX_WORKERS)}
+    return {"executor": "process",
+            "workers": min(cores, MAX_WORKERS) if workers is None else workers}
 
 
 #: Numeric settings: bounds for :func:`rwenas.checks.check_number` (one place for flags and
