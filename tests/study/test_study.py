@@ -283,6 +283,20 @@ def test_tune_picks_within_the_budget_and_confirms(bench_dir, tmp_path, monkeypa
     printed = capsys.readouterr().out
     assert f"## All architectures (n = {confirmation})" in printed
     assert "picked on the tuning half" in printed
+    # a pick other than the default is confirmed against the shipped RWE too (paired), a
+    # pick of the default is not compared with itself
+    t2 = json.loads((tmp_path / "t2" / "picked.json").read_text())
+    for variant, rwe in (("all-cells", {"features": "all_cells"}), ("default", {})):
+        f = tmp_path / f"picked-{variant}.json"
+        f.write_text(json.dumps({**t2, "variant": variant, "rwe": rwe}))
+        argv = [*base[:-6], "--tuned", str(f), "--train-size", "200", "--val-size", "100",
+                "--half", "confirmation"]
+        assert _main(argv, monkeypatch) == 0
+        rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| rwe[")]
+        if variant == "default":
+            assert rows == []
+        else:  # its row of the whole half holds the paired interval of rwe − rwe[default]
+            assert "[" in rows[0].split(" | ")[3]
     assert _main([*base, "--half", "confirmation", "--split-seed", "3"], monkeypatch) == 2
     assert "--split-seed 0" in capsys.readouterr().err
 

@@ -110,9 +110,15 @@ def cmd_study_correlation(args: argparse.Namespace) -> int:
             if "rwe" not in estimators:
                 raise ConfigError("--tuned replaces the estimator 'rwe'; include it in "
                                   "--estimators")
-            estimators["rwe"] = tuned
+            # the shipped RWE stays beside the pick, so the confirmation half also tests
+            # the tuning's decision: the paired interval of pick − shipped default
+            shipped = estimators["rwe"]
+            estimators = {"rwe": tuned, **({"rwe[default]": shipped}
+                                           if picked["variant"] != "default" else {}),
+                          **{k: v for k, v in estimators.items() if k != "rwe"}}
             note = (f"rwe = the variant {picked['variant']} ({picked.get('description', '')}),"
-                    f" picked on the tuning half by rwenas study tune")
+                    f" picked on the tuning half by rwenas study tune; rwe[default] = RWE at "
+                    "its shipped defaults")
         correlate_pool(args.bench, estimators, train_size=args.train_size,
                        val_size=args.val_size, seed=args.seed, out_dir=args.out,
                        progress=not args.quiet, sources=sources, half=args.half,
