@@ -261,7 +261,10 @@ def test_tune_picks_within_the_budget_and_confirms(bench_dir, tmp_path, monkeypa
     assert rows["default"]["diff"] is None and rows["all-cells"]["diff"] is not None
     picked = json.loads((tmp_path / "tune" / "picked.json").read_text())
     assert picked["variant"] == best["variant"] and picked["half"] == "tuning"
-    assert "Picked" in (tmp_path / "tune" / "tune.md").read_text()
+    md = (tmp_path / "tune" / "tune.md").read_text()
+    assert "Picked" in md
+    # a pick other than the default says how it stands against the default (paired)
+    assert ("Against the default:" in md) == (best["variant"] != "default")
     # nothing within a tiny budget: nothing picked
     none = tune.tune_rwe(bench_dir, list(small.values())[:1], budget=1e-9, resamples=20,
                          rwe_overrides=FAST_RWE["rwe"])

@@ -219,6 +219,13 @@ def _write(result: Mapping[str, Any], out: Path, config: Mapping[str, Any],
                      "architecture. Report it on the confirmation half only: `rwenas study "
                      f"correlation --half confirmation --split-seed {result['split_seed']} "
                      f"--tuned {out / 'picked.json'} ...`.")
+        d = picked["diff"]
+        if d is not None and math.isfinite(d.value):
+            verdict = ("ahead of it on this half" if d.lo > 0 else
+                       "behind it on this half" if d.hi < 0 else
+                       "the interval contains 0: not told apart from it on this half")
+            lines.append(f"Against the default: {d.fmt()} (paired Spearman difference; "
+                         f"{verdict}).")
         variant = next(v for v in chosen if v.name == picked["variant"])
         (out / "picked.json").write_text(json.dumps({
             **variant.to_dict(), "spearman": picked["spearman"].value,
