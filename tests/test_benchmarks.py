@@ -27,9 +27,19 @@ def run(*args: str) -> str:
     return proc.stdout
 
 
-@pytest.mark.parametrize("script", ["bench_rwe.py", "bench_train.py", "gpu_bench.py"])
+@pytest.mark.parametrize("script", ["bench_rwe.py", "bench_train.py", "gpu_bench.py",
+                                    "op_timings.py"])
 def test_benchmark_imports_and_parses_arguments(script):
     assert "usage:" in run(f"benchmarks/{script}", "--help")
+
+
+def test_op_timings_times_every_operation_in_every_layout():
+    out = run("benchmarks/op_timings.py", "--channels", "4", "6", "--sizes", "8",
+              "--repeats", "2")
+    rows = [line.split() for line in out.splitlines() if line[:3].strip().isdigit()]
+    assert [r[:2] for r in rows] == [["4", "8x8"], ["6", "8x8"]]
+    for r in rows:  # dw, 1x1, relu in each of the 4 layouts: 12 positive times
+        assert len(r) == 2 + 12 and all(float(v) > 0 for v in r[2:])
 
 
 def test_bench_rwe_runs_and_its_flop_rate_is_its_own_arithmetic():
