@@ -49,7 +49,7 @@ def made_up(key: str) -> dict[str, Any]:
     return {"rwe_error": 0.2 + (h % 1000) / 2000, "madds_m": 1.0 + (h // 1000 % 1000) / 100,
             "params_m": 0.01 + (h // 1_000_000 % 100) / 1000, "seconds": 0.5,
             "features_seconds": 0.25, "classifier_seconds": 0.125, "seed": h % 97,
-            "warning": None}
+            "warning": None, "device": "cuda:made-up GPU" if h % 3 == 0 else "cpu"}
 
 
 class FakeExecutor:
@@ -208,7 +208,7 @@ def test_records_hold_the_measurements(tmp_path: Path, fake: Executors) -> None:
         assert e["genotype"] == space.genotype_to_json(space.decode(e["genome"]))
         extra = {"rwe_error": out["rwe_error"], "seed": out["seed"], "warning": out["warning"],
                  "latency_ms": out.get("latency_ms"), "latency_batch_ms": None,
-                 "memory_mb": None, "latency_onnx_ms": None}
+                 "memory_mb": None, "latency_onnx_ms": None, "device": out["device"]}
         if crc(e["key"]) % 2:
             extra.update(objectives={"f": 1.5}, raw={"f": -1.5})
         assert e["extra"] == extra
