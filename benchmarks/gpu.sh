@@ -54,32 +54,8 @@ else
   BUDGET=${GPU_BUDGET_S:-465}
 fi
 
-exec > >(tee -a "$OUT/gpu.log") 2>&1
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 MPLBACKEND=Agg TQDM_DISABLE=1
-echo "rwenas gpu.sh $(date -u +%FT%TZ) smoke=$GPU_SMOKE parts='$PARTS' budget=${BUDGET}s"
-echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), work dir $WORK"
-
-# pymoo and what it needs, where the machine lacks them (README's note on wheels)
-SITE=""
-if ! "$PY" -c 'import pymoo' 2>/dev/null; then
-  if compgen -G ".whl/*.whl" >/dev/null; then
-    if timeout 90 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-         --upgrade --target "$WORK/site" .whl/*.whl; then
-      SITE=$WORK/site
-      PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c 'import pymoo, moocore' \
-        || echo "WARNING: pymoo installed from .whl/ but does not import"
-    else
-      echo "WARNING: installing .whl/ failed; the shared part falls back to the executor"
-    fi
-  else
-    echo "WARNING: pymoo missing and no .whl/ carried (run benchmarks/gpu_prepare.sh here)"
-  fi
-fi
-export PYTHONPATH="$ROOT/src${SITE:+:$SITE}${PYTHONPATH:+:$PYTHONPATH}"
-# Fashion-MNIST travels in .gpu-data/fashion-mnist (benchmarks/gpu_prepare.sh)
-if [[ -d .gpu-data ]]; then
-  export RWENAS_DATA_DIR=$ROOT/.gpu-data
-fi
+. benchmarks/_gpu_prelude.sh
+gpu_prelude gpu.log gpu.sh
 
 if [[ $GPU_SMOKE == 1 ]]; then  # a few minutes on a 2-core CPU
   RWE_ARGS=(--train-size 2000 --val-size 500 --genomes 2)

@@ -134,7 +134,8 @@ def fashion_split(train_size: int, val_size: int) -> tuple[Any, Any, float]:
 def cmd_env(args: argparse.Namespace) -> int:
     import torch
 
-    from rwenas.data import FASHION_MNIST_SYSTEM_DIRS, _find_fashion_files, default_data_dir
+    from rwenas.data.download import default_data_dir
+    from rwenas.data.idx import FASHION_MNIST_SYSTEM_DIRS, _find_fashion_files
 
     info: dict[str, Any] = {
         "date_utc": now_utc(), "host": platform.node(), "python": platform.python_version(),

@@ -65,28 +65,8 @@ else
   BUDGET=${GPU_BUDGET_S:-540}
 fi
 
-exec > >(tee -a "$OUT/gpu_study.log") 2>&1
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 MPLBACKEND=Agg TQDM_DISABLE=1
-echo "rwenas gpu_study.sh $(date -u +%FT%TZ) smoke=$GPU_SMOKE parts='$PARTS' budget=${BUDGET}s"
-echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), work dir $WORK"
-
-# pymoo and what it needs, where the machine lacks them (as benchmarks/gpu.sh)
-SITE=""
-if ! "$PY" -c 'import pymoo' 2>/dev/null; then
-  if compgen -G ".whl/*.whl" >/dev/null; then
-    if timeout 90 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-         --upgrade --target "$WORK/site" .whl/*.whl; then
-      SITE=$WORK/site
-    else
-      echo "WARNING: installing .whl/ failed; the searches cannot run"
-    fi
-  else
-    echo "WARNING: pymoo missing and no .whl/ carried (run benchmarks/gpu_prepare.sh here)"
-  fi
-fi
-export PYTHONPATH="$ROOT/src${SITE:+:$SITE}${PYTHONPATH:+:$PYTHONPATH}"
-# Fashion-MNIST travels in .gpu-data/fashion-mnist (benchmarks/gpu_prepare.sh)
-[[ -d .gpu-data ]] && export RWENAS_DATA_DIR=$ROOT/.gpu-data
+. benchmarks/_gpu_prelude.sh
+gpu_prelude gpu_study.log gpu_study.sh
 RW=("$PY" -m rwenas.cli)
 
 # what each part runs: the real budgets, or tiny ones on the CPU

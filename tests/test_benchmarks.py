@@ -7,6 +7,7 @@ refactoring that breaks them goes unnoticed otherwise: bench_rwe.py called a spa
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -31,6 +32,18 @@ def run(*args: str) -> str:
                                     "op_timings.py"])
 def test_benchmark_imports_and_parses_arguments(script):
     assert "usage:" in run(f"benchmarks/{script}", "--help")
+
+
+def test_gpu_bench_env_part_reports_this_machine(tmp_path):
+    """The first part of benchmarks/gpu.sh, which a GPU session cannot afford to lose to an
+    import error (it once imported names rwenas.data no longer exports)."""
+    import torch
+
+    out = tmp_path / "env.json"
+    run("benchmarks/gpu_bench.py", "env", "--out", str(out))
+    info = json.loads(out.read_text())
+    assert info["torch"] == torch.__version__ and info["cpu_count"] == os.cpu_count()
+    assert info["cuda_available"] == torch.cuda.is_available()
 
 
 def test_op_timings_times_every_operation_in_every_layout():
