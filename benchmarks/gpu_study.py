@@ -147,7 +147,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
     s["bench"] = bench_state(out / "bench")
     s["bench_tiny"] = bench_state(out / "bench-tiny")
     s["table"] = table_state(out / "table")
-    s["along"] = along_state(out / "along", out / args.along_bench / "on-demand")
+    s["along"] = along_state(out / "along", Path(args.along_cache) if args.along_cache
+                             else out / args.along_bench / "on-demand")
     write_json(out / "summary.json", s)
     (out / "summary.md").write_text(markdown(s))
     return 0
@@ -209,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("work")
     m.add_argument("out_dir")
     m.add_argument("--along-bench", default="bench", help="the bench the along part used")
+    m.add_argument("--along-cache", help="the along part's on-demand cache (default: the "
+                   "bench's on-demand/)")
     m.set_defaults(func=cmd_summary)
     b = sub.add_parser("bench-state")
     b.add_argument("bench_dir")

@@ -100,6 +100,11 @@ else
   SEARCHES_FROM=(--searches-from docs/study/table-fm)
   ALONG_BENCH=bench
   ALONG_SETTINGS=(--seeds 3 --generations 10 --pop-size 10)
+  # Fig. 3 continues the CPU's along-search cache and reuses its scores: with the CPU's RWE
+  # scores the searches visit exactly the architectures the CPU study trains (scores
+  # recomputed on the GPU could differ in the last bits and steer the searches elsewhere),
+  # so what comes back merges into runs/along-fm
+  ALONG_CACHE_FROM=docs/study/along-fm.db ALONG_SCORES_FROM=docs/study/v2/scores.db
   BOX_ENV=30 BOX_BENCH=${BOX_BENCH:-230} BOX_TABLE=${BOX_TABLE:-200}
   TABLE_MARGIN=${TABLE_MARGIN:-100} BENCH_MARGIN=45
 fi
@@ -108,7 +113,7 @@ TABLE=("${RW[@]}" study table --out "$OUT/table" "${TABLE_SETTINGS[@]}" --device
 
 # a second call continues what a first one returned (GPU_RESUME: its bench/ and table/)
 if [[ -n ${GPU_RESUME:-} ]]; then
-  for d in bench table; do
+  for d in bench table along-cache along-scores.db; do
     if [[ -d $GPU_RESUME/$d && ! -e $OUT/$d ]]; then
       cp -r "$GPU_RESUME/$d" "$OUT/$d" && echo "continuing $OUT/$d from $GPU_RESUME/$d"
     fi
@@ -117,6 +122,7 @@ fi
 
 summary() {
   "$PY" benchmarks/gpu_study.py summary "$WORK" "$OUT" --along-bench "$ALONG_BENCH" \
+    ${ALONG_CACHE:+--along-cache "$ALONG_CACHE"} \
     || echo "WARNING: summary failed"
 }
 
@@ -205,6 +211,13 @@ BOX=$(( $(left) ))
 ALONG=("${RW[@]}" study correlation --along-search --bench "$OUT/$ALONG_BENCH"
        --out "$OUT/along" "${ALONG_SETTINGS[@]}" --workers "$ALONG_WORKERS"
        --device "$DEVICE" --quiet)
+if [[ -n ${ALONG_CACHE_FROM:-} ]]; then
+  ALONG_CACHE=$OUT/along-cache
+  mkdir -p "$ALONG_CACHE"
+  [[ -e $ALONG_CACHE/run.db ]] || cp "$ALONG_CACHE_FROM" "$ALONG_CACHE/run.db"
+  [[ -e $OUT/along-scores.db ]] || cp "$ALONG_SCORES_FROM" "$OUT/along-scores.db"
+  ALONG+=(--cache "$ALONG_CACHE" --score-cache "$OUT/along-scores.db")
+fi
 part along "$BOX" "${ALONG[@]}" --time-limit "$(soft "$BOX" 60)"
 
 summary
