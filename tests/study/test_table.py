@@ -476,13 +476,10 @@ def test_a_table_at_another_budget_starts_from_the_searches_of_another(tmp_path,
 def test_search_cost_unit_follows_where_the_evaluations_ran():
     """The unit comes from the devices the evaluations recorded, not from the machine that
     builds the table (a search run on a GPU and tabled on a CPU is still GPU-hours)."""
-    def evals(*devices):
-        return [{"extra": {"device": d} if d else {}} for d in devices]
-
-    assert cost_unit(evals("cpu", "cpu")) == "CPU-hours"
-    assert cost_unit(evals("cuda:NVIDIA H200", "cuda:NVIDIA H200"), "cpu") == "GPU-hours"
-    assert cost_unit(evals("cuda:NVIDIA H200", "cpu")) == "CPU+GPU-hours"
+    assert cost_unit(["cpu", "cpu"]) == "CPU-hours"
+    assert cost_unit(["cuda:NVIDIA H200", "cuda:NVIDIA H200"], "cpu") == "GPU-hours"
+    assert cost_unit(["cuda:NVIDIA H200", "cpu"]) == "CPU+GPU-hours"
     # runs from before evaluations recorded it: the configured device, as it resolves here
-    assert cost_unit(evals(None, None), "cpu") == "CPU-hours"
-    assert cost_unit(evals(None), "cuda") == "GPU-hours"
-    assert cost_unit(evals("cuda:X", None), "cpu") == "CPU+GPU-hours"
+    assert cost_unit([None, None], "cpu") == "CPU-hours"
+    assert cost_unit([None], "cuda") == "GPU-hours"
+    assert cost_unit(["cuda:X", None], "cpu") == "CPU+GPU-hours"

@@ -238,27 +238,23 @@ def run_row_search(out_dir: Path, settings: TableSettings, row: str, progress: b
         picks[which] = {"genome": tuple(int(v) for v in rec["genome"]), "key": rec["key"],
                         "objectives": dict(zip(objectives, rec["objectives"], strict=True)),
                         "search_madds_m": rec["madds_m"]}
+    recorded = [(e.get("extra") or {}).get("device") for e in evaluations]
     return {"run_dir": str(run_dir), "objectives": objectives, "evaluations": len(evaluations),
             "front_size": len(result.front), "seconds": seconds,
             "cost_hours": seconds / 3600.0,
-            "cost_unit": cost_unit(evaluations, config["rwe"].get("device", "auto")),
-            "devices": sorted({str((e.get("extra") or {}).get("device"))
-                               for e in evaluations if (e.get("extra") or {}).get("device")}),
+            "cost_unit": cost_unit(recorded, config["rwe"].get("device", "auto")),
+            "devices": sorted({str(d) for d in recorded if d}),
             "algorithm": config["algorithm"], "picks": picks}
 
 
-def cost_unit(evaluations: Sequence[Mapping[str, Any]], device: str = "auto") -> str:
-    """The unit of a search's cost, from where its evaluations ran (each records its device):
-    ``GPU-hours``, ``CPU-hours``, or ``CPU+GPU-hours`` for a run resumed on another kind of
-    machine. Runs from before evaluations recorded it are taken to have run on ``device`` as
-    it resolves here."""
+def cost_unit(recorded: Sequence[str | None], device: str = "auto") -> str:
+    """The unit of a search's cost, from the devices its evaluations recorded (``cpu``,
+    ``cuda:<GPU name>``): ``GPU-hours``, ``CPU-hours``, or ``CPU+GPU-hours`` for a run resumed
+    on another kind of machine. Evaluations from before they recorded it (``None``) are taken
+    to have run on ``device`` as it resolves here."""
     from rwenas.device import resolve_device
 
-    kinds = {str((e.get("extra") or {}).get("device") or "").split(":")[0]
-             for e in evaluations}
-    if "" in kinds:
-        kinds.discard("")
-        kinds.add(resolve_device(device).type)
+    kinds = {str(d).split(":")[0] if d else resolve_device(device).type for d in recorded}
     gpu, other = "cuda" in kinds, bool(kinds - {"cuda"})
     return "CPU+GPU-hours" if gpu and other else "GPU-hours" if gpu else "CPU-hours"
 
