@@ -111,10 +111,11 @@ fi
 TABLE=("${RW[@]}" study table --out "$OUT/table" "${TABLE_SETTINGS[@]}" --device "$DEVICE"
        --workers "$TABLE_WORKERS" --threads 1 "${SEARCHES_FROM[@]}" --quiet)
 
-# a second call continues what a first one returned (GPU_RESUME: its bench/ and table/)
+# a second call continues what a first one returned (GPU_RESUME: its bench/, table/,
+# along-cache/ and along-scores.db)
 if [[ -n ${GPU_RESUME:-} ]]; then
   for d in bench table along-cache along-scores.db; do
-    if [[ -d $GPU_RESUME/$d && ! -e $OUT/$d ]]; then
+    if [[ -e $GPU_RESUME/$d && ! -e $OUT/$d ]]; then
       cp -r "$GPU_RESUME/$d" "$OUT/$d" && echo "continuing $OUT/$d from $GPU_RESUME/$d"
     fi
   done
