@@ -44,8 +44,9 @@
 # Knobs (environment): PYTHON (default python3), GPU_PARTS (default "env bench table along"),
 # GPU_BUDGET_S (whole script, default 540), GPU_RESUME (a folder with bench/, table/,
 # along-cache/ and along-scores.db to continue), BENCH_WORKERS, TABLE_WORKERS,
-# ALONG_WORKERS (12 each), BOX_BENCH (230), BOX_TABLE (200), TABLE_MARGIN (100: seconds of its box during which no table training
-# starts, the longest a training may take), GPU_SMOKE=1 (same as --smoke).
+# ALONG_WORKERS (12 each), BOX_BENCH (230), BOX_TABLE (200), TABLE_MARGIN (100: seconds of
+# its box during which no table training starts, the longest a training may take),
+# GPU_SMOKE=1 (same as --smoke).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
