@@ -432,3 +432,66 @@ def test_tune_budget_uses_the_median_wall_time(bench_dir, monkeypatch):
     assert rows["paused"]["seconds_mean"] == pytest.approx((1000.0 + (n - 1)) / n)
     assert rows["paused"]["within_budget"] and not rows["slow"]["within_budget"]
     assert result["picked"]["variant"] in ("default", "paused")
+
+
+class StopsAfter(BenchProvider):
+    """A provider whose time limit strikes after the first ``k`` architectures it is asked
+    to train (the ones the bench lacks)."""
+
+    def __init__(self, *args, k, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.k = k
+
+    def prefetch(self, genomes):
+        todo = self.missing(genomes)
+        super().prefetch([item["genome"] for item in todo[: self.k]])
+        return len(self.missing(genomes))
+
+
+def test_a_time_limit_leaves_whole_generations_of_every_search(bench_dir, tmp_path):
+    from rwenas.study.along_search import Unfinished
+
+    pop = 4
+    searches = {"seeds": 2, "generations": 3, "pop_size": pop, **ALONG}
+    out = tmp_path / "partial"
+    # trainings go generation by generation across the searches: the first 2 * pop are the
+    # initial populations of both searches (searching seed by seed, they would be seed 0's
+    # first generations, and no generation would be complete in both)
+    stopped = StopsAfter(bench_dir, cache_dir=tmp_path / "cache", k=2 * pop)
+    try:
+        with pytest.raises(Unfinished) as info:
+            study_along_search(stopped, "rwe,params", estimator_options=FAST_RWE,
+                               out_dir=out, **searches)
+    finally:
+        stopped.close()
+    exc = info.value
+    assert exc.generations == 1 and exc.remaining > 0
+    assert {(r["seed"], r["generation"]) for r in exc.rows} == {(0, 0), (1, 0)}
+    md = (out / "study.md").read_text()
+    assert "Partial" in md and "generations 0-0" in md and "gen 0" in md and "gen 1" not in md
+    complete = BenchProvider(bench_dir, cache_dir=tmp_path / "cache")
+    try:
+        rows = study_along_search(complete, "rwe,params", estimator_options=FAST_RWE,
+                                  out_dir=out, **searches)
+    finally:
+        complete.close()
+    assert [r for r in rows if r["generation"] == 0] == exc.rows
+    assert {r["generation"] for r in rows} == {0, 1, 2}
+    assert "Partial" not in (out / "study.md").read_text()
+
+
+def test_cli_along_search_at_its_time_limit_prints_the_complete_generations(
+        bench_dir, tmp_path, monkeypatch, capsys):
+    base = ["study", "correlation", "--along-search", "--bench", str(bench_dir), "--cache",
+            str(tmp_path / "cache"), "--estimators", "params", "--seeds", "2",
+            "--pop-size", "4", "--train-size", "100", "--val-size", "50", "--rwe-epochs", "2",
+            "--rwe-folds", "1", "--quiet"]
+    assert _main([*base, "--generations", "1", "--out", str(tmp_path / "g1")],
+                 monkeypatch) == 0
+    capsys.readouterr()
+    assert _main([*base, "--generations", "3", "--time-limit", "1e-9", "--out",
+                  str(tmp_path / "g3")], monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert "left at the time limit" in out
+    assert "partial results (generations 0-0 of every search)" in out
+    assert "| params |" in out and "gen 0" in out and "gen 1" not in out

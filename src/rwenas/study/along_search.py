@@ -27,11 +27,16 @@ from rwenas.study.scores import open_score_store
 
 class Unfinished(Exception):
     """The ground truth of the visited architectures is not complete (a provider's time
-    limit stopped its trainings): ``remaining`` are left; the same call again continues."""
+    limit stopped its trainings): ``remaining`` are left; the same call again continues.
+    ``rows`` are the correlations of the generations complete in every search (the
+    trainings go generation by generation across the searches), ``generations`` how many."""
 
-    def __init__(self, remaining: int) -> None:
+    def __init__(self, remaining: int, rows: Sequence[Mapping[str, Any]] = (),
+                 generations: int = 0) -> None:
         super().__init__(f"{remaining} architecture(s) left to train")
         self.remaining = remaining
+        self.rows = list(rows)
+        self.generations = generations
 
 
 def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "rwe",
@@ -81,11 +86,19 @@ def study_along_search(provider: Any, estimators: Any = None, *, driver: str = "
         # correlating
         runs = _search_visits(space, seed_list, lambda g: cache.score(
             driver_label, driver_est, g).value, cache.madds, generations, pop_size, progress)
-        rows = _correlate_runs(provider, ests, cache, runs)
+        title = title or (f"NSGA-II driven by {driver} + MAdds: pop {pop_size}, "
+                          f"{generations} generations, {len(seed_list)} seeds; ground truth "
+                          f"{type(provider).__name__}")
+        try:
+            rows = _correlate_runs(provider, ests, cache, runs)
+        except Unfinished as exc:
+            if out_dir is not None and exc.rows:
+                write_search_outputs(exc.rows, out_dir, title=(
+                    f"{title}. **Partial:** generations 0-{exc.generations - 1} of every "
+                    f"search; {exc.remaining} trainings left"))
+            raise
     if out_dir is not None:
-        write_search_outputs(rows, out_dir, title=title or (
-            f"NSGA-II driven by {driver} + MAdds: pop {pop_size}, {generations} generations, "
-            f"{len(seed_list)} seeds; ground truth {type(provider).__name__}"))
+        write_search_outputs(rows, out_dir, title=title)
     return rows
 
 
@@ -119,14 +132,34 @@ def _search_visits(space: Any, seed_list: Sequence[int], objective: Any, madds: 
 def _correlate_runs(provider: Any, ests: Mapping[str, Any], cache: ScoreCache,
                     runs: Sequence[tuple[int, int, list[tuple[int, ...]]]]
                     ) -> list[dict[str, Any]]:
-    """Every estimator's rank correlation with the provider's truth, per (seed, generation);
-    a provider that trains (``prefetch``) first trains every visited architecture at once and
-    raises :class:`Unfinished` when its time limit left some."""
+    """Every estimator's rank correlation with the provider's truth, per (seed, generation).
+
+    A provider that trains (``prefetch``) first trains every visited architecture in one
+    pool, generation by generation across the searches, so a time limit leaves the early
+    generations of every search complete; it then raises :class:`Unfinished` with the
+    correlations of those generations."""
     prefetch = getattr(provider, "prefetch", None)
     if prefetch is not None:
-        remaining = prefetch([g for _s, _gen, members in runs for g in members])
+        by_generation = sorted(runs, key=lambda run: (run[1], run[0]))
+        remaining = prefetch([g for _s, _gen, members in by_generation for g in members])
         if remaining:
-            raise Unfinished(remaining)
+            complete = _complete_generations(provider, runs)
+            raise Unfinished(remaining, _correlate(provider, ests, cache, [
+                run for run in runs if run[1] < complete]), complete)
+    return _correlate(provider, ests, cache, runs)
+
+
+def _complete_generations(provider: Any, runs: Sequence[tuple[int, int, list[Any]]]) -> int:
+    """How many generations, from the first, have the truth of every member in every search."""
+    generations = sorted({gen for _s, gen, _m in runs})
+    for i, gen in enumerate(generations):
+        if any(provider.missing(members) for _s, g, members in runs if g == gen):
+            return i
+    return len(generations)
+
+
+def _correlate(provider: Any, ests: Mapping[str, Any], cache: ScoreCache,
+               runs: Sequence[tuple[int, int, list[tuple[int, ...]]]]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for s, generation, members in runs:
         accs = provider.accuracies(members)

@@ -76,7 +76,9 @@ class BenchProvider:
         extra = rec["extra"]
         return float(np.mean([extra["test_acc"], *(extra.get("retest_acc") or [])]))
 
-    def _missing(self, genomes: Sequence[Sequence[int]]) -> list[dict[str, Any]]:
+    def missing(self, genomes: Sequence[Sequence[int]]) -> list[dict[str, Any]]:
+        """The architectures of ``genomes`` (one item each) neither the bench nor the cache
+        has a truth for."""
         from rwenas.search.store import DB_NAME
 
         space = self.bench.space
@@ -93,16 +95,16 @@ class BenchProvider:
     def prefetch(self, genomes: Sequence[Sequence[int]]) -> int:
         """Train the architectures of ``genomes`` the bench and the cache lack, all in one
         pool of workers (until the time limit); returns how many are still missing."""
-        missing = self._missing(genomes)
+        missing = self.missing(genomes)
         if missing:
             self.cache().train_missing(missing, workers=self.workers, progress=self.progress,
                                        deadline=self.deadline)
-        return len(self._missing(genomes))
+        return len(self.missing(genomes))
 
     def accuracies(self, genomes: Sequence[Sequence[int]]) -> list[float]:
         space = self.bench.space
         keys = [space.key(g) for g in genomes]
-        missing = self._missing(genomes)
+        missing = self.missing(genomes)
         if missing:
             self.cache().train_missing(missing, workers=self.workers, progress=self.progress)
         out = []
