@@ -415,8 +415,6 @@ BAD_TOML = {
 }
 
 
-
-
 def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
     """name → (argv, a fragment of the error)."""
     nested = tmp / "deep.json"

@@ -87,7 +87,7 @@ def cmd_study_correlation(args: argparse.Namespace) -> int:
                 print(f"trained {provider.trained} architecture(s) on demand into "
                       f"{provider.cache_dir}; {exc.remaining} left at the time limit: run "
                       "the same command again to continue")
-                if exc.rows and args.out:
+                if exc.rows:  # --out is required
                     print(f"partial results (generations 0-{exc.generations - 1} of every "
                           f"search) in {args.out}")
                     _print_rows(Path(args.out) / "study.md")
