@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from rwenas.errors import GenomeError
 from rwenas.models import create_network
 from rwenas.models.macro import Phase
 from rwenas.spaces import MacroGenotype, MacroSpace, format_genome
 from rwenas.spaces.macro import canonical_phase, phase_graph
 from rwenas.spaces.published import _NSGANET_MACRO, MACRO_ARCHS, published
-from tests.spaces.relabelling import relabellings_keeping_the_key
+from tests.spaces.helpers import genome_error as _error
+from tests.spaces.helpers import relabellings_keeping_the_key
 
 SPACE = MacroSpace()
 SMALL = MacroSpace(n_phases=3, n_nodes=4)  # 7 bits per phase: b12 | b13 b23 | b14 b24 b34 | res
@@ -33,14 +33,6 @@ FAN_IN_24 = (0, 0, 0, 1, 0, 1, 0)       # 1 -> 4, 3 -> 4
 DIAMOND = (1, 1, 0, 0, 1, 1, 0)         # 1 -> 2, 1 -> 3, 2 -> 4, 3 -> 4
 EMPTY = (0, 0, 0, 0, 0, 0, 0)
 EMPTY_RES = (0, 0, 0, 0, 0, 0, 1)
-
-
-def _error(fn, *args) -> str:
-    with pytest.raises(GenomeError) as info:
-        fn(*args)
-    message = str(info.value)
-    assert message and "\n" not in message
-    return message
 
 
 def relabel_phase(bits, n_nodes: int, rng: np.random.Generator) -> tuple[int, ...]:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from rwenas.errors import ConfigError, GenomeError, RwenasError
+from rwenas.errors import ConfigError, RwenasError
 from rwenas.spaces import (
     MICRO_OPS,
     Genotype,
@@ -21,7 +21,8 @@ from rwenas.spaces import (
 )
 from rwenas.spaces.micro import canonical_cell, loose_ends
 from rwenas.spaces.published import MICRO_ARCHS, published
-from tests.spaces.relabelling import relabellings_keeping_the_key
+from tests.spaces.helpers import genome_error as _error
+from tests.spaces.helpers import relabellings_keeping_the_key
 
 SPACE = MicroSpace()
 
@@ -44,15 +45,6 @@ HAND_GENOTYPE = Genotype(
     reduce=(("max_pool_3x3", 0), ("avg_pool_3x3", 1)) * 5,
     reduce_concat=(2, 3, 4, 5, 6),
 )
-
-
-def _error(fn, *args) -> str:
-    """Call ``fn`` expecting a one-line GenomeError; return its message."""
-    with pytest.raises(GenomeError) as info:
-        fn(*args)
-    message = str(info.value)
-    assert message and "\n" not in message
-    return message
 
 
 def relabel_cell(cell: list[int], rng: np.random.Generator) -> list[int]:

@@ -7,24 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from rwenas.errors import GenomeError
 from rwenas.spaces import MICRO_OPS, MicroSpace, NB301Space, get_space
 from rwenas.spaces.nb301 import NB301_OPS
 from rwenas.spaces.published import published
+from tests.spaces.helpers import genome_error as _error
 
 SPACE = NB301Space()
 
 # DARTS (V2) written as an nb301 genome: it lies in this space.
 DARTS_GENOME = (3, 0, 3, 1, 3, 0, 3, 1, 3, 1, 2, 0, 2, 0, 5, 2,
                 0, 0, 0, 1, 2, 2, 0, 1, 0, 0, 2, 2, 2, 2, 0, 1)
-
-
-def _error(fn, *args) -> str:
-    with pytest.raises(GenomeError) as info:
-        fn(*args)
-    message = str(info.value)
-    assert message and "\n" not in message
-    return message
 
 
 def _duplicated_blocks(g) -> list[int]:

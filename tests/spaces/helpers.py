@@ -1,7 +1,19 @@
-"""A check shared by the space tests: a space's key must not change under relabellings."""
+"""Checks shared by the space tests."""
 from collections.abc import Callable
 
 import numpy as np
+import pytest
+
+from rwenas.errors import GenomeError
+
+
+def genome_error(fn, *args) -> str:
+    """Call ``fn`` expecting a one-line GenomeError; return its message."""
+    with pytest.raises(GenomeError) as info:
+        fn(*args)
+    message = str(info.value)
+    assert message and "\n" not in message
+    return message
 
 
 def relabellings_keeping_the_key(space, relabel: Callable, seed: int, n: int = 60) -> int:
