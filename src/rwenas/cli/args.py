@@ -134,6 +134,20 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=threads_type, help="torch threads (default: all cores)")
 
 
+def add_estimator_split_args(p: argparse.ArgumentParser, who: str) -> None:
+    """--train-size/--val-size of the search split at the study's 2000/500 defaults."""
+    p.add_argument("--train-size", type=positive_int, default=2000,
+                   help=f"{who} training images of the search split (default 2000)")
+    p.add_argument("--val-size", type=positive_int, default=500,
+                   help=f"{who} validation images (default 500)")
+
+
+def add_search_length_args(p: argparse.ArgumentParser) -> None:
+    """--generations/--pop-size of the study's short NSGA-II searches (10 each)."""
+    p.add_argument("--generations", type=positive_int, default=10, help="default 10")
+    p.add_argument("--pop-size", type=positive_int, default=10, help="default 10")
+
+
 def add_rwe_args(p: argparse.ArgumentParser) -> None:
     """RWE options (defaults: the paper's classifier recipe)."""
     from rwenas.estimators.rwe import BN_MODES, INIT_METHODS

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from rwenas.cli.args import (
     Parser,
+    add_estimator_split_args,
+    add_search_length_args,
     device_type,
     layers_type,
     positive_int,
@@ -138,12 +140,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                    help="searches, seeds 0..N-1 (default 3)")
     a.add_argument("--per-seed", type=positive_int, default=20,
                    help="architectures sampled across each search's generations (default 20)")
-    a.add_argument("--generations", type=positive_int, default=10, help="default 10")
-    a.add_argument("--pop-size", type=positive_int, default=10, help="default 10")
-    a.add_argument("--train-size", type=positive_int, default=2000,
-                   help="RWE training images of the search split (default 2000)")
-    a.add_argument("--val-size", type=positive_int, default=500,
-                   help="RWE validation images (default 500)")
+    add_search_length_args(a)
+    add_estimator_split_args(a, "RWE")
     a.add_argument("--seed", type=seed_type, default=0,
                    help="RWE evaluation seed (default 0)")
     a.add_argument("--threads", type=positive_int, help="torch threads")

@@ -9,6 +9,8 @@ from typing import Any
 
 from rwenas.cli.args import (
     Parser,
+    add_estimator_split_args,
+    add_search_length_args,
     device_type,
     image_size_type,
     layers_type,
@@ -247,10 +249,7 @@ def _add_study_common(p: argparse.ArgumentParser, along: bool) -> None:
                    "a cache beside it (--cache), never into its pool")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (CSV, "
                    "study.md, PNG)")
-    p.add_argument("--train-size", type=positive_int, default=2000,
-                   help="estimator training images of the search split (default 2000)")
-    p.add_argument("--val-size", type=positive_int, default=500,
-                   help="estimator validation images (default 500)")
+    add_estimator_split_args(p, "estimator")
     p.add_argument("--seed", type=seed_type, default=0,
                    help="estimator and bootstrap seed (default 0)")
     p.add_argument("--rwe-epochs", type=positive_int, help="RWE classifier epochs")
@@ -263,8 +262,7 @@ def _add_study_common(p: argparse.ArgumentParser, along: bool) -> None:
         p.add_argument("--dataset", help="estimators' dataset (default: the bench's)")
         p.add_argument("--data-dir", help="where dataset files are")
         p.add_argument("--seeds", type=positive_int, default=5, help="searches (default 5)")
-        p.add_argument("--generations", type=positive_int, default=10, help="default 10")
-        p.add_argument("--pop-size", type=positive_int, default=10, help="default 10")
+        add_search_length_args(p)
         p.add_argument("--workers", type=positive_int, default=1,
                        help="processes training missing architectures (default 1)")
         p.add_argument("--cache", metavar="DIR", help="where architectures missing from the "
