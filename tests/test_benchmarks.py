@@ -50,9 +50,16 @@ def test_op_timings_times_every_operation_in_every_layout():
     out = run("benchmarks/op_timings.py", "--channels", "4", "6", "--sizes", "8",
               "--repeats", "2")
     rows = [line.split() for line in out.splitlines() if line[:3].strip().isdigit()]
-    assert [r[:2] for r in rows] == [["4", "8x8"], ["6", "8x8"]]
-    for r in rows:  # dw, 1x1, relu in each of the 4 layouts: 12 positive times
+    layouts, merged = rows[:2], rows[2:]
+    assert [r[:2] for r in layouts] == [["4", "8x8"], ["6", "8x8"]]
+    for r in layouts:  # dw, 1x1, relu in each of the 4 layouts: 12 positive times
         assert len(r) == 2 + 12 and all(float(v) > 0 for v in r[2:])
+    # the separable pair against its dense equal, at a C=10 network's three stages
+    assert [r[:3] for r in merged] == [["10", "28x28", "3"], ["10", "28x28", "5"],
+                                       ["20", "14x14", "3"], ["20", "14x14", "5"],
+                                       ["40", "7x7", "3"], ["40", "7x7", "5"]]
+    for r in merged:  # both times positive; the outputs equal up to bfloat16 rounding
+        assert float(r[3]) > 0 and float(r[4]) > 0 and float(r[5]) < 0.02
 
 
 def test_bench_rwe_runs_and_its_flop_rate_is_its_own_arithmetic():
