@@ -7,7 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from rwenas.study.correlation import correlation_report, format_report, scores_from_values
+from rwenas.study.correlation import (
+    correlation_report,
+    estimator_retest,
+    format_report,
+    scores_from_values,
+)
 from rwenas.study.stats import partial_spearman, spearman
 
 
@@ -81,3 +86,31 @@ def test_failed_estimates_rank_worst_and_reliability_is_shown():
     assert "sqrt(reliability) = 0.90 [0.77, 0.95]" in text
     with pytest.raises(ValueError, match="values for"):
         correlation_report({"rwe": [1.0, 2.0]}, truth, ["uniform"] * 10, truth, truth)
+
+
+def test_estimator_retest_against_scipy_with_known_answers():
+    """An estimator's agreement with itself under a second seed: 1 for a deterministic one,
+    near 0 for pure noise, and scipy's Spearman of the two scorings for a noisy one."""
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(3)
+    n = 200
+    truth = rng.normal(size=n)
+    signal = -truth  # lower is better
+    first = {"size": signal, "noise": rng.normal(size=n),
+             "noisy": signal + rng.normal(0, 1.0, n)}
+    second = {"size": signal, "noise": rng.normal(size=n),
+              "noisy": signal + rng.normal(0, 1.0, n)}
+    rows = {r["estimator"]: r for r in estimator_retest(first, second, truth, resamples=300)}
+    assert rows["size"]["agreement"].value == pytest.approx(1.0)
+    assert rows["size"]["bound"] == pytest.approx(1.0)
+    assert abs(rows["noise"]["agreement"].value) < 0.2
+    want = sps.spearmanr(first["noisy"], second["noisy"]).statistic
+    assert rows["noisy"]["agreement"].value == pytest.approx(want)
+    assert rows["noisy"]["bound"] == pytest.approx(math.sqrt(want))
+    # the Spearman with the truth is the second scoring's (signs: lower value is better)
+    assert rows["noisy"]["spearman"].value == pytest.approx(
+        sps.spearmanr(-second["noisy"], truth).statistic)
+    assert rows["noisy"]["agreement"].lo < want < rows["noisy"]["agreement"].hi
+    with pytest.raises(ValueError, match="values for"):
+        estimator_retest({"a": [1.0, 2.0]}, {"a": [1.0, 2.0]}, truth)

@@ -148,6 +148,46 @@ def test_correlate_pool_against_scipy_and_an_oracle(bench_dir, tmp_path, monkeyp
     assert (out / "bins.csv").is_file()
 
 
+class SeedNoise:
+    """A fake estimator whose value is a draw of the seed it is given (pure noise)."""
+
+    name = "seednoise"
+
+    def score(self, factory, split, *, seed=0):
+        return Score(float(np.random.default_rng(seed).random()), 0.0, 0.001, self.name)
+
+
+def test_correlate_pool_scores_each_estimator_again_with_another_seed(bench_dir, tmp_path):
+    """--rescore-seed: each estimator's agreement with itself under the second seed, by hand
+    from the per-architecture seeds the scores are drawn with (it is 1 if the second
+    scoring reused the first seed)."""
+    from rwenas.evaluation import derive_seed
+
+    records = bench_records(bench_dir)
+    ests = {"seednoise": SeedNoise(), "params": make_study_estimator("params")}
+    out = tmp_path / "again"
+    report = correlate_pool(bench_dir, ests, out_dir=out, reference=None, resamples=100,
+                            retest_seed=7, **SIZES)
+    rows = {r["estimator"]: r for r in report["estimator_retest"]["rows"]}
+    assert report["estimator_retest"]["seed"] == 7
+    draw = [np.random.default_rng(derive_seed(s, r["key"])).random() for s in (0, 7)
+            for r in records]
+    first, second = draw[:len(records)], draw[len(records):]
+    assert rows["seednoise"]["agreement"].value == pytest.approx(
+        stats.spearmanr(first, second).statistic)
+    assert rows["seednoise"]["spearman"].value == pytest.approx(
+        stats.spearmanr([-v for v in second], [r["truth"] for r in records]).statistic)
+    assert rows["params"]["agreement"].value == pytest.approx(1.0)  # no seed in a count
+    md = (out / "study.md").read_text()
+    assert "## Each estimator scored again (seed 7, all architectures)" in md
+    with open(out / "estimator_retest.csv") as f:
+        written = list(csv.DictReader(f))
+    assert [r["estimator"] for r in written] == ["seednoise", "params"]
+    assert float(written[0]["agreement"]) == pytest.approx(rows["seednoise"]["agreement"].value)
+    plain = correlate_pool(bench_dir, ests, resamples=100, **SIZES)
+    assert "estimator_retest" not in plain
+
+
 def test_pool_halves_partition_the_pool(bench_dir, monkeypatch):
     from rwenas.study.pool import pool_records
 
@@ -314,6 +354,10 @@ def test_tune_picks_within_the_budget_and_confirms(bench_dir, tmp_path, monkeypa
      "does not exist"),
     (["--bench", "{bench}", "--seed", "-2"], "seed must be an integer in [0, "),
     (["--bench", "{bench}", "--half", "middle"], "invalid choice"),
+    (["--bench", "{bench}", "--estimators", "params", "--rescore-seed", "0"],
+     "needs another seed than 0"),
+    (["--bench", "{bench}", "--along-search", "--rescore-seed", "1"],
+     "apply to the pool study"),
 ])
 def test_cli_errors_are_one_line(extra, message, bench_dir, tmp_path, monkeypatch, capsys):
     import builtins

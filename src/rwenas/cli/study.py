@@ -78,8 +78,9 @@ def cmd_study_correlation(args: argparse.Namespace) -> int:
     options = _estimator_options(args)
     estimators = resolve_estimators(args.estimators, options)  # fail early on a bad name
     if args.along_search:
-        if args.tuned or args.half != "all":
-            raise ConfigError("--tuned and --half apply to the pool study, not --along-search")
+        if args.tuned or args.half != "all" or args.rescore_seed is not None:
+            raise ConfigError("--tuned, --half and --rescore-seed apply to the pool study, "
+                              "not --along-search")
         provider = _provider(args)
         try:
             try:
@@ -129,7 +130,8 @@ def cmd_study_correlation(args: argparse.Namespace) -> int:
                        val_size=args.val_size, seed=args.seed, out_dir=args.out,
                        progress=not args.quiet, sources=sources, half=args.half,
                        split_seed=args.split_seed, resamples=args.resamples, bins=args.bins,
-                       note=note, score_store=_score_store(args))
+                       note=note, score_store=_score_store(args),
+                       retest_seed=args.rescore_seed)
     _print_rows(Path(args.out) / "study.md")
     return 0
 
@@ -320,6 +322,9 @@ def add_study(sub: argparse._SubParsersAction) -> None:
                    help="MAdds bins for Spearman at equal cost (default 4: quartiles)")
     c.add_argument("--tuned", metavar="PICKED_JSON", help="replace 'rwe' by the variant "
                    "rwenas study tune picked (needs --half confirmation)")
+    c.add_argument("--rescore-seed", type=seed_type, metavar="SEED", help="score every "
+                   "estimator again with this seed (another search split, other random "
+                   "weights) and report how well each agrees with itself")
     c.set_defaults(handler=cmd_study_correlation)
 
     t = ssub.add_parser("tune", help="measure RWE variants on the tuning half and pick the "

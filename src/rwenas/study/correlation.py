@@ -16,6 +16,11 @@ number the study reports (see :mod:`rwenas.study.stats` for the methods):
   1 = worst): an estimator that misplaces a whole kind of architecture shows here;
 * the truth's reliability: test–retest Spearman over the retested architectures with its
   interval, and the bound ``sqrt(reliability)`` on any estimator's correlation.
+* optionally, every estimator's own reliability (:func:`estimator_retest`): the Spearman
+  between its scores under two seeds (another search split, other random weights), and its
+  Spearman with the truth under the second seed. A search selects architectures on the first
+  seed's scores, so on the architectures it visited the second seed shows how much of a
+  correlation was selection on the estimator's own noise.
 
 Signs: estimator values are lower-is-better, so correlations are computed with ``-value`` (a
 perfect estimator scores +1). A failed estimate (``+inf``, or NaN) ranks as the worst.
@@ -36,7 +41,8 @@ import numpy as np
 from rwenas.study import stats
 from rwenas.study.stats import Interval
 
-__all__ = ["correlation_report", "format_report", "scores_from_values", "write_report"]
+__all__ = ["correlation_report", "estimator_retest", "format_report", "scores_from_values",
+           "write_report"]
 
 GROUP_ALL = "all"
 GROUP_NO_LIGHT = "all but light"
@@ -154,6 +160,30 @@ def correlation_report(values: Mapping[str, Sequence[float]], truth: Sequence[fl
             "failed": dict(failed or {})}
 
 
+def estimator_retest(first: Mapping[str, Sequence[float]], second: Mapping[str, Sequence[float]],
+                     truth: Sequence[float], *, resamples: int = stats.RESAMPLES,
+                     seed: int = 0) -> list[dict[str, Any]]:
+    """Each estimator scored twice (``first``/``second``: lower-is-better values per
+    architecture under two seeds): ``agreement``, the Spearman between its two scorings, and
+    ``spearman``, its Spearman with ``truth`` under the second, each with a bootstrap
+    interval over architectures; ``bound`` = sqrt(agreement), what its correlation with an
+    exact truth could reach at most (0 when the agreement is not positive)."""
+    truth = np.asarray(truth, dtype=float)
+    n = len(truth)
+    idx = stats.bootstrap_indices(n, resamples, seed)
+    rows = []
+    for name, values in first.items():
+        a, b = scores_from_values(values), scores_from_values(second[name])
+        if len(a) != n or len(b) != n:
+            raise ValueError(f"{name}: {len(a)} and {len(b)} values for {n} architectures")
+        agree = stats.interval(stats.spearman_rows(a[idx], b[idx]), stats.spearman(a, b), n)
+        rho = stats.interval(stats.spearman_rows(b[idx], truth[idx]),
+                             stats.spearman(b, truth), n)
+        rows.append({"estimator": name, "n": n, "agreement": agree, "spearman": rho,
+                     "bound": stats.reliability_bound(agree.value)})
+    return rows
+
+
 # -- outputs ---------------------------------------------------------------------------------------
 def _f(x: float, digits: int = 2) -> str:
     return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
@@ -205,6 +235,22 @@ def format_report(report: Mapping[str, Any], title: str = "") -> str:
                          f"{_iv(r['partial_madds'])} | {_iv(r['partial_params'])} | "
                          f"{_f(seconds.get(r['estimator'], math.nan))} | "
                          f"{failed.get(r['estimator'], 0)} |")
+        lines.append("")
+    again = report.get("estimator_retest")
+    if again:
+        first = next(g for g in report["groups"] if g["group"] == GROUP_ALL)["rows"]
+        rho_first = {r["estimator"]: r["spearman"] for r in first}
+        lines += [f"## Each estimator scored again (seed {again['seed']}, all architectures)",
+                  "", "Another search split and other random weights: how well each estimator "
+                  f"agrees with itself, and its Spearman with the truth at seed {again['seed']} "
+                  f"beside the one at seed {report['seed']} above. sqrt(agreement) bounds its "
+                  "correlation with an exact truth.", "",
+                  f"| estimator | agreement (Spearman, seed {report['seed']} vs "
+                  f"{again['seed']}) | sqrt(agreement) | Spearman, seed {report['seed']} | "
+                  f"Spearman, seed {again['seed']} |", "|---|---|---|---|---|"]
+        for r in again["rows"]:
+            lines.append(f"| {r['estimator']} | {_iv(r['agreement'])} | {_f(r['bound'])} | "
+                         f"{_iv(rho_first.get(r['estimator']))} | {_iv(r['spearman'])} |")
         lines.append("")
     info = report["bins"]["info"]
     if info:
@@ -265,7 +311,8 @@ def _csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
 def write_report(report: Mapping[str, Any], out_dir: str | Path, title: str = ""
                  ) -> dict[str, Path]:
     """Write ``study.md``, ``correlation.csv``, ``bins.csv``, ``placement.csv`` (empty of
-    rows with one source) and ``correlation.png``."""
+    rows with one source), ``correlation.png`` and, where the report has it,
+    ``estimator_retest.csv``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "correlation.csv", "w", newline="") as f:
@@ -287,6 +334,20 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path, title: str = ""
         for name, by_source in placement.items():
             for src, v in by_source.items():
                 w.writerow({"ranking": name, "source": src, "mean_placement": v})
+    again = report.get("estimator_retest")
+    if again:
+        with open(out / "estimator_retest.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=[
+                "estimator", "n", "seed", "retest_seed", "agreement", "agreement_lo",
+                "agreement_hi", "bound", "spearman", "spearman_lo", "spearman_hi"])
+            w.writeheader()
+            for r in again["rows"]:
+                ag, rho = r["agreement"], r["spearman"]
+                w.writerow({"estimator": r["estimator"], "n": r["n"], "seed": report["seed"],
+                            "retest_seed": again["seed"], "agreement": ag.value,
+                            "agreement_lo": ag.lo, "agreement_hi": ag.hi, "bound": r["bound"],
+                            "spearman": rho.value, "spearman_lo": rho.lo,
+                            "spearman_hi": rho.hi})
     (out / "study.md").write_text(format_report(report, title))
     png = out / "correlation.png"
     _plot(report, png, title)

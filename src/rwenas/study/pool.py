@@ -73,7 +73,8 @@ def correlate_pool(bench_dir: str | Path, estimators: Any = None, *,
                    progress: bool = False, sources: Sequence[str] | None = None,
                    half: str = "all", split_seed: int = 0, resamples: int = 2000,
                    bins: int = 4, reference: str = "rwe", title: str = "",
-                   note: str = "", score_store: str | Path | None = None) -> dict[str, Any]:
+                   note: str = "", score_store: str | Path | None = None,
+                   retest_seed: int | None = None) -> dict[str, Any]:
     """The pool study: every estimator against the bench's ground truth, with intervals.
 
     The pool is the bench's records of ``sources`` (default: uniform, light, conv, search)
@@ -85,9 +86,12 @@ def correlate_pool(bench_dir: str | Path, estimators: Any = None, *,
     retested architectures), plus ``"records"`` and ``"sources"``; with ``out_dir`` also
     writes ``study.md``, ``correlation.csv``, ``bins.csv`` and ``correlation.png``
     (``note`` is appended to the title). ``score_store``: a SQLite file keeping every score
-    (:mod:`rwenas.study.scores`), so a re-run scores only what is new."""
+    (:mod:`rwenas.study.scores`), so a re-run scores only what is new. ``retest_seed``:
+    score every estimator again with that seed (another search split, other random weights)
+    and add each one's agreement with itself
+    (:func:`rwenas.study.correlation.estimator_retest`) as ``"estimator_retest"``."""
     from rwenas.study.bench import Bench, _check_sources, retest_correlation
-    from rwenas.study.correlation import correlation_report, write_report
+    from rwenas.study.correlation import correlation_report, estimator_retest, write_report
 
     with Bench.open(bench_dir) as bench:
         config = bench.config
@@ -97,12 +101,18 @@ def correlate_pool(bench_dir: str | Path, estimators: Any = None, *,
     if len(records) < 3:
         raise ConfigError(f"bench {bench_dir} has {len(records)} trained architecture(s) of "
                           f"sources {','.join(wanted)} in half {half!r}; need at least 3")
+    if retest_seed is not None and retest_seed == seed:
+        raise ConfigError(f"the estimators' second scoring needs another seed than {seed}")
     ests = resolve_estimators(estimators, estimator_options)
     with open_score_store(score_store) as store:
-        scores = score_pool(records, ests, space=space, dataset=config["dataset"],
-                            data_dir=config.get("data_dir"), train_size=train_size,
-                            val_size=val_size, seed=seed, network=network, progress=progress,
-                            store=store)
+        def scored(at_seed: int) -> dict[str, list[Any]]:
+            return score_pool(records, ests, space=space, dataset=config["dataset"],
+                              data_dir=config.get("data_dir"), train_size=train_size,
+                              val_size=val_size, seed=at_seed, network=network,
+                              progress=progress, store=store)
+
+        scores = scored(seed)
+        again = scored(retest_seed) if retest_seed is not None else None
     report = correlation_report(
         {k: [s.value for s in v] for k, v in scores.items()},
         [r["truth"] for r in records], [r["source"] for r in records],
@@ -111,6 +121,11 @@ def correlate_pool(bench_dir: str | Path, estimators: Any = None, *,
         retest=retest_correlation(records, resamples=resamples, seed=seed),
         seconds={k: stats.typical_seconds([s.seconds for s in v]) for k, v in scores.items()},
         failed={k: sum(not s.finite for s in v) for k, v in scores.items()})
+    if again is not None:
+        report["estimator_retest"] = {"seed": retest_seed, "rows": estimator_retest(
+            {k: [s.value for s in v] for k, v in scores.items()},
+            {k: [s.value for s in v] for k, v in again.items()},
+            [r["truth"] for r in records], resamples=resamples, seed=seed)}
     report["records"] = len(records)
     report["sources"] = list(wanted)
     report["half"] = half
