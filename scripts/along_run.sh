@@ -9,6 +9,8 @@
 # again. Outputs (commit them with the snapshot):
 #
 #   docs/study/v2/along/        study correlation --along-search: every cheap estimator
+#   docs/study/v2/along-pool/   the trained visited architectures as one pool (study correlation)
+#   docs/study/v2/along-pool-rescored/  the same, RWE and 4 others scored again (seed 1)
 #   docs/study/v2/along-init/   study init: RWE under the 5 initialisation methods (the same
 #                               searches: driven by RWE at its defaults)
 #
@@ -35,6 +37,13 @@ COMMON=(--bench "$BENCH" --cache "$CACHE" --seeds 3 --generations 10 --pop-size 
 mkdir -p "$OUT"
 "${RW[@]}" study correlation --along-search "${COMMON[@]}" --out "$OUT/along" \
   | tee "$CACHE/along.log"
+# every architecture the searches visited that the bench lacks, as one pool: the population
+# a search must rank, with intervals (any number trained so far); RWE and the cheap proxies
+# scored again with seed 1, since the searches chose these architectures on seed 0's RWE
+POOL=(--bench "$CACHE" --sources on_demand --score-cache "$OUT/scores.db" --threads 1 --quiet)
+"${RW[@]}" study correlation "${POOL[@]}" --out "$OUT/along-pool"
+"${RW[@]}" study correlation "${POOL[@]}" --estimators rwe,jacob_cov,synflow,params,madds \
+  --rescore-seed 1 --out "$OUT/along-pool-rescored"
 if grep -q "left at the time limit" "$CACHE/along.log"; then
   echo "Fig. 4 waits until Fig. 3's trainings are complete: run this script again"
   exit 0
