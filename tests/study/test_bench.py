@@ -221,6 +221,13 @@ def test_trainings_outside_the_pool_are_on_demand_and_excluded(tmp_path):
     summary = bench_summary(bench_dir)
     assert summary["trained"] == 2 and summary["on_demand"] == 1
     assert "on demand  1 trained outside the pool" in format_summary(summary)
+    assert "--sources on_demand summarises them" in format_summary(summary)
+    # a selection with nothing trained (an along-search cache has no pool) says so, no NaN
+    nothing = format_summary(bench_summary(bench_dir, ["search"]))
+    assert "test acc   none trained in sources search" in nothing
+    assert "nan" not in nothing and "time " not in nothing
+    both = format_summary(bench_summary(bench_dir, ["uniform", "on_demand"]))
+    assert "summarises them" not in both and "on_demand 1/0" in both
 
 
 def test_halves_are_stratified_seeded_and_stable_as_the_pool_grows():

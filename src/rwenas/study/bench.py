@@ -976,12 +976,17 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"({per_source or 'none'}: trained/pool per source)"
         + (f", {summary['failed']} failed" if summary["failed"] else ""),
     ]
+    named = ON_DEMAND in summary.get("sources", ())
     if summary.get("on_demand"):
         lines.append(f"on demand  {summary['on_demand']} trained outside the pool "
-                     "(source on_demand; in no pool unless named)")
-    lines.append(f"test acc   {100 * summary['acc_min']:.2f}–{100 * summary['acc_max']:.2f} % "
-                 f"(mean {100 * summary['acc_mean']:.2f} %, std {100 * summary['acc_std']:.2f};"
-                 " retested: mean of both runs)")
+                     "(source on_demand; in no pool unless named"
+                     + ("" if named else ": --sources on_demand summarises them") + ")")
+    if not summary["trained"]:  # an on-demand cache has no pool: no accuracies to summarise
+        lines.append(f"test acc   none trained in sources {','.join(summary['sources'])}")
+    else:
+        lines.append(f"test acc   {100 * summary['acc_min']:.2f}–{100 * summary['acc_max']:.2f}"
+                     f" % (mean {100 * summary['acc_mean']:.2f} %, std "
+                     f"{100 * summary['acc_std']:.2f}; retested: mean of both runs)")
     if rt["n"]:
         from rwenas.study.stats import Interval
 
@@ -995,8 +1000,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
                      "this truth")
     else:
         lines.append("retest     none (use --retest N)")
-    lines.append(f"time       {summary['seconds_per_arch']:.1f} s per architecture "
-                 "(one training)")
+    if summary["trained"]:
+        lines.append(f"time       {summary['seconds_per_arch']:.1f} s per architecture "
+                     "(one training)")
     untrained = sum(max(0, n - summary["kinds"].get(k, 0)) for k, n in pool_sources.items()
                     if k in summary.get("sources", SOURCES))
     if untrained and math.isfinite(summary["seconds_per_arch"]):
