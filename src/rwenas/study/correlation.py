@@ -171,14 +171,16 @@ def estimator_retest(first: Mapping[str, Sequence[float]], second: Mapping[str, 
     truth = np.asarray(truth, dtype=float)
     n = len(truth)
     idx = stats.bootstrap_indices(n, resamples, seed)
+    r_truth = stats.rank_rows(truth[idx])  # shared by all estimators, as in _group_stats
     rows = []
     for name, values in first.items():
         a, b = scores_from_values(values), scores_from_values(second[name])
         if len(a) != n or len(b) != n:
             raise ValueError(f"{name}: {len(a)} and {len(b)} values for {n} architectures")
-        agree = stats.interval(stats.spearman_rows(a[idx], b[idx]), stats.spearman(a, b), n)
-        rho = stats.interval(stats.spearman_rows(b[idx], truth[idx]),
-                             stats.spearman(b, truth), n)
+        r_b = stats.rank_rows(b[idx])  # the second scoring's ranks serve both correlations
+        agree = stats.interval(stats.pearson_of_ranks(stats.rank_rows(a[idx]), r_b),
+                               stats.spearman(a, b), n)
+        rho = stats.interval(stats.pearson_of_ranks(r_b, r_truth), stats.spearman(b, truth), n)
         rows.append({"estimator": name, "n": n, "agreement": agree, "spearman": rho,
                      "bound": stats.reliability_bound(agree.value)})
     return rows
