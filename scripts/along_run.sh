@@ -11,6 +11,8 @@
 #   docs/study/v2/along/        study correlation --along-search: every cheap estimator
 #   docs/study/v2/along-pool/   the trained visited architectures as one pool (study correlation)
 #   docs/study/v2/along-pool-rescored/  the same, RWE and 4 others scored again (seed 1)
+#   docs/study/v2/along-pool-variants/  the same pool under RWE at lower noise and at the
+#                               tuning's pick: rwe[l8], rwe[images-5k], rwe[inits-3] beside rwe
 #   docs/study/v2/along-init/   study init: RWE under the 5 initialisation methods (the same
 #                               searches: driven by RWE at its defaults)
 #
@@ -44,6 +46,10 @@ POOL=(--bench "$CACHE" --sources on_demand --score-cache "$OUT/scores.db" --thre
 "${RW[@]}" study correlation "${POOL[@]}" --out "$OUT/along-pool"
 "${RW[@]}" study correlation "${POOL[@]}" --estimators rwe,jacob_cov,synflow,params,madds \
   --rescore-seed 1 --out "$OUT/along-pool-rescored"
+# RWE's variants that were better on the tuning half (none beyond noise there), on this
+# population: does less noise, or the tuning's pick (l8), make RWE rank it? (~1.5 h of a core)
+"${RW[@]}" study correlation "${POOL[@]}" --estimators rwe,jacob_cov,synflow,params,madds \
+  --rwe-variants l8,images-5k,inits-3 --out "$OUT/along-pool-variants"
 if grep -q "left at the time limit" "$CACHE/along.log"; then
   echo "Fig. 4 waits until Fig. 3's trainings are complete: run this script again"
   exit 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sqlite3
 
 import numpy as np
 import pytest
@@ -344,6 +345,54 @@ def test_tune_picks_within_the_budget_and_confirms(bench_dir, tmp_path, monkeypa
     assert "--split-seed 0" in capsys.readouterr().err
 
 
+def test_cli_rwe_variants_are_measured_beside_rwe(bench_dir, tmp_path, monkeypatch, capsys):
+    """`--rwe-variants` scores each named variant with its own network and images, exactly
+    as `study tune` does, and takes its paired interval against plain rwe."""
+    import rwenas.study.tune as tune
+
+    small = {name: tune.Variant(name, desc, rwe=rwe, network=TINY_NET, images=(120, 60))
+             for name, desc, rwe in (("default", "the default", {}),
+                                     ("all-cells", "every cell", {"features": "all_cells"}),
+                                     ("xavier", "Xavier", {"init": "xavier_uniform"}))}
+    monkeypatch.setattr(tune, "VARIANTS", small)
+    store = tmp_path / "scores.db"
+    tune.tune_rwe(bench_dir, "all-cells,xavier", budget=1e6, resamples=50,
+                  rwe_overrides=FAST_RWE["rwe"], score_store=store)
+    out = tmp_path / "variants"
+    argv = ["study", "correlation", "--bench", str(bench_dir), "--out", str(out),
+            "--estimators", "params,rwe", "--rwe-variants", "default,all-cells,xavier",
+            "--rwe-epochs", "2", "--rwe-folds", "1", "--train-size", "200", "--val-size",
+            "100", "--half", "tuning", "--resamples", "50", "--quiet", "--score-cache",
+            str(store)]
+    assert _main(argv, monkeypatch) == 0
+    with open(out / "correlation.csv") as f:
+        rows = {r["estimator"]: r for r in csv.DictReader(f)
+                if r["group"] == "all" and r["estimator"] != "retest"}
+    # default is plain rwe, not a second copy; the variants follow it, then the others
+    assert list(rows) == ["rwe", "rwe[all-cells]", "rwe[xavier]", "params"]
+    # each variant scored in the tuning's context (its network, its images, its options),
+    # to the same values, which differ from plain rwe's
+    with sqlite3.connect(store) as db:
+        def stored(label):
+            return dict(db.execute("SELECT context || key, value FROM scores WHERE label=?",
+                                   (label,)).fetchall())
+        n = len(pool_records(bench_dir, half="tuning"))
+        for name in ("all-cells", "xavier"):
+            assert len(stored(name)) == n and stored(f"rwe[{name}]") == stored(name)
+        plain = sorted(stored("rwe").values())
+        assert len(plain) == n and plain != sorted(stored("rwe[xavier]").values())
+    assert float(rows["rwe[xavier]"]["diff"]) == pytest.approx(
+        float(rows["rwe"]["spearman"]) - float(rows["rwe[xavier]"]["spearman"]), abs=1e-9)
+    capsys.readouterr()
+    for extra, message in ((["--rwe-variants", "l9"], "unknown RWE variant(s) l9"),
+                           (["--rwe-variants", "xavier", "--estimators", "params"],
+                            "include it in --estimators")):
+        assert _main([*argv, *extra], monkeypatch) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("rwenas: error:") and message in err
+        assert len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--bench", "/nonexistent/bench"], "does not exist"),
     (["--bench", "{bench}", "--estimators", "rwe,oracle"], "unknown estimator 'oracle'"),
@@ -357,6 +406,8 @@ def test_tune_picks_within_the_budget_and_confirms(bench_dir, tmp_path, monkeypa
     (["--bench", "{bench}", "--estimators", "params", "--rescore-seed", "0"],
      "needs another seed than 0"),
     (["--bench", "{bench}", "--along-search", "--rescore-seed", "1"],
+     "apply to the pool study"),
+    (["--bench", "{bench}", "--along-search", "--rwe-variants", "l8"],
      "apply to the pool study"),
 ])
 def test_cli_errors_are_one_line(extra, message, bench_dir, tmp_path, monkeypatch, capsys):

@@ -78,9 +78,10 @@ def cmd_study_correlation(args: argparse.Namespace) -> int:
     options = _estimator_options(args)
     estimators = resolve_estimators(args.estimators, options)  # fail early on a bad name
     if args.along_search:
-        if args.tuned or args.half != "all" or args.rescore_seed is not None:
-            raise ConfigError("--tuned, --half and --rescore-seed apply to the pool study, "
-                              "not --along-search")
+        if args.tuned or args.half != "all" or args.rescore_seed is not None \
+                or args.rwe_variants:
+            raise ConfigError("--tuned, --rwe-variants, --half and --rescore-seed apply to "
+                              "the pool study, not --along-search")
         provider = _provider(args)
         try:
             try:
@@ -126,6 +127,17 @@ def cmd_study_correlation(args: argparse.Namespace) -> int:
             note = (f"rwe = the variant {picked['variant']} ({picked.get('description', '')}),"
                     f" picked on the tuning half by rwenas study tune; rwe[default] = RWE at "
                     "its shipped defaults")
+        if args.rwe_variants:
+            from rwenas.study.tune import variant_estimators
+
+            if "rwe" not in estimators:
+                raise ConfigError("--rwe-variants are measured beside 'rwe' (the paired "
+                                  "intervals are taken against it); include it in "
+                                  "--estimators")
+            extra = variant_estimators(args.rwe_variants, options["rwe"])
+            # beside rwe, before the other estimators: the table reads default, variants, rest
+            estimators = {"rwe": estimators["rwe"], **extra,
+                          **{k: v for k, v in estimators.items() if k != "rwe"}}
         correlate_pool(args.bench, estimators, train_size=args.train_size,
                        val_size=args.val_size, seed=args.seed, out_dir=args.out,
                        progress=not args.quiet, sources=sources, half=args.half,
@@ -322,6 +334,10 @@ def add_study(sub: argparse._SubParsersAction) -> None:
                    help="MAdds bins for Spearman at equal cost (default 4: quartiles)")
     c.add_argument("--tuned", metavar="PICKED_JSON", help="replace 'rwe' by the variant "
                    "rwenas study tune picked (needs --half confirmation)")
+    c.add_argument("--rwe-variants", metavar="NAMES", help="also measure these RWE "
+                   "variants of rwenas study tune (comma-separated: l8, images-5k, inits-3, "
+                   "...; 'all') as rwe[NAME], each against the default rwe; measurement "
+                   "only: choose among them with rwenas study tune, on the tuning half")
     c.add_argument("--rescore-seed", type=seed_type, metavar="SEED", help="score every "
                    "estimator again with this seed (another search split, other random "
                    "weights) and report how well each agrees with itself")

@@ -27,7 +27,7 @@ import numpy as np
 from rwenas.errors import ConfigError
 from rwenas.estimators.proxies import RWEEstimator
 
-__all__ = ["VARIANTS", "RWEVariant", "Variant", "load_tuned", "tune_rwe"]
+__all__ = ["VARIANTS", "RWEVariant", "Variant", "load_tuned", "tune_rwe", "variant_estimators"]
 
 DEFAULT_BUDGET = 5.0
 DEFAULT_IMAGES = (2000, 500)
@@ -100,6 +100,16 @@ def resolve_variants(spec: str | Sequence[str | Variant] | None) -> list[Variant
         raise ConfigError(f"unknown RWE variant(s) {', '.join(bad) or '(none given)'} "
                           f"(known: {', '.join(VARIANTS)})")
     return [VARIANTS[n] for n in dict.fromkeys(names)]
+
+
+def variant_estimators(spec: str | Sequence[str | Variant],
+                       rwe_overrides: Mapping[str, Any] | None = None
+                       ) -> dict[str, RWEVariant]:
+    """``{"rwe[<name>]": RWEVariant}`` for the variants ``spec`` names (see
+    :func:`resolve_variants`), to be measured beside plain ``rwe``; ``default`` is left out,
+    since it is plain ``rwe``."""
+    return {f"rwe[{v.name}]": RWEVariant(v, **dict(rwe_overrides or {}))
+            for v in resolve_variants(spec) if v.name != "default"}
 
 
 def tune_rwe(bench_dir: str | Path, variants: str | Sequence[str | Variant] | None = None, *,
