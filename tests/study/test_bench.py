@@ -228,6 +228,10 @@ def test_trainings_outside_the_pool_are_on_demand_and_excluded(tmp_path):
     assert "nan" not in nothing and "time " not in nothing
     both = format_summary(bench_summary(bench_dir, ["uniform", "on_demand"]))
     assert "summarises them" not in both and "on_demand 1/0" in both
+    # the pool's count stays the pool's (the uniform one selected of 2), the one outside it
+    # beside them (it read "2 of 2")
+    assert "trained    1 of 2 + 1 on demand (" in both
+    assert "trained    2 of 2 (" in format_summary(summary)
 
 
 def test_halves_are_stratified_seeded_and_stable_as_the_pool_grows():

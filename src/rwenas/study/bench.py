@@ -972,10 +972,13 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"space      {summary['space']} on {summary['dataset']} "
         f"(sampler {summary['sampler']}, seed {summary['seed']})",
         f"budget     {b.describe()}",
-        f"trained    {summary['trained']} of {summary['pool_size']} "
-        f"({per_source or 'none'}: trained/pool per source)"
-        + (f", {summary['failed']} failed" if summary["failed"] else ""),
     ]
+    # on-demand trainings are in no pool: counted beside the pool's "trained of", not in it
+    outside = summary["kinds"].get(ON_DEMAND, 0)
+    lines.append(f"trained    {summary['trained'] - outside} of {summary['pool_size']}"
+                 + (f" + {outside} on demand" if outside else "")
+                 + f" ({per_source or 'none'}: trained/pool per source)"
+                 + (f", {summary['failed']} failed" if summary["failed"] else ""))
     named = ON_DEMAND in summary.get("sources", ())
     if summary.get("on_demand"):
         lines.append(f"on demand  {summary['on_demand']} trained outside the pool "
