@@ -49,3 +49,29 @@ def test_confirmation_reproduces_the_committed_tables(committed):
            "--tuned", str(STUDY / "tune" / "picked.json"))
     for name in ("study.md", "correlation.csv", "bins.csv"):
         assert (out / name).read_text() == (STUDY / "confirmation" / name).read_text(), name
+
+
+@pytest.fixture(scope="module")
+def along_cache(committed) -> Path:
+    """A copy of the committed along-search cache (every architecture the Fig. 3 searches
+    visited that the bench lacks, trained at the bench's budget) as a run directory."""
+    (committed / "along").mkdir()
+    shutil.copy(ROOT / "docs" / "study" / "along-fm.db", committed / "along" / "run.db")
+    return committed / "along"
+
+
+@pytest.mark.parametrize("name, extra", [
+    ("along-pool", ()),
+    ("along-pool-rescored", ("--estimators", "rwe,jacob_cov,synflow,params,madds",
+                             "--rescore-seed", "1")),
+    ("along-pool-variants", ("--estimators", "rwe,jacob_cov,synflow,params,madds",
+                             "--rwe-variants", "l8,images-5k,inits-3")),
+])
+def test_along_pool_reproduces_the_committed_tables(committed, along_cache, name, extra):
+    out = committed / name
+    rc = main(["study", "correlation", "--bench", str(along_cache), "--sources", "on_demand",
+               "--out", str(out), "--threads", "1", "--score-cache",
+               str(committed / "scores.db"), "--quiet", *extra])
+    assert rc == 0
+    for table in ("study.md", "correlation.csv", "bins.csv"):
+        assert (out / table).read_text() == (STUDY / name / table).read_text(), table

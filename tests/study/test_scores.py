@@ -97,3 +97,35 @@ def test_a_new_numerics_revision_is_another_context(tmp_path, monkeypatch):
     monkeypatch.setattr(scores, "NUMERICS_REVISION", scores.NUMERICS_REVISION + 1)
     new, _ = ScoreStore.context(est, SPLIT)
     assert new != old  # values cached by an older version are never looked up
+
+
+def test_a_score_is_found_under_any_label_of_its_context_first_computed_first(tmp_path):
+    """Fig. 4 along searches names the driving RWE `rwe[default]` where Fig. 3 named it `rwe`:
+    it must read Fig. 3's stored values (a recomputation may round differently on another
+    machine and steer the searches elsewhere), not score again."""
+    from rwenas.estimators.base import Score
+
+    records = _records(2)
+    path = tmp_path / "scores.db"
+    with ScoreStore(path) as store:
+        Counting.calls = 0
+        first = _score(records, store)
+        est = Counting(epochs=2, folds=1)
+        out = score_pool(records, {"rwe[default]": est}, space=SPACE, dataset="synthetic",
+                         train_size=120, val_size=60, seed=3,
+                         network={"channels": 4, "layers": 3}, store=store)
+        assert Counting.calls == 2  # the second label scored nothing
+        assert [(s.value, s.raw, s.seconds) for s in out["rwe[default]"]] == first
+        # an older store may hold a context and key twice (under two labels, the second a
+        # recomputation): each label reads its own row, any other label the first computed
+        context, text = store.context(est, {**SPLIT, "seed": 3,
+                                            "network": {"channels": 4, "layers": 3},
+                                            "space": "micro"})
+        key = SPACE.key(records[0]["genome"])
+        store.put(context, text, "rwe[other]", key, Score(0.123, 0.1, 9.0, "rwe"))
+        for label in ("rwe", "rwe[default]", "never-used"):
+            assert store.get(context, label, key)[:3] == first[0]
+        assert store.get(context, "rwe[other]", key)[:3] == (0.123, 0.1, 9.0)
+    with sqlite3.connect(path) as db:  # the lookup's index
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "scores_by_context_key" in names

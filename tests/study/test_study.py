@@ -355,9 +355,10 @@ def test_cli_rwe_variants_are_measured_beside_rwe(bench_dir, tmp_path, monkeypat
                                      ("all-cells", "every cell", {"features": "all_cells"}),
                                      ("xavier", "Xavier", {"init": "xavier_uniform"}))}
     monkeypatch.setattr(tune, "VARIANTS", small)
-    store = tmp_path / "scores.db"
+    tuned = tmp_path / "tuned.db"
     tune.tune_rwe(bench_dir, "all-cells,xavier", budget=1e6, resamples=50,
-                  rwe_overrides=FAST_RWE["rwe"], score_store=store)
+                  rwe_overrides=FAST_RWE["rwe"], score_store=tuned)
+    store = tmp_path / "scores.db"  # another store: the CLI computes its own scores
     out = tmp_path / "variants"
     argv = ["study", "correlation", "--bench", str(bench_dir), "--out", str(out),
             "--estimators", "params,rwe", "--rwe-variants", "default,all-cells,xavier",
@@ -372,15 +373,17 @@ def test_cli_rwe_variants_are_measured_beside_rwe(bench_dir, tmp_path, monkeypat
     assert list(rows) == ["rwe", "rwe[all-cells]", "rwe[xavier]", "params"]
     # each variant scored in the tuning's context (its network, its images, its options),
     # to the same values, which differ from plain rwe's
-    with sqlite3.connect(store) as db:
-        def stored(label):
+    def stored(path, label):
+        with sqlite3.connect(path) as db:
             return dict(db.execute("SELECT context || key, value FROM scores WHERE label=?",
                                    (label,)).fetchall())
-        n = len(pool_records(bench_dir, half="tuning"))
-        for name in ("all-cells", "xavier"):
-            assert len(stored(name)) == n and stored(f"rwe[{name}]") == stored(name)
-        plain = sorted(stored("rwe").values())
-        assert len(plain) == n and plain != sorted(stored("rwe[xavier]").values())
+
+    n = len(pool_records(bench_dir, half="tuning"))
+    for name in ("all-cells", "xavier"):
+        assert len(stored(tuned, name)) == n
+        assert stored(store, f"rwe[{name}]") == stored(tuned, name)
+    plain = sorted(stored(store, "rwe").values())
+    assert len(plain) == n and plain != sorted(stored(store, "rwe[xavier]").values())
     assert float(rows["rwe[xavier]"]["diff"]) == pytest.approx(
         float(rows["rwe"]["spearman"]) - float(rows["rwe[xavier]"]["spearman"]), abs=1e-9)
     capsys.readouterr()

@@ -5,7 +5,15 @@ A score is a pure function of the architecture's key, the estimator and its sett
 split it scores on (every estimate is seeded by ``derive_seed(seed, key)``), so each is stored
 under a *context*: the JSON of the estimator's class and settings plus the split's dataset,
 sizes and seed and the network options. Any change of those is a new context, never a stale
-hit. The stored seconds are those measured when the score was first computed.
+hit. The label a study gives an estimator (``rwe``, ``rwe[default]``) is no part of what a
+score is: a score stored under one label is found under every other label of the same
+context — so a study that names the same estimator differently (Fig. 4's ``rwe[default]``
+driving the searches that Fig. 3's ``rwe`` drove) reads the very values the first study
+used, not a recomputation that another processor or thread count may round differently.
+Where a context and key hold several rows (stores written while lookups still selected by
+label), a label's own row comes first, else the first computed: tables written from such a
+store read as before. The stored seconds are those measured when the score was first
+computed.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ CREATE TABLE IF NOT EXISTS scores (
     value REAL NOT NULL, raw REAL NOT NULL, seconds REAL NOT NULL, name TEXT NOT NULL,
     PRIMARY KEY (context, label, key));
 CREATE TABLE IF NOT EXISTS contexts (context TEXT PRIMARY KEY, description TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS scores_by_context_key ON scores (context, key);
 """
 
 
@@ -89,10 +98,11 @@ class ScoreStore:
         return hashlib.sha256(text.encode()).hexdigest()[:32], text
 
     def get(self, context: str, label: str, key: str) -> tuple[float, float, float, str] | None:
-        """(value, raw, seconds, name) stored for ``key``, or ``None``."""
+        """(value, raw, seconds, name) stored for ``key`` in ``context`` — under ``label``
+        if there is such a row, else under any label (the first computed) —, or ``None``."""
         return self._db.execute(
-            "SELECT value, raw, seconds, name FROM scores WHERE context=? AND label=? AND key=?",
-            (context, label, key)).fetchone()
+            "SELECT value, raw, seconds, name FROM scores WHERE context=? AND key=? "
+            "ORDER BY label=? DESC, rowid LIMIT 1", (context, key, label)).fetchone()
 
     def put(self, context: str, description: str, label: str, key: str, score: Any) -> None:
         """Store ``score`` (a :class:`rwenas.estimators.base.Score`) for ``key``."""
