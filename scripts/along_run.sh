@@ -14,7 +14,10 @@
 #   docs/study/v2/along-pool-variants/  the same pool under RWE at lower noise and at the
 #                               tuning's pick: rwe[l8], rwe[images-5k], rwe[inits-3] beside rwe
 #   docs/study/v2/along-init/   study init: RWE under the 5 initialisation methods (the same
-#                               searches: driven by RWE at its defaults)
+#                               searches: driven by RWE at its defaults, replayed from the
+#                               stored scores)
+#   docs/study/v2/along-init-pool/  the same scores, the visited architectures as one pool
+#                               (intervals, paired differences against the default init)
 #
 #   bash scripts/along_run.sh                  # continue (from the committed snapshot)
 #   TIME_LIMIT=9000 bash scripts/along_run.sh  # start no training after 2.5 h
@@ -56,3 +59,4 @@ if grep -q "left at the time limit" "$CACHE/along.log"; then
 fi
 # the same searches, so every architecture is trained by now: this only scores and correlates
 "${RW[@]}" study init "${COMMON[@]}" --out "$OUT/along-init"
+"${RW[@]}" study init --pool "${POOL[@]}" --out "$OUT/along-init-pool"

@@ -75,3 +75,13 @@ def test_along_pool_reproduces_the_committed_tables(committed, along_cache, name
     assert rc == 0
     for table in ("study.md", "correlation.csv", "bins.csv"):
         assert (out / table).read_text() == (STUDY / name / table).read_text(), table
+
+
+def test_along_init_pool_reproduces_the_committed_tables(committed, along_cache):
+    out = committed / "along-init-pool"
+    rc = main(["study", "init", "--pool", "--bench", str(along_cache), "--sources",
+               "on_demand", "--out", str(out), "--threads", "1", "--score-cache",
+               str(committed / "scores.db"), "--quiet"])
+    assert rc == 0
+    for table in ("study.md", "correlation.csv", "bins.csv"):
+        assert (out / table).read_text() == (STUDY / "along-init-pool" / table).read_text()
