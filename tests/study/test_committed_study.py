@@ -60,28 +60,19 @@ def along_cache(committed) -> Path:
     return committed / "along"
 
 
-@pytest.mark.parametrize("name, extra", [
-    ("along-pool", ()),
-    ("along-pool-rescored", ("--estimators", "rwe,jacob_cov,synflow,params,madds",
+@pytest.mark.parametrize("name, command", [
+    ("along-pool", ("correlation",)),
+    ("along-pool-rescored", ("correlation", "--estimators", "rwe,jacob_cov,synflow,params,madds",
                              "--rescore-seed", "1")),
-    ("along-pool-variants", ("--estimators", "rwe,jacob_cov,synflow,params,madds",
+    ("along-pool-variants", ("correlation", "--estimators", "rwe,jacob_cov,synflow,params,madds",
                              "--rwe-variants", "l8,images-5k,inits-3")),
+    ("along-init-pool", ("init", "--pool")),
 ])
-def test_along_pool_reproduces_the_committed_tables(committed, along_cache, name, extra):
+def test_along_pool_reproduces_the_committed_tables(committed, along_cache, name, command):
     out = committed / name
-    rc = main(["study", "correlation", "--bench", str(along_cache), "--sources", "on_demand",
+    rc = main(["study", *command, "--bench", str(along_cache), "--sources", "on_demand",
                "--out", str(out), "--threads", "1", "--score-cache",
-               str(committed / "scores.db"), "--quiet", *extra])
-    assert rc == 0
-    for table in ("study.md", "correlation.csv", "bins.csv"):
-        assert (out / table).read_text() == (STUDY / name / table).read_text(), table
-
-
-def test_along_init_pool_reproduces_the_committed_tables(committed, along_cache):
-    out = committed / "along-init-pool"
-    rc = main(["study", "init", "--pool", "--bench", str(along_cache), "--sources",
-               "on_demand", "--out", str(out), "--threads", "1", "--score-cache",
                str(committed / "scores.db"), "--quiet"])
     assert rc == 0
     for table in ("study.md", "correlation.csv", "bins.csv"):
-        assert (out / table).read_text() == (STUDY / "along-init-pool" / table).read_text()
+        assert (out / table).read_text() == (STUDY / name / table).read_text(), table
