@@ -49,6 +49,8 @@ RWE_VARIANTS = {
     "default": {},
     "batch1024": {"inference_batch": 1024},
     "fp32-batch1024": {"inference_batch": 1024, "precision": "fp32"},
+    "batch1024-nchw": {"inference_batch": 1024, "channels_last": False},
+    "batch4096": {"inference_batch": 4096},
 }
 
 
