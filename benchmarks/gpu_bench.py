@@ -740,7 +740,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-size", type=int, default=10000)
     p.add_argument("--pop-size", type=int)
     p.add_argument("--generations", type=int)
-    p.add_argument("--inference-batch", type=int, help="RWE inference batch (default 128)")
+    p.add_argument("--inference-batch", type=int,
+                   help="RWE inference batch (default: the search's, 1024 on a GPU)")
     p.add_argument("--direct", action="store_true",
                    help="the process executor on sampled genomes, without the search")
     p.add_argument("--budget-s", type=float, default=default_budget())

@@ -64,7 +64,6 @@ def timed(step, device: torch.device, repeats: int) -> dict[str, float]:
 
 def bench_network(device: torch.device, layout: torch.memory_format) -> nn.Module:
     from bench_rwe import GENOMES
-
     from rwenas.models import create_network
     from rwenas.spaces import get_space
 

@@ -15,9 +15,11 @@ from rwenas.data import Split
 from rwenas.device import bf16_is_native, resolve_device
 from rwenas.errors import ConfigError
 from rwenas.estimators.rwe import (
+    CUDA_INFERENCE_BATCH,
     RWEConfig,
     calibrate_batchnorm,
     cosine_lr,
+    default_inference_batch,
     ensemble_predict,
     extract_features,
     feature_dtype,
@@ -560,3 +562,44 @@ def test_softmax_classes_is_the_softmax_over_classes():
     den = 1 + math.e + math.e ** 2
     expected = torch.tensor([[[1 / den, math.e / den, math.e ** 2 / den]]])
     torch.testing.assert_close(softmax_classes(z), expected, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("bn_mode", ["eval", "batch"])
+def test_the_inference_batch_changes_features_only_under_batch_statistics(monkeypatch, bn_mode):
+    """A GPU search runs RWE at a larger inference batch (``default_inference_batch``): with
+    frozen BatchNorm (the default) that must leave every feature as it was, to float
+    rounding; with batch statistics it must not (the case that shows the check can fail)."""
+    import rwenas.estimators.rwe as rwe_module
+
+    space = get_space("micro")
+    features = []
+    extract = rwe_module.extract_features
+
+    def recording(*args, **kwargs):
+        features.append(extract(*args, **kwargs))
+        return features[-1]
+
+    monkeypatch.setattr(rwe_module, "extract_features", recording)
+
+    def factory() -> nn.Module:
+        return create_network(space, GOLDEN_GENOME, channels=4, layers=3, in_channels=1,
+                              num_classes=4)
+
+    for batch in (16, 200):
+        rwe(factory, hard_images(), RWEConfig(epochs=1, device="cpu", precision="fp32",
+                                             bn_mode=bn_mode, inference_batch=batch), seed=3)
+    (train_a, val_a), (train_b, val_b) = features[:2], features[2:]
+    largest = max(float(train_a.abs().max()), float(val_a.abs().max()))
+    apart = max(float((train_a - train_b).abs().max()), float((val_a - val_b).abs().max()))
+    if bn_mode == "eval":
+        assert apart <= 1e-5 * largest
+    else:
+        assert apart > 1e-2 * largest
+
+
+def test_default_inference_batch_is_larger_on_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_inference_batch("auto") == default_inference_batch("cpu") == 128
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_inference_batch("auto") == CUDA_INFERENCE_BATCH == 1024
+    assert default_inference_batch("cpu") == 128

@@ -422,3 +422,23 @@ def test_paper_profile_runs_one_worker_process_per_core_on_a_cpu(monkeypatch):
     monkeypatch.setattr(search_config.os, "cpu_count", lambda: 6)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_config("paper")["executor"] == "local"  # the GPU stays with one process
+
+
+def test_a_search_on_a_gpu_gives_rwe_larger_inference_batches(monkeypatch):
+    """Where a search's evaluations run on a GPU and its settings name no inference batch, RWE
+    gets the GPU's (1024); on a CPU the settings stay as they were (no key, the same stored
+    configuration and score contexts as before); a given batch is kept everywhere."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "inference_batch" not in resolve_config(None)["rwe"]
+    assert "inference_batch" not in resolve_config("paper")["rwe"]
+    ray_gpu = {"executor": "ray", "gpus_per_eval": 0.25}
+    assert resolve_config(None, None, ray_gpu)["rwe"]["inference_batch"] == 1024
+    assert "inference_batch" not in resolve_config(None, None, {"executor": "ray"})["rwe"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_config(None)["rwe"]["inference_batch"] == 1024
+    assert resolve_config("paper")["rwe"]["inference_batch"] == 1024
+    assert "inference_batch" not in resolve_config(None, None, {"rwe": {"device": "cpu"}})["rwe"]
+    given = resolve_config(None, None, {"rwe": {"inference_batch": 256}})
+    assert given["rwe"]["inference_batch"] == 256

@@ -5,6 +5,7 @@ architectures, networks, data and RWE."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -166,7 +167,7 @@ def add_rwe_args(p: argparse.ArgumentParser) -> None:
 
 def rwe_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
     """RWEConfig from defaults, ``base`` (e.g. a config file) and the flags given."""
-    from rwenas.estimators.rwe import RWEConfig
+    from rwenas.estimators.rwe import RWEConfig, default_inference_batch
 
     values = dict(base or {})
     for name in ("init", "bn_mode", "standardize", "epochs", "lr", "batch_size", "folds",
@@ -181,6 +182,9 @@ def rwe_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
 
     check_rwe(config)
     check_device(config.device)
+    if "inference_batch" not in values:  # larger on a GPU, where none is given
+        config = dataclasses.replace(config,
+                                     inference_batch=default_inference_batch(config.device))
     return config
 
 

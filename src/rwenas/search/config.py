@@ -125,7 +125,22 @@ def resolve_config(profile: str | None = None, file: str | Path | None = None,
         config.update(paper_executor(config["rwe"].get("device", "auto"),
                                      config["workers"] if "workers" in explicit else None))
     validate_config(config)
+    if "inference_batch" not in config["rwe"]:
+        batch = gpu_inference_batch(config)
+        if batch != RWEConfig.inference_batch:
+            config["rwe"]["inference_batch"] = batch
     return config
+
+
+def gpu_inference_batch(config: Mapping[str, Any]) -> int:
+    """The RWE inference batch for a search whose settings name none: larger where the
+    evaluations run on a GPU (``default_inference_batch``) — this machine's, or the Ray
+    workers' when ``gpus_per_eval`` gives each evaluation a share of one."""
+    from rwenas.estimators.rwe import CUDA_INFERENCE_BATCH, default_inference_batch
+
+    if config["executor"] == "ray":
+        return CUDA_INFERENCE_BATCH if config["gpus_per_eval"] else RWEConfig.inference_batch
+    return default_inference_batch(config["rwe"].get("device", "auto"))
 
 
 def paper_executor(device: Any, workers: int | None = None) -> dict[str, Any]:
