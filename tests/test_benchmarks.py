@@ -29,7 +29,7 @@ def run(*args: str) -> str:
 
 
 @pytest.mark.parametrize("script", ["bench_rwe.py", "bench_train.py", "gpu_bench.py",
-                                    "op_timings.py"])
+                                    "gpu_probe.py", "op_timings.py", "rwe_alternatives.py"])
 def test_benchmark_imports_and_parses_arguments(script):
     assert "usage:" in run(f"benchmarks/{script}", "--help")
 
@@ -109,3 +109,29 @@ def test_bench_train_reference_runs_plain_convolutions_computing_the_same_functi
     assert before > 0 and not any(isinstance(m, DepthwiseConv) for m in ref.modules())
     assert sum(type(m) is nn.Conv2d and m.groups > 1 for m in ref.modules()) == before
     torch.testing.assert_close(ref(x), y, rtol=1e-5, atol=1e-5)
+
+
+def test_rwe_alternatives_compute_the_features_they_are_timed_against():
+    """ONNX Runtime's features and the numba kernel's outputs equal the eager float32 ones
+    (the README's rejected alternatives were rejected for speed, not for being wrong)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("numba")
+    out = run("benchmarks/rwe_alternatives.py", "ort", "--images", "256", "--genomes", "1")
+    row = out.splitlines()[-1].split()
+    assert row[0] == "conv-wide" and float(row[-1]) < 1e-5
+    out = run("benchmarks/rwe_alternatives.py", "fused", "--repeats", "1")
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert [r[:2] for r in rows] == [["10", "28"], ["20", "14"], ["40", "7"]]
+    assert all(float(r[-1]) < 1e-5 for r in rows)
+
+
+def test_gpu_probe_runs_on_a_cpu(tmp_path):
+    """benchmarks/gpu.sh's probe part, dry: training steps under every cuDNN mode and
+    precision, and inference operations by layout, without device times."""
+    out = tmp_path / "probe.json"
+    run("benchmarks/gpu_probe.py", "--out", str(out), "--budget-s", "6", "--repeats", "1")
+    probe = json.loads(out.read_text())
+    assert probe["device"] == "cpu" and probe["top_kernels"] == []
+    assert probe["steps"] and all(r["host_ms"] > 0 and "device_ms" not in r
+                                  for r in probe["steps"])
+    assert {r["layout"] for r in probe["ops"]} == {"CL", "NCHW"}

@@ -1,0 +1,219 @@
+"""Ways to a faster RWE feature pass on a CPU that were measured and rejected (README,
+"Random-Weight Evaluation", Speed), kept so that each can be measured again on other cores:
+
+    python benchmarks/rwe_alternatives.py ort    [--images 2048] [--genomes 4]
+    python benchmarks/rwe_alternatives.py pack   [--repeats 30]
+    python benchmarks/rwe_alternatives.py fused  [--repeats 20]
+
+* ``ort``: ONNX Runtime (float32, all graph optimisations) on the exported frozen backbone of
+  ``bench_rwe.py``'s genomes (C=10, 5 cells, BatchNorm folded, separable max pools) against
+  rwenas's eager bfloat16 feature pass on the same images, with the export's seconds.
+* ``pack``: k images' channels packed into one tensor (batch 128/k, k*C channels), so that
+  thin layers fill more vector lanes: a depthwise 3x3, a dense and a grouped 1x1 convolution
+  and a ReLU, bfloat16 channels-last, in ms per 128 images.
+* ``fused``: ReLU -> depthwise 3x3 -> 1x1 as one plainly written numba kernel (float32)
+  against the three eager operations.
+
+All on one thread (``torch.set_num_threads(1)``); run on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+CL = torch.channels_last
+
+
+def median_ms(repeats: int, f: Callable[..., object], *args: object) -> float:
+    """Median milliseconds of ``f(*args)`` over ``repeats`` calls, after two warm-up calls."""
+    f(*args)
+    f(*args)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(*args)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+class PooledStages(nn.Module):
+    """The backbone's ``all_cells``-style output as one traceable module: every cell's
+    globally pooled output, concatenated (what ``AllCellFeatures`` collects with hooks)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        from rwenas.estimators.rwe import feature_stages
+
+        self.net = net
+        self.stages = feature_stages(net)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs: list[torch.Tensor] = []
+        handles = [m.register_forward_hook(lambda m, i, o: outs.append(o.mean((2, 3))))
+                   for m in self.stages]
+        try:
+            self.net.features(x)
+        finally:
+            for h in handles:
+                h.remove()
+        return torch.cat(outs, 1)
+
+
+def cmd_ort(args: argparse.Namespace) -> None:
+    import onnxruntime as ort
+
+    from bench_rwe import GENOMES
+    from rwenas.estimators.rwe import AllCellFeatures, extract_features
+    from rwenas.models import create_network
+    from rwenas.models.ops import fold_batchnorm, separable_max_pools
+    from rwenas.spaces import get_space
+
+    space = get_space("micro")
+    x = torch.randn(args.images, 1, 28, 28)
+    batch = 128
+    print(f"{'genome':<11} {'eager bf16 s':>12} {'ORT fp32 s':>10} {'export s':>8} "
+          f"{'ORT speed':>9} {'ORT rel diff':>12}")
+    for name, text in list(GENOMES.items())[:args.genomes]:
+        torch.manual_seed(0)
+        net = create_network(space, space.validate(text), channels=10, layers=5,
+                             in_channels=1, num_classes=10).to(memory_format=CL).eval()
+        net.drop_path_prob = 0.0
+        for p in net.parameters():
+            p.requires_grad_(False)
+        fold_batchnorm(net)
+        separable_max_pools(net)
+        fp32_hooks = AllCellFeatures(net)
+        reference = extract_features(net, x, batch, CL, torch.float32, fp32_hooks)
+        fp32_hooks.close()
+        bf16 = copy.deepcopy(net).to(torch.bfloat16)
+        hooks = AllCellFeatures(bf16)
+        extract_features(bf16, x[:256], batch, CL, torch.bfloat16, hooks)
+        t0 = time.perf_counter()
+        extract_features(bf16, x, batch, CL, torch.bfloat16, hooks)
+        eager_s = time.perf_counter() - t0
+        hooks.close()
+        t0 = time.perf_counter()
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(PooledStages(net).eval(), x[:batch].contiguous(), buf,
+                              dynamo=False, input_names=["x"], output_names=["f"],
+                              dynamic_axes={"x": {0: "n"}, "f": {0: "n"}}, opset_version=17)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(buf.getvalue(), options,
+                                       providers=["CPUExecutionProvider"])
+        export_s = time.perf_counter() - t0
+        xn = x.numpy()
+        session.run(None, {"x": xn[:batch]})
+        t0 = time.perf_counter()
+        feats = [session.run(None, {"x": xn[s:s + batch]})[0]
+                 for s in range(0, len(xn), batch)]
+        ort_s = time.perf_counter() - t0
+        got = torch.from_numpy(np.concatenate(feats))
+        rel = float((got - reference).norm() / reference.norm())
+        print(f"{name:<11} {eager_s:12.2f} {ort_s:10.2f} {export_s:8.2f} "
+              f"{eager_s / ort_s:8.2f}x {rel:12.1e}", flush=True)
+
+
+def cmd_pack(args: argparse.Namespace) -> None:
+    print("channels size k  dw3x3  dense1x1  grouped1x1  relu   (ms per 128 images)")
+    for c, hw in ((10, 28), (20, 14), (40, 7)):
+        for k in (1, 2, 3, 4):
+            n = -(-128 // k)
+            kc = k * c
+            x = torch.randn(n, kc, hw, hw, dtype=torch.bfloat16).contiguous(memory_format=CL)
+            ops = [nn.Conv2d(kc, kc, 3, padding=1, groups=kc, bias=False),
+                   nn.Conv2d(kc, kc, 1, bias=False), nn.Conv2d(kc, kc, 1, groups=k, bias=False)]
+            ops = [op.to(torch.bfloat16, memory_format=CL) for op in ops]
+            scale = 128 / (n * k)
+            with torch.inference_mode():
+                ms = [median_ms(args.repeats, op, x) for op in ops]
+                ms.append(median_ms(args.repeats, torch.relu, x))
+            print(f"{c:8d} {hw:4d} {k:1d} " + " ".join(f"{v * scale:9.3f}" for v in ms),
+                  flush=True)
+
+
+def separable_half(x: torch.Tensor, dw: nn.Module, pw: nn.Module) -> torch.Tensor:
+    """Half a DARTS separable convolution, BatchNorm folded into the 1x1's bias."""
+    return pw(dw(torch.relu(x)))
+
+
+def cmd_fused(args: argparse.Namespace) -> None:
+    import numba
+
+    @numba.njit(fastmath=True, nogil=True)
+    def fused(x, wd, wp, b, out):  # x: N,H,W,C; wd: 3,3,C; wp: C,O
+        n_img, height, width, channels = x.shape
+        acc = np.empty(channels, np.float32)
+        for n in range(n_img):
+            for h in range(height):
+                for w in range(width):
+                    acc[:] = 0.0
+                    for i in range(max(0, 1 - h), min(3, height + 1 - h)):
+                        for j in range(max(0, 1 - w), min(3, width + 1 - w)):
+                            for c in range(channels):
+                                acc[c] += max(x[n, h + i - 1, w + j - 1, c], 0.0) * wd[i, j, c]
+                    for o in range(wp.shape[1]):
+                        s = b[o]
+                        for c in range(channels):
+                            s += acc[c] * wp[c, o]
+                        out[n, h, w, o] = s
+
+    print("channels size  eager bf16 ms  eager fp32 ms  numba fused fp32 ms  fused rel diff")
+    for c, hw in ((10, 28), (20, 14), (40, 7)):
+        x = torch.randn(128, c, hw, hw)
+        dw = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
+        pw = nn.Conv2d(c, c, 1)
+        with torch.inference_mode():
+            ref = pw(dw(torch.relu(x)))
+            x32 = x.contiguous(memory_format=CL)
+            dw32, pw32 = dw.to(memory_format=CL), pw.to(memory_format=CL)
+            fp32_ms = median_ms(args.repeats, separable_half, x32, dw32, pw32)
+            xb = x.to(torch.bfloat16).contiguous(memory_format=CL)
+            dwb = copy.deepcopy(dw).to(torch.bfloat16, memory_format=CL)
+            pwb = copy.deepcopy(pw).to(torch.bfloat16, memory_format=CL)
+            bf16_ms = median_ms(args.repeats, separable_half, xb, dwb, pwb)
+        xn = x.permute(0, 2, 3, 1).contiguous().numpy()
+        wd = dw.weight.detach()[:, 0].permute(1, 2, 0).contiguous().numpy()
+        wp = pw.weight.detach()[:, :, 0, 0].t().contiguous().numpy()
+        b = pw.bias.detach().numpy()
+        out = np.empty((128, hw, hw, c), np.float32)
+        fused_ms = median_ms(args.repeats, fused, xn, wd, wp, b, out)
+        want = ref.permute(0, 2, 3, 1).numpy()
+        rel = float(np.abs(out - want).max() / np.abs(want).max())
+        print(f"{c:8d} {hw:4d} {bf16_ms:14.3f} {fp32_ms:14.3f} {fused_ms:20.3f} {rel:15.1e}",
+              flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    o = sub.add_parser("ort", help="ONNX Runtime against the eager bfloat16 feature pass")
+    o.add_argument("--images", type=int, default=2048)
+    o.add_argument("--genomes", type=int, default=4)
+    for name, default in (("pack", 30), ("fused", 20)):
+        s = sub.add_parser(name)
+        s.add_argument("--repeats", type=int, default=default)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    {"ort": cmd_ort, "pack": cmd_pack, "fused": cmd_fused}[args.cmd](args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
