@@ -70,6 +70,24 @@ def cmd_bench_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_retest(args: argparse.Namespace) -> int:
+    from rwenas.study.retest import format_retest, retest_bench, retest_summary
+
+    set_threads(args)
+    if args.count is None:  # report only
+        summary = retest_summary(args.out_dir)
+    else:
+        summary = retest_bench(args.bench_dir, args.out_dir, count=args.count,
+                               sources=args.sources, seed=args.seed, workers=args.workers,
+                               time_limit=args.time_limit, force=args.force,
+                               progress=not args.quiet)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=lambda o: None))
+    else:
+        print(format_retest(summary))
+    return 0
+
+
 def cmd_bench_show(args: argparse.Namespace) -> int:
     from rwenas.study.bench import bench_summary, format_summary, parse_sources
 
@@ -157,6 +175,30 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                    "write nothing")
     m.add_argument("--json", action="store_true", help="the counts as JSON")
     m.set_defaults(handler=cmd_bench_merge)
+
+    r = bsub.add_parser("retest", help="train a sample of a bench's once-trained architectures "
+                        "again into a separate store: the reliability of its single trainings "
+                        "(the bench is only read)")
+    r.add_argument("bench_dir", metavar="BENCH_DIR", help="the bench (or on-demand cache)")
+    r.add_argument("out_dir", metavar="RETEST_DIR", help="the retest store (resumed when it "
+                   "exists with the same settings)")
+    r.add_argument("--count", type=number_arg("count", integer=True, low=1, high=10**6),
+                   help="architectures to retest, a seeded uniform sample (may grow on "
+                   "resume); without it, only report RETEST_DIR")
+    r.add_argument("--sources", help="comma-separated sources to sample from (default all "
+                   "pool sources; on_demand only when named)")
+    r.add_argument("--seed", type=seed_type, default=0, help="the sample's seed (default 0)")
+    r.add_argument("--workers", type=number_arg("workers", integer=True, low=1,
+                                                high=MAX_WORKERS),
+                   default=1, help="parallel training processes (default 1)")
+    r.add_argument("--threads", type=threads_type, help="torch threads (workers=1)")
+    r.add_argument("--time-limit", type=number_arg("time limit", low=0, low_open=True,
+                                                   high=1e9),
+                   metavar="SECONDS", help="start no training after this many seconds")
+    r.add_argument("--force", action="store_true", help="start an existing retest over")
+    r.add_argument("--json", action="store_true")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(handler=cmd_bench_retest)
 
     s = bsub.add_parser("show", help="summarise a bench: size, sources, budget, reliability")
     s.add_argument("bench_dir", metavar="BENCH_DIR")
