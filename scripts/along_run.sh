@@ -21,19 +21,31 @@
 #
 #   bash scripts/along_run.sh                  # continue (from the committed snapshot)
 #   TIME_LIMIT=9000 bash scripts/along_run.sh  # start no training after 2.5 h
-#   bash scripts/along_run.sh snapshot         # copy the cache to docs/study/along-fm.db
+#   docs/study/v2/along-retest.txt  bench retest: 30 of the cache's architectures trained again
+#                               (second-run seed) into runs/along-retest, the reliability of
+#                               the cache's single trainings (the cache itself only read)
+#
+#   bash scripts/along_run.sh snapshot         # copy the cache to docs/study/along-fm.db and
+#                                              # the retest store to docs/study/along-retest.db
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=runs/bench-fm-v2
 CACHE=runs/along-fm
 SNAPSHOT=docs/study/along-fm.db
+RETEST=runs/along-retest
+RETEST_SNAPSHOT=docs/study/along-retest.db
 OUT=${OUT:-docs/study/v2}
 if [ "${1:-}" = snapshot ]; then
-  exec bash scripts/bench_build.sh snapshot "$CACHE/run.db" "$SNAPSHOT"
+  bash scripts/bench_build.sh snapshot "$CACHE/run.db" "$SNAPSHOT"
+  if [ -f "$RETEST/run.db" ]; then
+    bash scripts/bench_build.sh snapshot "$RETEST/run.db" "$RETEST_SNAPSHOT"
+  fi
+  exit 0
 fi
 . scripts/_background.sh
 restore_db "$BENCH" docs/study/bench-fm-v2.db
 restore_db "$CACHE" "$SNAPSHOT"
+restore_db "$RETEST" "$RETEST_SNAPSHOT"
 yield_cpu
 RW=(nice -n "${NICE:-5}" .venv/bin/rwenas)
 COMMON=(--bench "$BENCH" --cache "$CACHE" --seeds 3 --generations 10 --pop-size 10
@@ -60,3 +72,9 @@ fi
 # the same searches, so every architecture is trained by now: this only scores and correlates
 "${RW[@]}" study init "${COMMON[@]}" --out "$OUT/along-init"
 "${RW[@]}" study init --pool "${POOL[@]}" --out "$OUT/along-init-pool"
+# the reliability of the cache's single trainings: a seeded sample of 30 trained again with
+# the second-run seed into a separate store (~50 min on two cores); the cache and every table
+# above stay as they are
+RETEST_ARGS=(--count 30 --sources on_demand --workers "${WORKERS:-2}" --threads 1 --quiet)
+[ -n "${TIME_LIMIT:-}" ] && RETEST_ARGS+=(--time-limit "$TIME_LIMIT")
+"${RW[@]}" bench retest "$CACHE" "$RETEST" "${RETEST_ARGS[@]}" | tee "$OUT/along-retest.txt"
