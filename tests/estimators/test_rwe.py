@@ -215,6 +215,21 @@ def test_golden_rwe_error_of_a_fixed_micro_network():
     assert res.error == pytest.approx(0.625, abs=1e-6)
 
 
+def recorded_features(monkeypatch) -> list[torch.Tensor]:
+    """A list that every later RWE feature pass (train, then validation) appends to."""
+    import rwenas.estimators.rwe as rwe_module
+
+    features = []
+    extract = rwe_module.extract_features
+
+    def recording(*args, **kwargs):
+        features.append(extract(*args, **kwargs))
+        return features[-1]
+
+    monkeypatch.setattr(rwe_module, "extract_features", recording)
+    return features
+
+
 def test_separable_max_pools_leave_rwe_unchanged(monkeypatch):
     """RWE swaps the max pools of its frozen CPU backbone for a faster separable form; the
     features, and so the error, must be those of ``nn.MaxPool2d`` exactly (a genome with max
@@ -232,14 +247,7 @@ def test_separable_max_pools_leave_rwe_unchanged(monkeypatch):
         seen.append(net)
         return net
 
-    features = []
-    extract = rwe_module.extract_features
-
-    def recording(*args, **kwargs):
-        features.append(extract(*args, **kwargs))
-        return features[-1]
-
-    monkeypatch.setattr(rwe_module, "extract_features", recording)
+    features = recorded_features(monkeypatch)
     fast = rwe(factory, hard_images(), cfg, seed=7)
     assert sum(type(m).__name__ == "SeparableMaxPool3x3" for m in seen[-1].modules()) >= 6
     monkeypatch.setattr(rwe_module, "separable_max_pools", lambda net: net)
@@ -569,17 +577,9 @@ def test_the_inference_batch_changes_features_only_under_batch_statistics(monkey
     """A GPU search runs RWE at a larger inference batch (``default_inference_batch``): with
     frozen BatchNorm (the default) that must leave every feature as it was, to float
     rounding; with batch statistics it must not (the case that shows the check can fail)."""
-    import rwenas.estimators.rwe as rwe_module
 
     space = get_space("micro")
-    features = []
-    extract = rwe_module.extract_features
-
-    def recording(*args, **kwargs):
-        features.append(extract(*args, **kwargs))
-        return features[-1]
-
-    monkeypatch.setattr(rwe_module, "extract_features", recording)
+    features = recorded_features(monkeypatch)
 
     def factory() -> nn.Module:
         return create_network(space, GOLDEN_GENOME, channels=4, layers=3, in_channels=1,

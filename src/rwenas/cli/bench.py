@@ -88,6 +88,20 @@ def cmd_bench_retest(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_training_pace_args(p: argparse.ArgumentParser) -> None:
+    """--workers, --threads and --time-limit of the commands that train bench architectures."""
+    from rwenas.checks import MAX_WORKERS, number_arg
+
+    p.add_argument("--workers", type=number_arg("workers", integer=True, low=1,
+                                                high=MAX_WORKERS),
+                   default=1, help="parallel training processes (default 1)")
+    p.add_argument("--threads", type=threads_type, help="torch threads (workers=1)")
+    p.add_argument("--time-limit", type=number_arg("time limit", low=0, low_open=True,
+                                                   high=1e9),
+                   metavar="SECONDS", help="start no training after this many seconds "
+                   "(running ones finish and are kept; default: none)")
+
+
 def cmd_bench_show(args: argparse.Namespace) -> int:
     from rwenas.study.bench import bench_summary, format_summary, parse_sources
 
@@ -103,7 +117,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="a trained ground truth: build or summarise a bench")
     bsub = p.add_subparsers(dest="bench_command", required=True, parser_class=Parser)
 
-    from rwenas.checks import MAX_CHANNELS, MAX_WORKERS, number_arg
+    from rwenas.checks import MAX_CHANNELS, number_arg
     from rwenas.fit.precision import PRECISIONS
 
     b = bsub.add_parser("build", help="train a sample of architectures (resumable)")
@@ -139,14 +153,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                    help="auto (default): bfloat16 autocast where native; fp32 forces float32")
     b.add_argument("--seed", type=seed_type, default=0,
                    help="pool, data sub-sample and weights")
-    b.add_argument("--workers", type=number_arg("workers", integer=True, low=1,
-                                                high=MAX_WORKERS),
-                   default=1, help="parallel training processes (default 1)")
-    b.add_argument("--threads", type=threads_type, help="torch threads (workers=1)")
-    b.add_argument("--time-limit", type=number_arg("time limit", low=0, low_open=True,
-                                                   high=1e9),
-                   metavar="SECONDS", help="start no training after this many seconds "
-                   "(running ones finish and are kept; default: none)")
+    add_training_pace_args(b)
     b.add_argument("--force", action="store_true", help="start an existing bench over")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(handler=cmd_bench_build)
@@ -188,13 +195,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--sources", help="comma-separated sources to sample from (default all "
                    "pool sources; on_demand only when named)")
     r.add_argument("--seed", type=seed_type, default=0, help="the sample's seed (default 0)")
-    r.add_argument("--workers", type=number_arg("workers", integer=True, low=1,
-                                                high=MAX_WORKERS),
-                   default=1, help="parallel training processes (default 1)")
-    r.add_argument("--threads", type=threads_type, help="torch threads (workers=1)")
-    r.add_argument("--time-limit", type=number_arg("time limit", low=0, low_open=True,
-                                                   high=1e9),
-                   metavar="SECONDS", help="start no training after this many seconds")
+    add_training_pace_args(r)
     r.add_argument("--force", action="store_true", help="start an existing retest over")
     r.add_argument("--json", action="store_true")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
