@@ -76,3 +76,24 @@ def test_along_pool_reproduces_the_committed_tables(committed, along_cache, name
     assert rc == 0
     for table in ("study.md", "correlation.csv", "bins.csv"):
         assert (out / table).read_text() == (STUDY / name / table).read_text(), table
+
+
+def test_along_retest_reproduces_the_committed_reliability(along_cache, capsys):
+    """The committed retest of 30 along-search architectures: its report is re-derived from
+    docs/study/along-retest.db, and its first runs are the committed cache's trainings."""
+    from rwenas.search.store import RunStore
+    from rwenas.study.bench import bench_records
+
+    rt = along_cache.parent / "along-retest"
+    rt.mkdir()
+    shutil.copy(ROOT / "docs" / "study" / "along-retest.db", rt / "run.db")
+    assert main(["bench", "retest", str(along_cache), str(rt)]) == 0
+    got = capsys.readouterr().out.splitlines()
+    want = (STUDY / "along-retest.txt").read_text().splitlines()
+    assert got[1:] == want[1:]  # the first line names the directories
+    first = {r["key"]: r["test_acc"] for r in bench_records(along_cache, ["on_demand"])}
+    store = RunStore.open(rt)
+    retested = store.evaluations("ok")
+    store.close()
+    assert len(retested) == 30
+    assert all(r["extra"]["first_acc"] == first[r["key"]] for r in retested)
