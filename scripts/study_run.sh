@@ -9,6 +9,9 @@
 #   confirmation/    rwenas study correlation --half confirmation --tuned picked.json
 #   init/            rwenas study init --pool --half confirmation (Fig. 4 on the pool)
 #   pool/            rwenas study correlation on the whole pool (RWE at its defaults)
+#   search-retest.txt  rwenas bench retest: the 30 search-visited members trained again into
+#                    runs/bench-search-retest (`bash scripts/study_run.sh snapshot` copies it to
+#                    docs/study/bench-search-retest.db), the reliability of their single runs
 #
 # Every estimator score is kept in docs/study/v2/scores.db (committed), so a re-run on a grown
 # bench scores only the new architectures. One torch thread, niced, like the bench build:
@@ -20,8 +23,14 @@ cd "$(dirname "$0")/.."
 BENCH=${BENCH:-runs/bench-fm-v2}
 OUT=${OUT:-docs/study/v2}
 SNAPSHOT=docs/study/bench-fm-v2.db
+SEARCH_RETEST=runs/bench-search-retest
+SEARCH_RETEST_SNAPSHOT=docs/study/bench-search-retest.db
+if [ "${1:-}" = snapshot ]; then  # the search members' retest store -> docs/study/
+  exec bash scripts/bench_build.sh snapshot "$SEARCH_RETEST/run.db" "$SEARCH_RETEST_SNAPSHOT"
+fi
 . scripts/_background.sh
 restore_db "$BENCH" "$SNAPSHOT"
+restore_db "$SEARCH_RETEST" "$SEARCH_RETEST_SNAPSHOT"
 yield_cpu
 RW=(nice -n "${NICE:-5}" .venv/bin/rwenas)
 # The scores are kept beside the outputs and committed with them, so `study correlation
@@ -42,4 +51,8 @@ mkdir -p "$OUT"
 # The whole pool, per source, RWE at its shipped defaults (not a confirmation: the defaults
 # predate this bench, but part of the pool is the tuning half).
 "${RW[@]}" study correlation "${COMMON[@]}" --out "$OUT/pool"
+# The reliability of the 30 search-visited members' single trainings: each trained again with
+# the second-run seed into a separate store (~25 min on two cores; the bench is only read).
+"${RW[@]}" bench retest "$BENCH" "$SEARCH_RETEST" --count 30 --sources search \
+  --workers "${WORKERS:-2}" --threads 1 --quiet | tee "$OUT/search-retest.txt"
 echo "study outputs in $OUT"

@@ -78,20 +78,28 @@ def test_along_pool_reproduces_the_committed_tables(committed, along_cache, name
         assert (out / table).read_text() == (STUDY / name / table).read_text(), table
 
 
-def test_along_retest_reproduces_the_committed_reliability(along_cache, capsys):
-    """The committed retest of 30 along-search architectures: its report is re-derived from
-    docs/study/along-retest.db, and its first runs are the committed cache's trainings."""
+
+@pytest.mark.parametrize("bench, db, report, sources", [
+    ("along", "along-retest.db", "along-retest.txt", "on_demand"),
+    ("bench", "bench-search-retest.db", "search-retest.txt", "search"),
+])
+def test_retests_reproduce_the_committed_reliability(along_cache, bench, db, report, sources,
+                                                     capsys):
+    """The committed retests (30 along-search architectures; the bench's 30 search-visited
+    members): each report is re-derived from its store, whose first runs are the committed
+    bench's trainings."""
     from rwenas.search.store import RunStore
     from rwenas.study.bench import bench_records
 
-    rt = along_cache.parent / "along-retest"
+    bench_dir = along_cache.parent / bench
+    rt = along_cache.parent / f"retest-{bench}"
     rt.mkdir()
-    shutil.copy(ROOT / "docs" / "study" / "along-retest.db", rt / "run.db")
-    assert main(["bench", "retest", str(along_cache), str(rt)]) == 0
+    shutil.copy(ROOT / "docs" / "study" / db, rt / "run.db")
+    assert main(["bench", "retest", str(bench_dir), str(rt)]) == 0
     got = capsys.readouterr().out.splitlines()
-    want = (STUDY / "along-retest.txt").read_text().splitlines()
+    want = (STUDY / report).read_text().splitlines()
     assert got[1:] == want[1:]  # the first line names the directories
-    first = {r["key"]: r["test_acc"] for r in bench_records(along_cache, ["on_demand"])}
+    first = {r["key"]: r["test_acc"] for r in bench_records(bench_dir, [sources])}
     store = RunStore.open(rt)
     retested = store.evaluations("ok")
     store.close()
