@@ -12,7 +12,9 @@ budget, data and the second-run seed :func:`~rwenas.study.bench.arch_seed` ``(se
 bench's single trainings in that population; the bench itself is only read.
 
 The store (``kind = "bench-retest"``) names the bench it retests and its settings; a resume
-continues the same sample, and ``count`` may grow.
+continues the same sample, and ``count`` may grow. The sample is drawn from the bench as it is
+at each call: a bench that has grown since draws from its new population, and the report
+keeps every retest already stored.
 """
 
 from __future__ import annotations
