@@ -24,6 +24,7 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,18 @@ def bench_network(device: torch.device, layout: torch.memory_format) -> nn.Modul
     return net.to(device=device, memory_format=layout)
 
 
+def training_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
+                  y: torch.Tensor, precision: str) -> None:
+    """One SGD step of ``net`` on ``(x, y)``, under bfloat16 autocast for ``precision="bf16"``."""
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=precision == "bf16"):
+        out = net(x)
+        logits = out[0] if isinstance(out, tuple) else out
+        loss = nn.functional.cross_entropy(logits.float(), y)
+    loss.backward()
+    opt.step()
+
+
 def probe_steps(device: torch.device, repeats: int, deadline: float) -> list[dict[str, Any]]:
     rows = []
     x = torch.randn(128, 1, 28, 28, device=device)
@@ -88,18 +101,8 @@ def probe_steps(device: torch.device, repeats: int, deadline: float) -> list[dic
                 torch.backends.cudnn.benchmark = bench
                 net = bench_network(device, layout)
                 opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-                xb = x.contiguous(memory_format=layout)
-
-                def step(net=net, opt=opt, xb=xb, precision=precision) -> None:
-                    opt.zero_grad(set_to_none=True)
-                    with torch.autocast(device.type, torch.bfloat16,
-                                        enabled=precision == "bf16"):
-                        out = net(xb)
-                        logits = out[0] if isinstance(out, tuple) else out
-                        loss = nn.functional.cross_entropy(logits.float(), y)
-                    loss.backward()
-                    opt.step()
-
+                step = partial(training_step, net, opt, x.contiguous(memory_format=layout), y,
+                               precision)
                 row = {"mode": mode, "precision": precision, "layout": lname,
                        **timed(step, device, repeats)}
                 row["images_per_s"] = round(128e3 / row["host_ms"], 1)
@@ -119,15 +122,7 @@ def top_kernels(device: torch.device, n: int = 10) -> list[dict[str, Any]]:
     opt = torch.optim.SGD(net.parameters(), lr=0.05)
     x = torch.randn(128, 1, 28, 28, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (128,), device=device)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", torch.bfloat16):
-            out = net(x)
-            logits = out[0] if isinstance(out, tuple) else out
-            loss = nn.functional.cross_entropy(logits.float(), y)
-        loss.backward()
-        opt.step()
+    step = partial(training_step, net, opt, x, y, "bf16")
 
     for _ in range(3):
         step()

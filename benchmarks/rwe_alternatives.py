@@ -22,11 +22,11 @@ from __future__ import annotations
 import argparse
 import copy
 import io
-import statistics
 import sys
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,42 +34,24 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from op_timings import median_ms
+
 CL = torch.channels_last
 
 
-def median_ms(repeats: int, f: Callable[..., object], *args: object) -> float:
-    """Median milliseconds of ``f(*args)`` over ``repeats`` calls, after two warm-up calls."""
-    f(*args)
-    f(*args)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f(*args)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-
 class PooledStages(nn.Module):
-    """The backbone's ``all_cells``-style output as one traceable module: every cell's
-    globally pooled output, concatenated (what ``AllCellFeatures`` collects with hooks)."""
+    """RWE's ``all_cells`` features (:class:`~rwenas.estimators.rwe.AllCellFeatures`: every
+    cell's globally pooled output, concatenated) as a module ``torch.onnx.export`` can trace;
+    ``features`` is the hooked backbone's callable."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, features: Callable[[torch.Tensor], torch.Tensor]
+                 ) -> None:
         super().__init__()
-        from rwenas.estimators.rwe import feature_stages
-
         self.net = net
-        self.stages = feature_stages(net)
+        self.features = features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs: list[torch.Tensor] = []
-        handles = [m.register_forward_hook(lambda m, i, o: outs.append(o.mean((2, 3))))
-                   for m in self.stages]
-        try:
-            self.net.features(x)
-        finally:
-            for h in handles:
-                h.remove()
-        return torch.cat(outs, 1)
+        return self.features(x)
 
 
 def cmd_ort(args: argparse.Namespace) -> None:
@@ -95,10 +77,9 @@ def cmd_ort(args: argparse.Namespace) -> None:
             p.requires_grad_(False)
         fold_batchnorm(net)
         separable_max_pools(net)
+        bf16 = copy.deepcopy(net).to(torch.bfloat16)  # before hooking net: hooks don't copy
         fp32_hooks = AllCellFeatures(net)
         reference = extract_features(net, x, batch, CL, torch.float32, fp32_hooks)
-        fp32_hooks.close()
-        bf16 = copy.deepcopy(net).to(torch.bfloat16)
         hooks = AllCellFeatures(bf16)
         extract_features(bf16, x[:256], batch, CL, torch.bfloat16, hooks)
         t0 = time.perf_counter()
@@ -109,9 +90,10 @@ def cmd_ort(args: argparse.Namespace) -> None:
         buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(PooledStages(net).eval(), x[:batch].contiguous(), buf,
+            torch.onnx.export(PooledStages(net, fp32_hooks).eval(), x[:batch].contiguous(), buf,
                               dynamo=False, input_names=["x"], output_names=["f"],
                               dynamic_axes={"x": {0: "n"}, "f": {0: "n"}}, opset_version=17)
+        fp32_hooks.close()
         options = ort.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -142,8 +124,8 @@ def cmd_pack(args: argparse.Namespace) -> None:
             ops = [op.to(torch.bfloat16, memory_format=CL) for op in ops]
             scale = 128 / (n * k)
             with torch.inference_mode():
-                ms = [median_ms(args.repeats, op, x) for op in ops]
-                ms.append(median_ms(args.repeats, torch.relu, x))
+                ms = [median_ms(partial(op, x), args.repeats) for op in ops]
+                ms.append(median_ms(partial(torch.relu, x), args.repeats))
             print(f"{c:8d} {hw:4d} {k:1d} " + " ".join(f"{v * scale:9.3f}" for v in ms),
                   flush=True)
 
@@ -183,17 +165,17 @@ def cmd_fused(args: argparse.Namespace) -> None:
             ref = pw(dw(torch.relu(x)))
             x32 = x.contiguous(memory_format=CL)
             dw32, pw32 = dw.to(memory_format=CL), pw.to(memory_format=CL)
-            fp32_ms = median_ms(args.repeats, separable_half, x32, dw32, pw32)
+            fp32_ms = median_ms(partial(separable_half, x32, dw32, pw32), args.repeats)
             xb = x.to(torch.bfloat16).contiguous(memory_format=CL)
             dwb = copy.deepcopy(dw).to(torch.bfloat16, memory_format=CL)
             pwb = copy.deepcopy(pw).to(torch.bfloat16, memory_format=CL)
-            bf16_ms = median_ms(args.repeats, separable_half, xb, dwb, pwb)
+            bf16_ms = median_ms(partial(separable_half, xb, dwb, pwb), args.repeats)
         xn = x.permute(0, 2, 3, 1).contiguous().numpy()
         wd = dw.weight.detach()[:, 0].permute(1, 2, 0).contiguous().numpy()
         wp = pw.weight.detach()[:, :, 0, 0].t().contiguous().numpy()
         b = pw.bias.detach().numpy()
         out = np.empty((128, hw, hw, c), np.float32)
-        fused_ms = median_ms(args.repeats, fused, xn, wd, wp, b, out)
+        fused_ms = median_ms(partial(fused, xn, wd, wp, b, out), args.repeats)
         want = ref.permute(0, 2, 3, 1).numpy()
         rel = float(np.abs(out - want).max() / np.abs(want).max())
         print(f"{c:8d} {hw:4d} {bf16_ms:14.3f} {fp32_ms:14.3f} {fused_ms:20.3f} {rel:15.1e}",
