@@ -18,13 +18,12 @@
 #                               stored scores)
 #   docs/study/v2/along-init-pool/  the same scores, the visited architectures as one pool
 #                               (intervals, paired differences against the default init)
-#
-#   bash scripts/along_run.sh                  # continue (from the committed snapshot)
-#   TIME_LIMIT=9000 bash scripts/along_run.sh  # start no training after 2.5 h
 #   docs/study/v2/along-retest.txt  bench retest: 30 of the cache's architectures trained again
 #                               (second-run seed) into runs/along-retest, the reliability of
 #                               the cache's single trainings (the cache itself only read)
 #
+#   bash scripts/along_run.sh                  # continue (from the committed snapshot)
+#   TIME_LIMIT=9000 bash scripts/along_run.sh  # start no training after 2.5 h
 #   bash scripts/along_run.sh snapshot         # copy the cache to docs/study/along-fm.db and
 #                                              # the retest store to docs/study/along-retest.db
 set -euo pipefail
