@@ -60,7 +60,7 @@ def cmd_ort(args: argparse.Namespace) -> None:
     from bench_rwe import GENOMES
     from rwenas.estimators.rwe import AllCellFeatures, extract_features
     from rwenas.models import create_network
-    from rwenas.models.ops import fold_batchnorm, separable_max_pools
+    from rwenas.models.ops import fold_batchnorm, inference_pools
     from rwenas.spaces import get_space
 
     space = get_space("micro")
@@ -76,7 +76,7 @@ def cmd_ort(args: argparse.Namespace) -> None:
         for p in net.parameters():
             p.requires_grad_(False)
         fold_batchnorm(net)
-        separable_max_pools(net)
+        inference_pools(net)
         bf16 = copy.deepcopy(net).to(torch.bfloat16)  # before hooking net: hooks don't copy
         fp32_hooks = AllCellFeatures(net)
         reference = extract_features(net, x, batch, CL, torch.float32, fp32_hooks)

@@ -230,14 +230,15 @@ def recorded_features(monkeypatch) -> list[torch.Tensor]:
     return features
 
 
-def test_separable_max_pools_leave_rwe_unchanged(monkeypatch):
-    """RWE swaps the max pools of its frozen CPU backbone for a faster separable form; the
-    features, and so the error, must be those of ``nn.MaxPool2d`` exactly (a genome with max
-    pools in the normal and the reduction cell, bfloat16 as on AMX cores)."""
+def test_inference_pools_leave_rwe_unchanged(monkeypatch):
+    """RWE swaps the max and average pools of its frozen CPU backbone for faster forms; the
+    features, and so the error, must be those of ``nn.MaxPool2d`` and ``nn.AvgPool2d``
+    exactly (a genome with both pools in the normal and the reduction cell, bfloat16 as on
+    AMX cores)."""
     import rwenas.estimators.rwe as rwe_module
 
     space = get_space("micro")
-    pools = "0 0 0 1 0 0 3 1 0 2 4 0 0 3 0 4 0 5 0 1"  # max_pool_3x3 is op 0
+    pools = "1 0 0 1 1 0 3 1 0 2 4 0 1 3 0 4 1 5 0 1"  # max_pool_3x3 is op 0, avg_pool_3x3 1
     genome = space.validate(f"{pools} {pools}")
     cfg = RWEConfig(epochs=3, device="cpu", precision="bf16", inference_batch=64)
     seen = []
@@ -247,12 +248,16 @@ def test_separable_max_pools_leave_rwe_unchanged(monkeypatch):
         seen.append(net)
         return net
 
+    def kinds(net: nn.Module) -> list[str]:
+        return [type(m).__name__ for m in net.modules()]
+
     features = recorded_features(monkeypatch)
     fast = rwe(factory, hard_images(), cfg, seed=7)
-    assert sum(type(m).__name__ == "SeparableMaxPool3x3" for m in seen[-1].modules()) >= 6
-    monkeypatch.setattr(rwe_module, "separable_max_pools", lambda net: net)
+    assert kinds(seen[-1]).count("SeparableMaxPool3x3") >= 6
+    assert kinds(seen[-1]).count("ConvAvgPool3x3") >= 6
+    monkeypatch.setattr(rwe_module, "inference_pools", lambda net: net)
     slow = rwe(factory, hard_images(), cfg, seed=7)
-    assert not any(type(m).__name__ == "SeparableMaxPool3x3" for m in seen[-1].modules())
+    assert not {"SeparableMaxPool3x3", "ConvAvgPool3x3"} & set(kinds(seen[-1]))
     assert len(features) == 4 and features[0].abs().sum() > 0
     assert torch.equal(features[0], features[2]) and torch.equal(features[1], features[3])
     assert fast.error == slow.error

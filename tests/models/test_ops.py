@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rwenas.models.ops import SeparableMaxPool3x3, separable_max_pools
+from rwenas.models.ops import ConvAvgPool3x3, SeparableMaxPool3x3, inference_pools
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -26,16 +26,47 @@ def test_separable_max_pool_equals_max_pool2d_bit_for_bit(dtype, stride, size, c
     assert torch.equal(got, want)
 
 
-def test_only_3x3_padded_max_pools_are_replaced():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [(28, 28), (7, 7), (9, 6), (2, 3), (1, 1)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv_avg_pool_equals_avg_pool2d_without_padding_counts(dtype, stride, size,
+                                                                channels_last):
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(3, 5, *size, generator=g) + 4).to(dtype)  # a wrong border count shows
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    want = F.avg_pool2d(x, 3, stride, 1, count_include_pad=False)
+    pool = ConvAvgPool3x3(stride)
+    got = pool(x)
+    assert got.shape == want.shape and got.dtype == dtype
+    assert got.is_contiguous(memory_format=torch.channels_last) == x.is_contiguous(
+        memory_format=torch.channels_last)
+    if dtype == torch.bfloat16:
+        assert torch.equal(got, want)  # both divide an exact float32 sum by the same count
+    else:  # float sums in another order: equal to rounding
+        torch.testing.assert_close(got, want, rtol=4 * torch.finfo(dtype).eps, atol=0)
+    assert torch.equal(pool(x), got)  # second call: cached weights and counts
+
+
+def test_only_3x3_padded_pools_are_replaced():
     net = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1),
                         nn.Sequential(nn.MaxPool2d(3, stride=2, padding=1), nn.ReLU()),
                         nn.MaxPool2d(2, 2), nn.MaxPool2d(3, 1, 1, dilation=2),
-                        nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.AvgPool2d(3, 1, 1))
-    separable_max_pools(net)
-    kinds = [type(m).__name__ for m in (net[0], net[1][0], net[2], net[3], net[4], net[5])]
+                        nn.MaxPool2d(3, 2, 1, ceil_mode=True),
+                        nn.AvgPool2d(3, 1, 1, count_include_pad=False),
+                        nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+                        nn.AvgPool2d(3, 1, 1), nn.AvgPool2d(3, 1, 1, ceil_mode=True,
+                                                             count_include_pad=False),
+                        nn.AvgPool2d(3, 1, 1, count_include_pad=False, divisor_override=4),
+                        nn.AvgPool2d(2, 1, 1, count_include_pad=False))
+    inference_pools(net)
+    kinds = [type(m).__name__ for m in (net[0], net[1][0], *net[2:])]
     assert kinds == ["SeparableMaxPool3x3", "SeparableMaxPool3x3", "MaxPool2d", "MaxPool2d",
-                     "MaxPool2d", "AvgPool2d"]
-    assert (net[0].stride, net[1][0].stride) == (1, 2)
+                     "MaxPool2d", "ConvAvgPool3x3", "ConvAvgPool3x3", "AvgPool2d", "AvgPool2d",
+                     "AvgPool2d", "AvgPool2d"]
+    assert (net[0].stride, net[1][0].stride, net[5].stride, net[6].stride) == (1, 2, 1, 2)
+    assert not list(net.parameters()) and not list(net.buffers())
 
 
 # --- gradients in channels-last layout, subsampled dilated convolutions --------------------

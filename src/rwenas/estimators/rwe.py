@@ -36,7 +36,7 @@ from torch import nn
 from rwenas.data import Split
 from rwenas.device import bf16_is_native, resolve_device
 from rwenas.errors import ConfigError
-from rwenas.models.ops import fold_batchnorm, separable_max_pools
+from rwenas.models.ops import fold_batchnorm, inference_pools
 
 INIT_METHODS = ("default", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform")
 BN_MODES = ("eval", "batch", "calibrated")
@@ -442,7 +442,7 @@ def rwe_probabilities(network: nn.Module | Callable[[], nn.Module], split: Split
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.momentum = 0.0  # use batch statistics, leave running ones alone
     if device.type == "cpu":
-        separable_max_pools(net)  # same values; PyTorch's CPU max pooling is slow here
+        inference_pools(net)  # same values; PyTorch's CPU pooling kernels are slow here
     net.to(dtype)
     hooks = AllCellFeatures(net) if config.features == "all_cells" else None
     try:

@@ -298,18 +298,65 @@ class SeparableMaxPool3x3(nn.Module):
         return torch.maximum(torch.maximum(a, b), c)
 
 
-def separable_max_pools(module: nn.Module) -> nn.Module:
-    """Replace every ``nn.MaxPool2d(3, stride, padding=1)`` (no dilation, floor mode) in
-    ``module`` by :class:`SeparableMaxPool3x3`, in place: an inference-only speed-up with
-    identical outputs."""
+class ConvAvgPool3x3(nn.Module):
+    """``nn.AvgPool2d(3, stride, padding=1, count_include_pad=False)`` as a depthwise
+    convolution with all-one weights — each window's sum, in float32 — divided by the number
+    of the window's positions inside the input, then cast back to the input's dtype. For
+    inference on CPUs, where PyTorch's average pooling kernel is slow on channels-last
+    tensors: 3–6× faster on the micro cells' 28×28 and 14×14 maps (measured on AVX-512
+    cores). PyTorch's kernel also divides a float32 sum by that count, so the outputs are the
+    same wherever the two float32 sums are (always for bfloat16 inputs of similar magnitude,
+    whose sums of nine are exact; else to float32 rounding)."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        # (channels, height, width, device, dtype) -> (all-one weights, window counts);
+        # plain attributes, not buffers: they are not part of the network's state.
+        self._constants: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _weights_and_counts(self, x: torch.Tensor, dtype: torch.dtype
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (x.shape[1], x.shape[2], x.shape[3], x.device, dtype)
+        if key not in self._constants:
+            c, h, w = key[:3]
+            ones = torch.ones(c, 1, 3, 3, device=x.device, dtype=dtype)
+            counts = F.conv2d(torch.ones(1, 1, h, w, device=x.device, dtype=dtype), ones[:1],
+                              None, self.stride, 1)
+            # channels-last and expanded over channels: dividing by a (1, 1, H, W) map
+            # broadcasts over a channels-last tensor 10x slower than this
+            counts = counts.expand(1, c, -1, -1).contiguous(memory_format=torch.channels_last)
+            self._constants[key] = (ones, counts)
+        return self._constants[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # sums in float32 for half-precision inputs, as PyTorch's pooling kernels do
+        acc = torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else x.dtype
+        ones, counts = self._weights_and_counts(x, acc)
+        fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+               and not x.is_contiguous() else torch.contiguous_format)
+        sums = F.conv2d(x.to(acc), ones, None, self.stride, 1, 1, x.shape[1])
+        return sums.div_(counts).to(x.dtype).contiguous(memory_format=fmt)
+
+
+def inference_pools(module: nn.Module) -> nn.Module:
+    """Replace, in place, every ``nn.MaxPool2d(3, stride, padding=1)`` (no dilation, floor
+    mode) in ``module`` by :class:`SeparableMaxPool3x3` and every ``nn.AvgPool2d(3, stride,
+    padding=1, count_include_pad=False)`` (floor mode, no divisor override) by
+    :class:`ConvAvgPool3x3`: an inference-only speed-up with the same outputs."""
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            if (isinstance(child, nn.MaxPool2d) and child.kernel_size in (3, (3, 3))
-                    and child.padding in (1, (1, 1)) and child.dilation in (1, (1, 1))
-                    and not child.ceil_mode and not child.return_indices
-                    and child.stride in (1, 2, (1, 1), (2, 2))):
-                stride = child.stride if isinstance(child.stride, int) else child.stride[0]
+            if not isinstance(child, (nn.MaxPool2d, nn.AvgPool2d)):
+                continue
+            stride = child.stride if isinstance(child.stride, int) else child.stride[0]
+            common = (child.kernel_size in (3, (3, 3)) and child.padding in (1, (1, 1))
+                      and not child.ceil_mode and child.stride in (1, 2, (1, 1), (2, 2)))
+            if (isinstance(child, nn.MaxPool2d) and common and child.dilation in (1, (1, 1))
+                    and not child.return_indices):
                 setattr(parent, name, SeparableMaxPool3x3(stride))
+            elif (isinstance(child, nn.AvgPool2d) and common and not child.count_include_pad
+                  and child.divisor_override is None):
+                setattr(parent, name, ConvAvgPool3x3(stride))
     return module
 
 
