@@ -49,6 +49,15 @@ def test_conv_avg_pool_equals_avg_pool2d_without_padding_counts(dtype, stride, s
     assert torch.equal(pool(x), got)  # second call: cached weights and counts
 
 
+def test_conv_avg_pool_traces_as_the_plain_pool_for_exporters():
+    # Traced (ONNX export), the constants cached for the traced shape must not be baked in:
+    # the trace is replayed on another shape.
+    g = torch.Generator().manual_seed(0)
+    traced = torch.jit.trace(ConvAvgPool3x3(2), torch.randn(2, 5, 9, 9, generator=g))
+    x = torch.randn(3, 7, 6, 6, generator=g)
+    assert torch.equal(traced(x), F.avg_pool2d(x, 3, 2, 1, count_include_pad=False))
+
+
 def test_only_3x3_padded_pools_are_replaced():
     net = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1),
                         nn.Sequential(nn.MaxPool2d(3, stride=2, padding=1), nn.ReLU()),

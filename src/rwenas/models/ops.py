@@ -330,6 +330,8 @@ class ConvAvgPool3x3(nn.Module):
         return self._constants[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_tracing():  # an exporter maps the plain pool to its own kernel
+            return F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False)
         # sums in float32 for half-precision inputs, as PyTorch's pooling kernels do
         acc = torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else x.dtype
         ones, counts = self._weights_and_counts(x, acc)
