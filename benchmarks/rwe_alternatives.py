@@ -6,8 +6,9 @@
     python benchmarks/rwe_alternatives.py fused  [--repeats 20]
 
 * ``ort``: ONNX Runtime (float32, all graph optimisations) on the exported frozen backbone of
-  ``bench_rwe.py``'s genomes (C=10, 5 cells, BatchNorm folded, separable max pools) against
-  rwenas's eager bfloat16 feature pass on the same images, with the export's seconds.
+  ``bench_rwe.py``'s genomes (C=10, 5 cells, BatchNorm folded, RWE's inference pools, whose
+  average pools export as the plain pool) against rwenas's eager bfloat16 feature pass on the
+  same images, with the export's seconds.
 * ``pack``: k images' channels packed into one tensor (batch 128/k, k*C channels), so that
   thin layers fill more vector lanes: a depthwise 3x3, a dense and a grouped 1x1 convolution
   and a ReLU, bfloat16 channels-last, in ms per 128 images.
