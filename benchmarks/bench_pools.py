@@ -1,18 +1,26 @@
-"""RWE's inference pools against PyTorch's pooling kernels, before and after in one run
-(README, "Random-Weight Evaluation", Speed).
+"""rwenas's pools against PyTorch's pooling kernels, before and after in one run (README,
+"Random-Weight Evaluation", Speed).
 
 RWE swaps the 3x3 max and average pools of its frozen CPU backbone for
 ``SeparableMaxPool3x3`` (row then column maxima of shifted views) and ``ConvAvgPool3x3`` (a
-depthwise all-ones convolution in float32 divided by each window's count). Two tables:
+depthwise all-ones convolution in float32 divided by each window's count); CPU training runs
+its average pools as ``ConvAvgPool3x3`` too (``conv_avg_pools``). Three tables:
 
 1. single pools at a C=10 micro network's shapes (batch 128, bfloat16 and float32
    channels-last), PyTorch's kernel against the inference form, median ms per call;
 2. the whole feature pass of ``bench_rwe.py``'s six genomes (C=10, 5 cells, BatchNorm folded,
    bfloat16 channels-last, batch 128) with PyTorch's pools and with the inference pools,
    interleaved genome by genome, median seconds of ``--repeats`` runs, and whether the
-   features are identical.
+   features are identical;
+3. one training epoch of ``bench_train.py``'s genomes at the bench recipe (``--train-images``
+   images, ``precision="auto"``) with PyTorch's average pools and with ``conv_avg_pools``,
+   interleaved, training images per second (best of ``--repeats``) and the epoch's loss.
 
-    python benchmarks/bench_pools.py [--images 2048] [--repeats 3] [--threads 1]
+``--train-accuracy`` instead trains at the bench budget with both pool forms and reports the
+final test accuracies and wall times.
+
+    python benchmarks/bench_pools.py [--images 2048] [--repeats 3] [--train-images 2560]
+    python benchmarks/bench_pools.py --train-accuracy [--seeds 0 1] [--genomes pool-skip mixed-a]
 
 Run it on an otherwise idle machine.
 """
@@ -117,20 +125,104 @@ def feature_passes(images: torch.Tensor, repeats: int) -> None:
           + f" {means['max only'] / means['both']:12.2f}x")
 
 
+def training_epochs(ds, images: int, repeats: int) -> None:
+    """The bench recipe's training (C=8, 5 cells, batch 128, ``precision="auto"``), one epoch
+    on ``images`` images, with PyTorch's average pools and with ``conv_avg_pools``."""
+    import contextlib
+
+    import rwenas.fit.loop as loop
+    from bench_train import GENOMES as TRAIN_GENOMES
+    from bench_train import bench_recipe, network
+
+    recipe = bench_recipe(1)
+    options = {"channels": 8, "layers": 5, "auxiliary": False, "drop_path": 0.0}
+    data = loop.TrainData.from_dataset(ds, train_size=images, test_size=256, seed=0)
+    real = loop.conv_avg_pools
+    variants = {"torch pools": lambda net: contextlib.nullcontext(), "conv avg pools": real}
+    print(f"\ntraining, bench recipe, {images} images, one epoch, precision auto, "
+          f"{torch.get_num_threads()} thread(s); training images/s (best of {repeats}) and "
+          "the epoch's training loss")
+    print(f"{'genome':<11} {'torch pools':>11} {'conv pools':>10} {'speed-up':>8} "
+          f"{'loss torch':>10} {'loss conv':>9}")
+    for name, text in TRAIN_GENOMES.items():
+        genome = tuple(int(v) for v in text.split())
+        rates: dict[str, list[float]] = {k: [] for k in variants}
+        loss = {}
+        for _ in range(repeats):
+            for key, pools in variants.items():
+                loop.conv_avg_pools = pools
+                try:
+                    res = loop.fit(network(genome, recipe, data, 0, **options), data, recipe,
+                                   seed=0, device="cpu", precision="auto")
+                finally:
+                    loop.conv_avg_pools = real
+                rates[key].append(images / res.history[-1]["seconds"])
+                loss[key] = res.history[-1]["train_loss"]
+        a, b = (max(rates[k]) for k in variants)
+        print(f"{name:<11} {a:11.0f} {b:10.0f} {b / a:7.2f}x {loss['torch pools']:10.4f} "
+              f"{loss['conv avg pools']:9.4f}", flush=True)
+
+
+def training_accuracy(ds, seeds: list[int], genomes: list[str]) -> None:
+    """Whole trainings at the bench budget (C=8, 5 cells, 3 epochs on 10,000 images, tested on
+    all 10,000 test images) with PyTorch's average pools and with ``conv_avg_pools``: the
+    final test accuracies (the same network, images and order; gradients differ by rounding)
+    and wall seconds."""
+    import contextlib
+
+    import rwenas.fit.loop as loop
+    from bench_train import GENOMES as TRAIN_GENOMES
+    from bench_train import bench_recipe, network
+
+    recipe = bench_recipe(3)
+    options = {"channels": 8, "layers": 5, "auxiliary": False, "drop_path": 0.0}
+    data = loop.TrainData.from_dataset(ds, train_size=10000, seed=0)
+    real = loop.conv_avg_pools
+    print(f"\nbench budget, precision auto, {torch.get_num_threads()} thread(s): test accuracy "
+          "and seconds with PyTorch's average pools and with conv_avg_pools")
+    print(f"{'genome':<11}{'seed':>5}{'torch acc':>10}{'conv acc':>9}{'diff pt':>8}"
+          f"{'torch s':>8}{'conv s':>7}{'speed-up':>9}")
+    for name in genomes:
+        genome = tuple(int(v) for v in TRAIN_GENOMES[name].split())
+        for seed in seeds:
+            out = {}
+            for key, pools in (("torch", lambda net: contextlib.nullcontext()), ("conv", real)):
+                loop.conv_avg_pools = pools
+                try:
+                    t0 = time.perf_counter()
+                    res = loop.fit(network(genome, recipe, data, seed, **options), data, recipe,
+                                   seed=seed, device="cpu", precision="auto",
+                                   test_every_epoch=False)
+                    out[key] = (100 * res.history[-1]["test_acc"], time.perf_counter() - t0)
+                finally:
+                    loop.conv_avg_pools = real
+            (a, ta), (b, tb) = out["torch"], out["conv"]
+            print(f"{name:<11}{seed:>5}{a:9.2f}%{b:8.2f}%{b - a:+8.2f}{ta:8.1f}{tb:7.1f}"
+                  f"{ta / tb:8.2f}x", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--op-repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--train-images", type=int, default=2560)
+    parser.add_argument("--train-accuracy", action="store_true",
+                        help="only whole trainings at the bench budget, both pool forms")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--genomes", nargs="+", default=["pool-skip", "mixed-a"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}")
+    ds = load_dataset("fashion-mnist")
+    if args.train_accuracy:
+        training_accuracy(ds, args.seeds, args.genomes)
+        return
     single_pools(args.op_repeats)
-    split = search_split(load_dataset("fashion-mnist"), seed=0, train_size=args.images,
-                         val_size=100)
-    images = split.train_x
-    feature_passes(images, args.repeats)
+    split = search_split(ds, seed=0, train_size=args.images, val_size=100)
+    feature_passes(split.train_x, args.repeats)
+    training_epochs(ds, args.train_images, args.repeats)
 
 
 if __name__ == "__main__":

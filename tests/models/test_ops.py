@@ -7,7 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rwenas.models.ops import ConvAvgPool3x3, SeparableMaxPool3x3, inference_pools
+from rwenas.models.ops import (
+    ConvAvgPool3x3,
+    SeparableMaxPool3x3,
+    conv_avg_pools,
+    inference_pools,
+)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -56,6 +61,42 @@ def test_conv_avg_pool_traces_as_the_plain_pool_for_exporters():
     traced = torch.jit.trace(ConvAvgPool3x3(2), torch.randn(2, 5, 9, 9, generator=g))
     x = torch.randn(3, 7, 6, 6, generator=g)
     assert torch.equal(traced(x), F.avg_pool2d(x, 3, 2, 1, count_include_pad=False))
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_avg_pools_train_like_avg_pool2d_and_are_restored(autocast, stride):
+    """Inside the training loop's block the average pools compute as convolutions, forward
+    and backward; the gradient (a sum of grad/count over the windows holding each input)
+    equals the pool's to rounding, including at the borders, where counts are 4 or 6."""
+    net = nn.Sequential(nn.AvgPool2d(3, stride, 1, count_include_pad=False),
+                        nn.AvgPool2d(3, 1, 1))  # the second counts the padding: left alone
+    g = torch.Generator().manual_seed(0)
+    x0 = (torch.randn(4, 6, 11, 9, generator=g) + 2).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(4, 6, *net(x0).shape[-2:], generator=g)
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        x = x0.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = net(x.to(torch.bfloat16) if autocast else x)
+        (y.float() * weight).sum().backward()
+        return y.float().detach(), x.grad
+
+    want_y, want_grad = run()
+    with conv_avg_pools(net):
+        assert isinstance(net[0].forward.__self__, ConvAvgPool3x3)
+        assert "forward" not in vars(net[1])
+        got_y, got_grad = run()
+    assert "forward" not in vars(net[0])  # restored: the plain module again
+    if autocast:  # bfloat16 values: the same sums and divisions, gradients to bf16 rounding
+        assert torch.equal(got_y, want_y)
+        # bfloat16 resolution at the gradients' scale (about 1): where the rounding falls
+        # differs, PyTorch's kernel rounds its bfloat16 sums, the convolution's are float32
+        torch.testing.assert_close(got_grad, want_grad, rtol=2 ** -7, atol=2 ** -8)
+    else:
+        torch.testing.assert_close(got_y, want_y, rtol=1e-6, atol=0)
+        torch.testing.assert_close(got_grad, want_grad, rtol=1e-5, atol=1e-6)
+    assert got_grad.abs().sum() > 0
 
 
 def test_only_3x3_padded_pools_are_replaced():

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from rwenas.build import resolve_architecture
 from rwenas.data import make_synthetic
@@ -140,6 +141,32 @@ def test_network_drop_path_prob_is_set_each_epoch(data, arch):
     probs = []
     fit(net, td, r, on_epoch_end=lambda row: probs.append(net.drop_path_prob))
     assert probs == pytest.approx([0.0, 0.05, 0.1, 0.15])
+
+
+def test_training_runs_average_pools_as_convolutions_and_restores_them(data):
+    """On a CPU the loop trains (and tests) with the average pools computed as convolutions
+    (:func:`rwenas.models.ops.conv_avg_pools`); the network it returns is the plain one."""
+    from rwenas.fit.loop import TrainData
+    from rwenas.models.ops import ConvAvgPool3x3
+    from rwenas.train.run import build_for_recipe
+
+    pools = "1 0 1 1 1 0 3 1 1 2 4 0 1 3 0 4 1 5 0 1"  # avg_pool_3x3 is op 1
+    arch = resolve_architecture("micro", genome=f"{pools} {pools}")
+    r = recipe(epochs=1)
+    net, _ = build_for_recipe(arch, r, in_channels=1, num_classes=4)
+    avg = [m for m in net.modules() if isinstance(m, nn.AvgPool2d)]
+    steps: list[bool] = []  # per training call (gradients on): computed as a convolution?
+
+    def hook(mod, args, out) -> None:
+        if torch.is_grad_enabled():  # not the MAdds count before training
+            steps.append(isinstance(getattr(vars(mod).get("forward"), "__self__", None),
+                                    ConvAvgPool3x3))
+
+    for m in avg:
+        m.register_forward_hook(hook)
+    fit(net, TrainData.from_dataset(data), r)
+    assert len(avg) >= 6 and len(steps) == len(avg) * (160 // 32) and all(steps)
+    assert not any("forward" in vars(m) for m in avg)
 
 
 def test_label_smoothing_and_no_auxiliary_head(data, arch, monkeypatch):

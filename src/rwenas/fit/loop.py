@@ -22,6 +22,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from rwenas.fit.precision import (
 )
 from rwenas.fit.recipes import CifarRecipe, Recipe
 from rwenas.fit.schedules import drop_path_prob, lr_at
+from rwenas.models.ops import conv_avg_pools
 
 __all__ = ["RUN_FILES", "EpochCallback", "TrainData", "TrainResult", "fit",
            "no_checkpoint_message", "seed_all"]
@@ -476,7 +478,9 @@ def fit(network: nn.Module, data: TrainData, recipe: Recipe | None = None, *, se
     start = state.epoch
     bar = tqdm(total=r.epochs * state.steps, initial=start * state.steps, disable=not progress,
                unit="step", dynamic_ncols=True, leave=True)
-    with bar, grouped_convs_in_fp32(network, device, amp_dtype):
+    # CPU pooling kernels are slow on channels-last tensors: average pools run as convolutions
+    pools = conv_avg_pools(network) if device.type == "cpu" else nullcontext()
+    with bar, grouped_convs_in_fp32(network, device, amp_dtype), pools:
         while state.epoch < r.epochs:
             if stop_after is not None and state.epoch - start >= stop_after:
                 break
