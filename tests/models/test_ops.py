@@ -54,6 +54,7 @@ def test_conv_avg_pool_equals_avg_pool2d_without_padding_counts(dtype, stride, s
     assert torch.equal(pool(x), got)  # second call: cached weights and counts
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace, as export uses
 def test_conv_avg_pool_traces_as_the_plain_pool_for_exporters():
     # Traced (ONNX export), the constants cached for the traced shape must not be baked in:
     # the trace is replayed on another shape.
