@@ -302,11 +302,12 @@ class ConvAvgPool3x3(nn.Module):
     """``nn.AvgPool2d(3, stride, padding=1, count_include_pad=False)`` as a depthwise
     convolution with all-one weights — each window's sum, in float32 — divided by the number
     of the window's positions inside the input, then cast back to the input's dtype. For
-    inference on CPUs, where PyTorch's average pooling kernel is slow on channels-last
-    tensors: 3–6× faster on the micro cells' 28×28 and 14×14 maps (measured on AVX-512
-    cores). PyTorch's kernel also divides a float32 sum by that count, so the outputs are the
-    same wherever the two float32 sums are (always for bfloat16 inputs of similar magnitude,
-    whose sums of nine are exact; else to float32 rounding)."""
+    CPUs, where PyTorch's average pooling kernel is slow on channels-last tensors: 3–6×
+    faster on the micro cells' 28×28 and 14×14 maps (measured on AVX-512 cores); RWE swaps
+    it in (:func:`inference_pools`), training runs it inside :func:`conv_avg_pools`.
+    PyTorch's kernel also divides a float32 sum by that count, so the outputs are the same
+    wherever the two float32 sums are (always for bfloat16 inputs of similar magnitude, whose
+    sums of nine are exact; else to float32 rounding)."""
 
     def __init__(self, stride: int) -> None:
         super().__init__()
@@ -343,12 +344,26 @@ class ConvAvgPool3x3(nn.Module):
             return sums.div_(counts).to(x.dtype).contiguous(memory_format=fmt)
 
 
+def _padded_3x3(pool: nn.Module) -> bool:
+    """A 3×3 pool with padding 1, stride 1 or 2 and floor mode: the shape both rewrites take."""
+    return (pool.kernel_size in (3, (3, 3)) and pool.padding in (1, (1, 1))
+            and not pool.ceil_mode and pool.stride in (1, 2, (1, 1), (2, 2)))
+
+
+def _stride(pool: nn.Module) -> int:
+    return pool.stride if isinstance(pool.stride, int) else pool.stride[0]
+
+
+def _separable_max_pool_fits(pool: nn.Module) -> bool:
+    """Whether ``pool`` is an ``nn.MaxPool2d`` that :class:`SeparableMaxPool3x3` computes."""
+    return (isinstance(pool, nn.MaxPool2d) and _padded_3x3(pool)
+            and pool.dilation in (1, (1, 1)) and not pool.return_indices)
+
+
 def _conv_avg_pool_fits(pool: nn.Module) -> bool:
     """Whether ``pool`` is an ``nn.AvgPool2d`` that :class:`ConvAvgPool3x3` computes."""
-    return (isinstance(pool, nn.AvgPool2d) and pool.kernel_size in (3, (3, 3))
-            and pool.padding in (1, (1, 1)) and not pool.ceil_mode
-            and pool.stride in (1, 2, (1, 1), (2, 2)) and not pool.count_include_pad
-            and pool.divisor_override is None)
+    return (isinstance(pool, nn.AvgPool2d) and _padded_3x3(pool)
+            and not pool.count_include_pad and pool.divisor_override is None)
 
 
 @contextmanager
@@ -362,9 +377,8 @@ def conv_avg_pools(module: nn.Module) -> Iterator[nn.Module]:
     patched: list[nn.Module] = []
     for m in module.modules():
         if _conv_avg_pool_fits(m) and "forward" not in m.__dict__:
-            stride = m.stride if isinstance(m.stride, int) else m.stride[0]
             # a plain instance attribute (a bound method, not a module) shadows the class's
-            m.forward = ConvAvgPool3x3(stride).forward
+            m.forward = ConvAvgPool3x3(_stride(m)).forward
             patched.append(m)
     try:
         yield module
@@ -380,16 +394,10 @@ def inference_pools(module: nn.Module) -> nn.Module:
     :class:`ConvAvgPool3x3`: an inference-only speed-up with the same outputs."""
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            if not isinstance(child, (nn.MaxPool2d, nn.AvgPool2d)):
-                continue
-            stride = child.stride if isinstance(child.stride, int) else child.stride[0]
-            common = (child.kernel_size in (3, (3, 3)) and child.padding in (1, (1, 1))
-                      and not child.ceil_mode and child.stride in (1, 2, (1, 1), (2, 2)))
-            if (isinstance(child, nn.MaxPool2d) and common and child.dilation in (1, (1, 1))
-                    and not child.return_indices):
-                setattr(parent, name, SeparableMaxPool3x3(stride))
+            if _separable_max_pool_fits(child):
+                setattr(parent, name, SeparableMaxPool3x3(_stride(child)))
             elif _conv_avg_pool_fits(child):
-                setattr(parent, name, ConvAvgPool3x3(stride))
+                setattr(parent, name, ConvAvgPool3x3(_stride(child)))
     return module
 
 
