@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rwenas.cli.args import (
     Parser,
@@ -81,10 +83,7 @@ def cmd_bench_retest(args: argparse.Namespace) -> int:
                                sources=args.sources, seed=args.seed, workers=args.workers,
                                time_limit=args.time_limit, force=args.force,
                                progress=not args.quiet)
-    if args.json:
-        print(json.dumps(summary, indent=2, default=lambda o: None))
-    else:
-        print(format_retest(summary))
+    _print_summary(summary, args.json, format_retest)
     return 0
 
 
@@ -106,11 +105,14 @@ def cmd_bench_show(args: argparse.Namespace) -> int:
     from rwenas.study.bench import bench_summary, format_summary, parse_sources
 
     summary = bench_summary(args.bench_dir, parse_sources(args.sources))
-    if args.json:
-        print(json.dumps(summary, indent=2, default=lambda o: None))
-    else:
-        print(format_summary(summary))
+    _print_summary(summary, args.json, format_summary)
     return 0
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool,
+                   text: Callable[[dict[str, Any]], str]) -> None:
+    """A summary as JSON (values JSON cannot hold as null) or as its text."""
+    print(json.dumps(summary, indent=2, default=lambda o: None) if as_json else text(summary))
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
