@@ -125,20 +125,35 @@ def feature_passes(images: torch.Tensor, repeats: int) -> None:
           + f" {means['max only'] / means['both']:12.2f}x")
 
 
-def training_epochs(ds, images: int, repeats: int) -> None:
-    """The bench recipe's training (C=8, 5 cells, batch 128, ``precision="auto"``), one epoch
-    on ``images`` images, with PyTorch's average pools and with ``conv_avg_pools``."""
+def _fit(conv_pools: bool, genome: tuple[int, ...], recipe, data, seed: int, **kwargs):
+    """``fit`` of the bench network of ``genome``, with ``conv_avg_pools`` or (patched out of
+    the loop for this call) PyTorch's average pools; ``(result, wall seconds)``."""
     import contextlib
 
     import rwenas.fit.loop as loop
+    from bench_train import BENCH_OPTIONS, network
+
+    real = loop.conv_avg_pools
+    if not conv_pools:
+        loop.conv_avg_pools = lambda net: contextlib.nullcontext()
+    try:
+        t0 = time.perf_counter()
+        res = loop.fit(network(genome, recipe, data, seed, **BENCH_OPTIONS), data, recipe,
+                       seed=seed, device="cpu", precision="auto", **kwargs)
+        return res, time.perf_counter() - t0
+    finally:
+        loop.conv_avg_pools = real
+
+
+def training_epochs(ds, images: int, repeats: int) -> None:
+    """The bench recipe's training (C=8, 5 cells, batch 128, ``precision="auto"``), one epoch
+    on ``images`` images, with PyTorch's average pools and with ``conv_avg_pools``."""
     from bench_train import GENOMES as TRAIN_GENOMES
-    from bench_train import bench_recipe, network
+    from bench_train import bench_recipe
+    from rwenas.fit.loop import TrainData
 
     recipe = bench_recipe(1)
-    options = {"channels": 8, "layers": 5, "auxiliary": False, "drop_path": 0.0}
-    data = loop.TrainData.from_dataset(ds, train_size=images, test_size=256, seed=0)
-    real = loop.conv_avg_pools
-    variants = {"torch pools": lambda net: contextlib.nullcontext(), "conv avg pools": real}
+    data = TrainData.from_dataset(ds, train_size=images, test_size=256, seed=0)
     print(f"\ntraining, bench recipe, {images} images, one epoch, precision auto, "
           f"{torch.get_num_threads()} thread(s); training images/s (best of {repeats}) and "
           "the epoch's training loss")
@@ -146,21 +161,16 @@ def training_epochs(ds, images: int, repeats: int) -> None:
           f"{'loss torch':>10} {'loss conv':>9}")
     for name, text in TRAIN_GENOMES.items():
         genome = tuple(int(v) for v in text.split())
-        rates: dict[str, list[float]] = {k: [] for k in variants}
+        rates: dict[bool, list[float]] = {False: [], True: []}
         loss = {}
         for _ in range(repeats):
-            for key, pools in variants.items():
-                loop.conv_avg_pools = pools
-                try:
-                    res = loop.fit(network(genome, recipe, data, 0, **options), data, recipe,
-                                   seed=0, device="cpu", precision="auto")
-                finally:
-                    loop.conv_avg_pools = real
-                rates[key].append(images / res.history[-1]["seconds"])
-                loss[key] = res.history[-1]["train_loss"]
-        a, b = (max(rates[k]) for k in variants)
-        print(f"{name:<11} {a:11.0f} {b:10.0f} {b / a:7.2f}x {loss['torch pools']:10.4f} "
-              f"{loss['conv avg pools']:9.4f}", flush=True)
+            for conv in (False, True):
+                res, _ = _fit(conv, genome, recipe, data, 0)
+                rates[conv].append(images / res.history[-1]["seconds"])
+                loss[conv] = res.history[-1]["train_loss"]
+        a, b = max(rates[False]), max(rates[True])
+        print(f"{name:<11} {a:11.0f} {b:10.0f} {b / a:7.2f}x {loss[False]:10.4f} "
+              f"{loss[True]:9.4f}", flush=True)
 
 
 def training_accuracy(ds, seeds: list[int], genomes: list[str]) -> None:
@@ -168,16 +178,12 @@ def training_accuracy(ds, seeds: list[int], genomes: list[str]) -> None:
     all 10,000 test images) with PyTorch's average pools and with ``conv_avg_pools``: the
     final test accuracies (the same network, images and order; gradients differ by rounding)
     and wall seconds."""
-    import contextlib
-
-    import rwenas.fit.loop as loop
     from bench_train import GENOMES as TRAIN_GENOMES
-    from bench_train import bench_recipe, network
+    from bench_train import bench_recipe
+    from rwenas.fit.loop import TrainData
 
     recipe = bench_recipe(3)
-    options = {"channels": 8, "layers": 5, "auxiliary": False, "drop_path": 0.0}
-    data = loop.TrainData.from_dataset(ds, train_size=10000, seed=0)
-    real = loop.conv_avg_pools
+    data = TrainData.from_dataset(ds, train_size=10000, seed=0)
     print(f"\nbench budget, precision auto, {torch.get_num_threads()} thread(s): test accuracy "
           "and seconds with PyTorch's average pools and with conv_avg_pools")
     print(f"{'genome':<11}{'seed':>5}{'torch acc':>10}{'conv acc':>9}{'diff pt':>8}"
@@ -186,17 +192,10 @@ def training_accuracy(ds, seeds: list[int], genomes: list[str]) -> None:
         genome = tuple(int(v) for v in TRAIN_GENOMES[name].split())
         for seed in seeds:
             out = {}
-            for key, pools in (("torch", lambda net: contextlib.nullcontext()), ("conv", real)):
-                loop.conv_avg_pools = pools
-                try:
-                    t0 = time.perf_counter()
-                    res = loop.fit(network(genome, recipe, data, seed, **options), data, recipe,
-                                   seed=seed, device="cpu", precision="auto",
-                                   test_every_epoch=False)
-                    out[key] = (100 * res.history[-1]["test_acc"], time.perf_counter() - t0)
-                finally:
-                    loop.conv_avg_pools = real
-            (a, ta), (b, tb) = out["torch"], out["conv"]
+            for conv in (False, True):
+                res, seconds = _fit(conv, genome, recipe, data, seed, test_every_epoch=False)
+                out[conv] = (100 * res.history[-1]["test_acc"], seconds)
+            (a, ta), (b, tb) = out[False], out[True]
             print(f"{name:<11}{seed:>5}{a:9.2f}%{b:8.2f}%{b - a:+8.2f}{ta:8.1f}{tb:7.1f}"
                   f"{ta / tb:8.2f}x", flush=True)
 

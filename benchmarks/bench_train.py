@@ -46,6 +46,10 @@ GENOMES = {
 }
 
 
+#: The bench's network setting (C=8, 5 cells, no auxiliary head, no drop path).
+BENCH_OPTIONS = {"channels": 8, "layers": 5, "auxiliary": False, "drop_path": 0.0}
+
+
 def bench_recipe(epochs: int):
     from rwenas.study.bench import BenchBudget
 
@@ -136,8 +140,7 @@ def selected(args) -> list[tuple[str, str]]:
 
 
 def throughput(ds, args) -> None:
-    cases = [("bench", bench_recipe(1), {"channels": 8, "layers": 5, "auxiliary": False,
-                                         "drop_path": 0.0}, args.bench_images),
+    cases = [("bench", bench_recipe(1), BENCH_OPTIONS, args.bench_images),
              ("validation", CifarRecipe(epochs=1), {"channels": 34, "layers": 20,
                                                     "increment": 4, "auxiliary": True},
               args.validation_images)]
@@ -174,7 +177,6 @@ def throughput(ds, args) -> None:
 def accuracy(ds, args) -> None:
     recipe = bench_recipe(args.epochs)
     data = TrainData.from_dataset(ds, train_size=args.train_size, seed=0)
-    options = {"channels": 8, "layers": 5, "auxiliary": False, "drop_path": 0.0}
     print(f"bench budget: C=8, 5 cells, {args.epochs} epochs, {args.train_size} training / "
           f"{len(data.test_labels)} test images, batch {recipe.batch_size}")
     print(f"{'genome':<11}{'seed':>5}{'before acc':>11}{'after acc':>10}{'diff pt':>8}"
@@ -183,10 +185,10 @@ def accuracy(ds, args) -> None:
     for label, text in selected(args):
         genome = tuple(int(v) for v in text.split())
         for seed in args.seeds:
-            acc0, tr, te = reference_fit(network(genome, recipe, data, seed, **options), data,
-                                         recipe, seed)
-            acc1, s1 = rwenas_fit(network(genome, recipe, data, seed, **options), data, recipe,
-                                  seed, "auto", test_every_epoch=False)
+            acc0, tr, te = reference_fit(
+                network(genome, recipe, data, seed, **BENCH_OPTIONS), data, recipe, seed)
+            acc1, s1 = rwenas_fit(network(genome, recipe, data, seed, **BENCH_OPTIONS), data,
+                                  recipe, seed, "auto", test_every_epoch=False)
             diffs.append(100 * (acc1 - acc0))
             before_s += tr + te
             after_s += s1

@@ -28,8 +28,9 @@ def run(*args: str) -> str:
     return proc.stdout
 
 
-@pytest.mark.parametrize("script", ["bench_rwe.py", "bench_train.py", "gpu_bench.py",
-                                    "gpu_probe.py", "op_timings.py", "rwe_alternatives.py"])
+@pytest.mark.parametrize("script", ["bench_pools.py", "bench_rwe.py", "bench_train.py",
+                                    "gpu_bench.py", "gpu_probe.py", "op_timings.py",
+                                    "rwe_alternatives.py"])
 def test_benchmark_imports_and_parses_arguments(script):
     assert "usage:" in run(f"benchmarks/{script}", "--help")
 
