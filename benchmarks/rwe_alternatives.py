@@ -4,6 +4,7 @@
     python benchmarks/rwe_alternatives.py ort    [--images 2048] [--genomes 4]
     python benchmarks/rwe_alternatives.py pack   [--repeats 30]
     python benchmarks/rwe_alternatives.py fused  [--repeats 20]
+    python benchmarks/rwe_alternatives.py simd   [--repeats 30]
 
 * ``ort``: ONNX Runtime (float32, all graph optimisations) on the exported frozen backbone of
   ``bench_rwe.py``'s genomes (C=10, 5 cells, BatchNorm folded, RWE's inference pools, whose
@@ -14,6 +15,10 @@
   and a ReLU, bfloat16 channels-last, in ms per 128 images.
 * ``fused``: ReLU -> depthwise 3x3 -> 1x1 as one plainly written numba kernel (float32)
   against the three eager operations.
+* ``simd``: the same fused operation hand-vectorised with AVX-512 intrinsics
+  (``fused_sepconv.cpp``, compiled here with ``g++ -O3 -march=native``; needs AVX512-BF16),
+  bfloat16 in and out like the eager bfloat16 operations it is timed against, alone and
+  without its 1x1 part (against the eager depthwise convolution alone).
 
 All on one thread (``torch.set_num_threads(1)``); run on an otherwise idle machine.
 """
@@ -23,7 +28,10 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -183,18 +191,89 @@ def cmd_fused(args: argparse.Namespace) -> None:
               flush=True)
 
 
+def compile_fused_sepconv(workdir: Path):
+    """``fused_sepconv.cpp`` built with g++ for this CPU and loaded with ctypes; exits with a
+    one-line message where there is no g++ or no AVX512-BF16."""
+    import ctypes
+
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    if shutil.which("g++") is None or "avx512_bf16" not in flags:
+        raise SystemExit("simd needs g++ and a CPU with AVX512-BF16")
+    lib = workdir / "fused_sepconv.so"
+    src = Path(__file__).resolve().parent / "fused_sepconv.cpp"
+    subprocess.run(["g++", "-O3", "-march=native", "-shared", "-fPIC", "-o", str(lib), str(src)],
+                   check=True)
+    kernel = ctypes.CDLL(str(lib)).relu_dw3_pw
+    kernel.restype = ctypes.c_int
+    return kernel
+
+
+def pack_sepconv(dw: nn.Conv2d, pw: nn.Conv2d) -> tuple[torch.Tensor, ...]:
+    """The kernel's float32 weights: one zero-padded 16-lane row per depthwise tap
+    ``(9, 16)``, per 1x1 input channel ``(C, 16)``, and the 1x1 bias ``(16,)``."""
+    c = dw.out_channels
+    wd, wp, bias = torch.zeros(9, 16), torch.zeros(c, 16), torch.zeros(16)
+    wd[:, :c] = dw.weight.detach()[:, 0].permute(1, 2, 0).reshape(9, c)
+    wp[:, :c] = pw.weight.detach()[:, :, 0, 0].t()
+    bias[:c] = pw.bias.detach()
+    return wd, wp, bias
+
+
+def run_fused_sepconv(kernel, x: torch.Tensor, weights: tuple[torch.Tensor, ...],
+                      pointwise: int, out: torch.Tensor, channels: int | None = None) -> int:
+    """``kernel`` on bfloat16 channels-last ``x`` into ``out``; its return code (0 = done,
+    1 = more than 16 channels). ``channels`` overrides ``x``'s count (to test the refusal)."""
+    import ctypes
+
+    ptr = ctypes.c_void_p
+    n, c, h, w = x.shape
+    wd, wp, bias = weights
+    return kernel(ptr(x.data_ptr()), n, h, w, channels or c, ptr(wd.data_ptr()),
+                  ptr(wp.data_ptr()), ptr(bias.data_ptr()), pointwise, ptr(out.data_ptr()))
+
+
+def cmd_simd(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        kernel = compile_fused_sepconv(Path(tmp))
+        print("channels size  eager bf16 ms  simd ms  speed  eager dw ms  simd dw ms  speed"
+              "  eager rel diff  simd rel diff")
+        for c, hw in ((10, 28), (16, 28), (16, 14)):
+            x = torch.randn(128, c, hw, hw)
+            dw = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
+            pw = nn.Conv2d(c, c, 1)
+            xb = x.to(torch.bfloat16).contiguous(memory_format=CL)
+            dwb = copy.deepcopy(dw).to(torch.bfloat16, memory_format=CL)
+            pwb = copy.deepcopy(pw).to(torch.bfloat16, memory_format=CL)
+            simd = partial(run_fused_sepconv, kernel, xb, pack_sepconv(dw, pw),
+                           out=torch.empty_like(xb))
+            with torch.inference_mode():
+                want = pw(dw(torch.relu(xb.float())))
+                eager_ms = median_ms(partial(separable_half, xb, dwb, pwb), args.repeats)
+                eager_dw_ms = median_ms(partial(dwb, torch.relu(xb)), args.repeats)
+                rel_eager = float((separable_half(xb, dwb, pwb).float() - want).abs().max()
+                                  / want.abs().max())
+            simd_dw_ms = median_ms(partial(simd, 0), args.repeats)
+            simd_ms = median_ms(partial(simd, 1), args.repeats)
+            got = torch.empty_like(xb)
+            assert simd(1, out=got) == 0
+            rel = float((got.float() - want).abs().max() / want.abs().max())
+            print(f"{c:8d} {hw:4d} {eager_ms:14.3f} {simd_ms:8.3f} {eager_ms / simd_ms:5.2f}x "
+                  f"{eager_dw_ms:12.3f} {simd_dw_ms:11.3f} {eager_dw_ms / simd_dw_ms:5.2f}x "
+                  f"{rel_eager:15.1e} {rel:14.1e}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     o = sub.add_parser("ort", help="ONNX Runtime against the eager bfloat16 feature pass")
     o.add_argument("--images", type=int, default=2048)
     o.add_argument("--genomes", type=int, default=4)
-    for name, default in (("pack", 30), ("fused", 20)):
+    for name, default in (("pack", 30), ("fused", 20), ("simd", 30)):
         s = sub.add_parser(name)
         s.add_argument("--repeats", type=int, default=default)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    {"ort": cmd_ort, "pack": cmd_pack, "fused": cmd_fused}[args.cmd](args)
+    {"ort": cmd_ort, "pack": cmd_pack, "fused": cmd_fused, "simd": cmd_simd}[args.cmd](args)
     return 0
 
 
