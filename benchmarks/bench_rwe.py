@@ -6,6 +6,11 @@ per-sample items, then five ``nn.Linear`` classifiers trained one after another 
 random backbone (same seed), the same folds, standardisation and classifier recipe.
 
     python benchmarks/bench_rwe.py [--train-size 10000] [--val-size 2000] [--threads N]
+                                   [--rounds 1]
+
+With ``--rounds N`` each genome is evaluated N times by each side, interleaved, and each
+side's fastest evaluation counts (errors are the same every round): on a shared virtual
+machine one round's reference times moved by up to 1.5x between two runs minutes apart.
 
 It also reports how far the feature pass is from the machine's limit: achieved GFLOP/s
 (2 x the network's multiply-adds per image x images / feature seconds) against a ceiling
@@ -113,6 +118,8 @@ def main() -> None:
     ap.add_argument("--dataset", default="fashion-mnist", help="any dataset rwenas loads")
     ap.add_argument("--genomes", type=int, default=len(GENOMES),
                     help="how many of the fixed genomes to run (default all 6)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="evaluations per genome and side, interleaved; the fastest counts")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -138,7 +145,13 @@ def main() -> None:
                                   in_channels=shape[0], num_classes=10)
 
         madds = count_madds(factory(), shape)
-        res = rwe(factory, split, config, seed=0)
+        ours, refs = [], []
+        for _ in range(args.rounds):
+            ours.append(rwe(factory, split, config, seed=0))
+            if not args.skip_reference:
+                refs.append(reference_rwe(factory, split, config, seed=0))
+        assert len({r.error for r in ours}) == 1, "rwenas's error changed between rounds"
+        res = min(ours, key=lambda r: r.seconds)
         ours_t.append(res.seconds)
         rates.append(2 * madds * images / res.features_seconds / 1e9)
         cost = f"{madds / 1e6:8.2f} {res.features_seconds:7.3f} {rates[-1]:8.1f}"
@@ -146,7 +159,7 @@ def main() -> None:
             print(f"{name:<11} {res.seconds:9.2f} {'-':>8} {'-':>8} {100 * res.error:10.2f} "
                   f"{'-':>8} {'-':>7} {cost}")
             continue
-        ref_err, ref_s = reference_rwe(factory, split, config, seed=0)
+        ref_err, ref_s = min(refs, key=lambda r: r[1])
         ref_t.append(ref_s)
         diffs.append(100 * (res.error - ref_err))
         print(f"{name:<11} {res.seconds:9.2f} {ref_s:8.2f} {ref_s / res.seconds:7.1f}x "

@@ -353,6 +353,49 @@ def test_threaded_feature_extraction_matches_serial():
     assert torch.get_num_threads() == threads
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_job_alongside_the_features_runs_once_while_other_threads_take_batches(threads):
+    """RWE trains its classifiers alongside the validation features: with two threads the
+    job runs on one while the other takes batches (the job waits for a batch computed
+    elsewhere), with one it runs first; the features are those of a plain pass, and a
+    failing job's exception reaches the caller."""
+    import threading
+
+    net = Flat()
+    images = torch.randn(40, 6)
+    started = threading.Event()
+    calls, seen = [], []
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        seen.append(threading.get_ident())
+        started.set()
+        return net.features(x)
+
+    def job() -> None:
+        calls.append((threading.get_ident(), torch.get_num_threads()))
+        if threads == 2:
+            assert started.wait(10), "no batch ran while the job did"
+            assert any(t != threading.get_ident() for t in seen)
+        else:
+            assert not seen
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = extract_features(net, images, 8, torch.contiguous_format, features=features,
+                               alongside=job)
+        assert calls == [(calls[0][0], 1)]  # once, on single-threaded kernels
+        assert torch.equal(got, extract_features(net, images, 8, torch.contiguous_format))
+
+        def failing() -> None:
+            raise ValueError("job failed")
+
+        with pytest.raises(ValueError, match="job failed"):
+            extract_features(net, images, 8, torch.contiguous_format, alongside=failing)
+    finally:
+        torch.set_num_threads(saved)
+
+
 #: validation errors (of 120) of GOLDEN_GENOME per BatchNorm mode, measured when written: the
 #: three modes normalise differently, so each gives its own error
 BN_MODE_ERRORS = {"eval": 64, "batch": 72, "calibrated": 75}
@@ -451,17 +494,21 @@ def test_default_seed_is_zero():
     assert rwe(lambda: Flat(), split, cfg).error == rwe(lambda: Flat(), split, cfg, seed=0).error
 
 
-def test_nan_in_the_validation_features_alone_gives_the_worst_error():
+@pytest.mark.parametrize("part", ["train", "val"])
+def test_nan_in_either_features_gives_the_worst_error(part):
+    """NaN training features stop RWE before the classifiers; NaN validation features alone
+    are found after the classifiers, which train alongside the validation features."""
     split = blobs()
-    val_x = split.val_x.clone()
-    val_x[0, 0, 0, 0] = 1e6  # one validation image makes NaN features
-    split = Split(split.train_x, split.train_y, val_x, split.val_y)
+    images = {"train": split.train_x.clone(), "val": split.val_x.clone()}
+    images[part][0, 0, 0, 0] = 1e6  # one image makes NaN features
+    split = Split(images["train"], split.train_y, images["val"], split.val_y)
     t0 = time.perf_counter()
     with pytest.warns(RuntimeWarning, match="NaN/inf features") as caught:
         res = rwe(Probe(nan_marked=True), split, CPU, seed=0)
     wall = time.perf_counter() - t0
     assert (res.error, res.finite, res.num_features) == (1.0, False, 8)
-    assert res.classifier_seconds == 0.0 and 0 <= res.features_seconds <= wall
+    assert (res.classifier_seconds == 0.0) == (part == "train")
+    assert res.features_seconds >= 0 and res.seconds <= wall
     assert res.warning == ("backbone produced NaN/inf features; RWE error set to the worst "
                            "value 1.0")
     assert os.path.basename(caught[0].filename) != "rwe.py"  # reported at the caller of rwe()

@@ -19,6 +19,7 @@ the gradient of softmax cross-entropy written out (``(p - y) / B``), which equal
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -99,7 +100,11 @@ class RWEConfig:
 
 @dataclass
 class RWEResult:
-    """RWE error (fraction of the validation split misclassified) and where time went."""
+    """RWE error (fraction of the validation split misclassified) and where time went.
+
+    The classifiers train alongside the validation features, on one of the feature threads:
+    ``classifier_seconds`` is their share of the wall time (their own time over the number
+    of threads), ``features_seconds`` the rest; together the evaluation's wall time."""
 
     error: float
     features_seconds: float
@@ -237,55 +242,84 @@ class AllCellFeatures:
             h.remove()
 
 
+def feature_workers(images: torch.Tensor, batch: int) -> int:
+    """How many threads :func:`extract_features` shares ``images``' batches among: one per
+    intra-op thread torch has (one per core by default), at most one per batch; one off the
+    CPU."""
+    if images.device.type != "cpu":
+        return 1
+    return max(1, min(torch.get_num_threads(), math.ceil(len(images) / batch)))
+
+
 def extract_features(net: nn.Module, images: torch.Tensor, batch: int,
                      memory_format: torch.memory_format,
                      dtype: torch.dtype = torch.float32,
-                     features: Callable[[torch.Tensor], torch.Tensor] | None = None
-                     ) -> torch.Tensor:
+                     features: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                     alongside: Callable[[], None] | None = None) -> torch.Tensor:
     """Backbone features of ``images`` as float32 (BatchNorm modes are set by the caller).
 
     On a CPU the batches are shared among one Python thread per core, each running
     single-threaded kernels: for these small networks that beats intra-op threading, whose
-    per-operation synchronisation costs more than the operations themselves, and it makes the
-    result independent of the number of threads. ``features`` replaces ``net.features``.
+    per-operation synchronisation costs more than the operations themselves. Threads take
+    the next batch when free and each batch's features go to its own place, so the result
+    does not depend on the number of threads. ``features`` replaces ``net.features``.
+    ``alongside`` (a job with single-threaded kernels, such as training RWE's classifiers) runs
+    on the first thread before it joins the batches, so the other cores are not idle while it
+    runs; without threads it runs first.
     """
     starts = list(range(0, len(images), batch))
     forward = features or net.features
+    workers = feature_workers(images, batch)
+    out: list[torch.Tensor | None] = [None] * len(starts)
+    taken = itertools.count()  # next() of a count is atomic: each batch is taken once
 
-    def run(chunk: list[int]) -> list[torch.Tensor]:
+    def work(first: bool) -> None:
+        if first and alongside is not None:
+            alongside()
         with torch.inference_mode():
-            return [forward(images[s:s + batch].to(dtype).contiguous(
-                memory_format=memory_format)).float() for s in chunk]
+            while (i := next(taken)) < len(starts):
+                s = starts[i]
+                out[i] = forward(images[s:s + batch].to(dtype).contiguous(
+                    memory_format=memory_format)).float()
 
     if images.device.type != "cpu":
-        out = run(starts)
-    else:
-        workers = max(1, min(torch.get_num_threads(), len(starts)))
-        with single_threaded():
-            if workers == 1:
-                out = run(starts)
-            else:
-                with ThreadPoolExecutor(workers) as pool:
-                    parts = list(pool.map(run, [starts[w::workers] for w in range(workers)]))
-                out = [None] * len(starts)
-                for w, part in enumerate(parts):
-                    out[w::workers] = part
+        work(True)
+        return torch.cat(out) if out else torch.empty(0)
+    with single_threaded():
+        if workers == 1:
+            work(True)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                for done in [pool.submit(work, w == 0) for w in range(workers)]:
+                    done.result()  # re-raises a worker's exception
     return torch.cat(out) if out else torch.empty(0)
 
 
-def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    """Centre and scale features by training statistics (computed in float64).
-
-    The floor on each standard deviation is relative (to the largest one, and to the
-    feature's own mean), so a network whose activations all shrink to 1e-20 keeps its
-    information, which an absolute epsilon would erase, while constant features map to zero.
-    """
+def scaling(train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The centre and scale :func:`standardise` uses: the training features' mean and
+    standard deviation (float64, ``1 × F``), each deviation floored relative to the largest
+    one and to the feature's own mean, so a network whose activations all shrink to 1e-20
+    keeps its information, which an absolute epsilon would erase, while constant features
+    map to zero."""
     t64 = train.double()
     mean = t64.mean(0, keepdim=True)
     std = t64.std(0, keepdim=True, unbiased=False)
     floor = torch.maximum(std.max() * 1e-6, mean.abs() * 1e-4).clamp_min(1e-300)
-    std = torch.maximum(std, floor)
-    return [((x.double() - mean) / std).to(train.dtype) for x in (train, *others)]
+    return mean, torch.maximum(std, floor)
+
+
+def rescale(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+            dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``x`` centred and scaled by :func:`scaling`'s statistics, in ``dtype`` (default
+    ``x``'s)."""
+    return ((x.double() - mean) / std).to(dtype or x.dtype)
+
+
+def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """Centre and scale features by training statistics (computed in float64, see
+    :func:`scaling`)."""
+    mean, std = scaling(train)
+    return [rescale(x, mean, std, train.dtype) for x in (train, *others)]
 
 
 def fold_indices(n: int, folds: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -386,6 +420,9 @@ def init_seed(seed: int, index: int) -> int:
                >> 1)
 
 
+_NOT_FINITE = "backbone produced NaN/inf features; RWE error set to the worst value 1.0"
+
+
 @dataclass
 class BackboneOutcome:
     """One random backbone's part of RWE: the ensemble's validation softmax (``None`` when
@@ -454,35 +491,55 @@ def rwe_probabilities(network: nn.Module | Callable[[], nn.Module], split: Split
         inference_pools(net)  # same values; PyTorch's CPU pooling kernels are slow here
     net.to(dtype)
     hooks = AllCellFeatures(net) if config.features == "all_cells" else None
+    labels = split.train_y.to(device)
+    gen = torch.Generator().manual_seed(init_seed(seed, index) + 1)
+    fitted: dict[str, Any] = {}
+
+    def fit_classifiers() -> None:
+        # Alongside the validation features, on one thread: these small products gain
+        # nothing from more, and the summation order (so the result) must not depend on how
+        # many threads a worker has (extract_features runs it single-threaded).
+        start = time.perf_counter()
+        fitted["wb"] = train_linear_ensemble(train_f, labels, num_classes, config, gen)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        fitted["seconds"] = time.perf_counter() - start
+
     try:
         train_f = extract_features(net, train_x, config.inference_batch, memory_format, dtype,
                                    hooks)
+        n_feat = train_f.shape[1]
+        if not torch.isfinite(train_f).all():
+            return BackboneOutcome(None, time.perf_counter() - t0, 0.0, n_feat, _NOT_FINITE)
+        if config.standardize:
+            mean, std = scaling(train_f)
+            train_f = rescale(train_f, mean, std)
         val_f = extract_features(net, val_x, config.inference_batch, memory_format, dtype,
-                                 hooks)
+                                 hooks, alongside=fit_classifiers)
     finally:
         if hooks is not None:
             hooks.close()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    t1 = time.perf_counter()
-    n_feat = train_f.shape[1]
-    if not (torch.isfinite(train_f).all() and torch.isfinite(val_f).all()):
-        msg = "backbone produced NaN/inf features; RWE error set to the worst value 1.0"
-        return BackboneOutcome(None, t1 - t0, 0.0, n_feat, msg)
+    # The classifiers held one of the feature threads for their own time: their share of the
+    # wall time is that over the threads, the features' share the rest.
+    clf_s = fitted["seconds"] / feature_workers(val_x, config.inference_batch)
+    if not torch.isfinite(val_f).all():
+        return BackboneOutcome(None, time.perf_counter() - t0 - clf_s, clf_s, n_feat,
+                               _NOT_FINITE)
     if config.standardize:
-        train_f, val_f = standardise(train_f, val_f)
-    gen = torch.Generator().manual_seed(init_seed(seed, index) + 1)
-    # One thread: these small products gain nothing from more, and the summation order (so
-    # the result) must not depend on how many threads a worker has.
+        val_f = rescale(val_f, mean, std)
+    start = time.perf_counter()
+    w, b = fitted["wb"]
     with single_threaded() if device.type == "cpu" else nullcontext():
-        w, b = train_linear_ensemble(train_f, split.train_y.to(device), num_classes, config,
-                                     gen)
         probs = ensemble_probabilities(w, b, val_f).cpu()
-    t2 = time.perf_counter()
+    end = time.perf_counter()
+    clf_s += end - start
+    feat_s = end - t0 - clf_s
     if not (torch.isfinite(w).all() and torch.isfinite(probs).all()):
         msg = "classifier diverged; RWE error set to the worst value 1.0"
-        return BackboneOutcome(None, t1 - t0, t2 - t1, n_feat, msg)
-    return BackboneOutcome(probs, t1 - t0, t2 - t1, n_feat)
+        return BackboneOutcome(None, feat_s, clf_s, n_feat, msg)
+    return BackboneOutcome(probs, feat_s, clf_s, n_feat)
 
 
 def rwe(network: nn.Module | Callable[[], nn.Module], split: Split,
