@@ -271,13 +271,18 @@ def extract_features(net: nn.Module, images: torch.Tensor, batch: int,
     forward = features or net.features
     workers = feature_workers(images, batch)
     out: list[torch.Tensor | None] = [None] * len(starts)
-    taken = itertools.count()  # next() of a count is atomic: each batch is taken once
+    taken = itertools.count()
+    lock = threading.Lock()  # each batch is taken once
+
+    def take() -> int:
+        with lock:
+            return next(taken)
 
     def work(first: bool) -> None:
         if first and alongside is not None:
             alongside()
         with torch.inference_mode():
-            while (i := next(taken)) < len(starts):
+            while (i := take()) < len(starts):
                 s = starts[i]
                 out[i] = forward(images[s:s + batch].to(dtype).contiguous(
                     memory_format=memory_format)).float()
