@@ -191,14 +191,23 @@ def cmd_fused(args: argparse.Namespace) -> None:
               flush=True)
 
 
+def simd_unavailable() -> str | None:
+    """Why ``fused_sepconv.cpp`` cannot be built and run here (no g++ or no AVX512-BF16), or
+    ``None``."""
+    cpu = Path("/proc/cpuinfo")
+    flags = cpu.read_text().split() if cpu.exists() else []
+    if shutil.which("g++") is None or "avx512_bf16" not in flags:
+        return "simd needs g++ and a CPU with AVX512-BF16"
+    return None
+
+
 def compile_fused_sepconv(workdir: Path):
     """``fused_sepconv.cpp`` built with g++ for this CPU and loaded with ctypes; exits with a
-    one-line message where there is no g++ or no AVX512-BF16."""
+    one-line message where :func:`simd_unavailable` says why it cannot."""
     import ctypes
 
-    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
-    if shutil.which("g++") is None or "avx512_bf16" not in flags:
-        raise SystemExit("simd needs g++ and a CPU with AVX512-BF16")
+    if reason := simd_unavailable():
+        raise SystemExit(reason)
     lib = workdir / "fused_sepconv.so"
     src = Path(__file__).resolve().parent / "fused_sepconv.cpp"
     subprocess.run(["g++", "-O3", "-march=native", "-shared", "-fPIC", "-o", str(lib), str(src)],
